@@ -1,0 +1,120 @@
+"""The NATS JetStream spine: one work queue per stage, one event stream, a cancellation bucket.
+
+Subjects: `avlora.work.<stage>` (WorkQueue retention, one durable pull consumer per stage shared by
+every worker of that fleet) and `avlora.events.<job>` (the ledger's source of truth). Payloads are
+protobuf messages; every publish carries a message id so JetStream drops duplicates.
+"""
+
+import asyncio
+import socket
+import time
+import uuid
+from urllib.parse import urlparse
+
+import nats
+from nats.js import api
+from nats.js.errors import BadRequestError
+
+from avlora.v1 import events_pb2
+
+WORK_STREAM = "AVLORA_WORK"
+EVENT_STREAM = "AVLORA_EVENTS"
+CANCEL_BUCKET = "avlora_cancelled"
+LEDGER_CONSUMER = "ledger"
+STAGES = ("ingest", "preprocess", "train")
+NEXT_STAGE = {"ingest": "preprocess", "preprocess": "train"}
+DUPLICATE_WINDOW_S = 2 * 3600
+
+
+def work_subject(stage: str) -> str:
+    return f"avlora.work.{stage}"
+
+
+def event_subject(job_id: str) -> str:
+    return f"avlora.events.{job_id}"
+
+
+def consumer_name(stage: str) -> str:
+    return f"work-{stage}"
+
+
+async def wait_for_port(url: str, timeout: float = 10.0) -> None:
+    """Polls the server's TCP port (a refused nats.connect costs seconds and a traceback)."""
+    parsed = urlparse(url)
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            with socket.create_connection((parsed.hostname, parsed.port or 4222), timeout=0.5):
+                return
+        except OSError:
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"NATS at {url} is not answering") from None
+            await asyncio.sleep(0.05)
+
+
+async def connect(url: str, name: str) -> nats.NATS:
+    await wait_for_port(url)
+    return await nats.connect(url, name=name, max_reconnect_attempts=-1, reconnect_time_wait=0.5)
+
+
+async def ensure_spine(js, *, ack_wait: float, max_deliver: int) -> None:
+    """Creates (or updates) the streams, the stage consumers, the ledger's consumer and the
+    cancellation bucket. Safe to call from every process at start-up."""
+    streams = [
+        api.StreamConfig(name=WORK_STREAM, subjects=["avlora.work.*"],
+                         retention=api.RetentionPolicy.WORK_QUEUE, duplicate_window=DUPLICATE_WINDOW_S),
+        api.StreamConfig(name=EVENT_STREAM, subjects=["avlora.events.>"],
+                         retention=api.RetentionPolicy.LIMITS, duplicate_window=DUPLICATE_WINDOW_S,
+                         max_age=30 * 24 * 3600),
+    ]
+    for config in streams:
+        try:
+            await js.add_stream(config)
+        except BadRequestError:
+            await js.update_stream(config)
+    for stage in STAGES:
+        await _ensure_consumer(js, WORK_STREAM, api.ConsumerConfig(
+            durable_name=consumer_name(stage), filter_subject=work_subject(stage),
+            ack_policy=api.AckPolicy.EXPLICIT, ack_wait=ack_wait, max_deliver=max_deliver,
+            max_ack_pending=1000))
+    await _ensure_consumer(js, EVENT_STREAM, api.ConsumerConfig(
+        durable_name=LEDGER_CONSUMER, ack_policy=api.AckPolicy.EXPLICIT, ack_wait=30,
+        max_ack_pending=10000))
+    try:
+        await js.key_value(CANCEL_BUCKET)
+    except Exception:
+        await js.create_key_value(bucket=CANCEL_BUCKET, max_age=7 * 24 * 3600)
+
+
+async def _ensure_consumer(js, stream: str, config: api.ConsumerConfig) -> None:
+    try:
+        await js.add_consumer(stream, config)
+    except BadRequestError:
+        pass  # exists with another config (e.g. a running fleet's ack_wait): keep it
+
+
+async def publish_work(js, stage: str, work: events_pb2.StageWork) -> None:
+    """Queues a job for a stage; a repeat (redelivered upstream stage) is dropped by JetStream."""
+    await js.publish(work_subject(stage), work.SerializeToString(),
+                     headers={"Nats-Msg-Id": f"{work.job_id}:{stage}"})
+
+
+def new_event(job_id: str, event_id: str | None = None, **kind) -> events_pb2.JobEvent:
+    return events_pb2.JobEvent(event_id=event_id or uuid.uuid4().hex, job_id=job_id, at=time.time(), **kind)
+
+
+async def publish_event(js, event: events_pb2.JobEvent) -> None:
+    await js.publish(event_subject(event.job_id), event.SerializeToString(),
+                     headers={"Nats-Msg-Id": event.event_id})
+
+
+async def mark_cancelled(js, job_id: str) -> None:
+    kv = await js.key_value(CANCEL_BUCKET)
+    await kv.put(job_id, b"1")
+
+
+async def is_cancelled(kv, job_id: str) -> bool:
+    try:
+        return (await kv.get(job_id)).value == b"1"
+    except Exception:  # key not found
+        return False

@@ -1,0 +1,78 @@
+"""How the CLI reaches the stack: DATA_DIR/stack.json (written by `avlora up`) or
+AVLORA_ADDR / AVLORA_API_KEY / AVLORA_INGEST_ADDR / AVLORA_PREPROCESS_ADDR."""
+
+import hashlib
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import grpc
+
+from avlora.v1 import jobs_pb2_grpc, stages_pb2, stages_pb2_grpc
+
+CHUNK = 1024 * 1024
+
+
+@dataclass
+class Endpoints:
+    api: str
+    api_key: str
+    ingest: str
+    preprocess: str
+
+    @classmethod
+    def find(cls, data_dir: str | None = None) -> "Endpoints":
+        env = os.environ
+        stack_file = Path(data_dir or env.get("AVLORA_DATA_DIR", ".state")) / "stack.json"
+        info = json.loads(stack_file.read_text()) if stack_file.exists() else {}
+        api = env.get("AVLORA_ADDR") or info.get("ledger_addr")
+        key = env.get("AVLORA_API_KEY") or info.get("api_key")
+        if not api or not key:
+            raise SystemExit(f"no stack found: run `avlora up` (looked for {stack_file}) "
+                             "or set AVLORA_ADDR and AVLORA_API_KEY")
+        return cls(api=api, api_key=key, ingest=env.get("AVLORA_INGEST_ADDR") or info.get("ingest_addr", ""),
+                   preprocess=env.get("AVLORA_PREPROCESS_ADDR") or info.get("preprocess_addr", ""))
+
+    @property
+    def auth(self) -> list[tuple[str, str]]:
+        return [("authorization", f"Bearer {self.api_key}")]
+
+    def jobs(self) -> jobs_pb2_grpc.JobServiceStub:
+        return jobs_pb2_grpc.JobServiceStub(grpc.insecure_channel(self.api))
+
+    def preprocess_stub(self) -> stages_pb2_grpc.PreprocessServiceStub:
+        return stages_pb2_grpc.PreprocessServiceStub(grpc.insecure_channel(self.need("preprocess")))
+
+    def need(self, name: str) -> str:
+        address = getattr(self, name)
+        if not address:
+            raise SystemExit(f"no {name} address: set AVLORA_{name.upper()}_ADDR")
+        return address
+
+    def upload(self, path: Path) -> str:
+        """Streams a local file to ingest and returns its upload:// reference."""
+        digest = hashlib.sha256()
+
+        def chunks():
+            with path.open("rb") as handle:
+                first = True
+                while block := handle.read(CHUNK):
+                    digest.update(block)
+                    yield stages_pb2.UploadChunk(filename=path.name if first else "", data=block)
+                    first = False
+            yield stages_pb2.UploadChunk(sha256=digest.hexdigest())
+
+        with grpc.insecure_channel(self.need("ingest")) as channel:
+            stub = stages_pb2_grpc.IngestServiceStub(channel)
+            return stub.Upload(chunks(), metadata=self.auth, timeout=3600).uri
+
+
+def as_url(endpoints: Endpoints, value: str) -> str:
+    """URLs pass through; a local file is uploaded first."""
+    if value.startswith(("http://", "https://", "upload://")):
+        return value
+    path = Path(value)
+    if not path.is_file():
+        raise SystemExit(f"{value}: no such file (and not an http(s):// or upload:// URL)")
+    return endpoints.upload(path)

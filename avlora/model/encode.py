@@ -1,0 +1,137 @@
+"""Plain encoding functions used by preprocessing (and by tests and previews).
+
+Cached latents are in the transformer's space: normalised with the VAEs' latent statistics and
+unpacked. Video: [128, F', H', W'] with F' = (F - 1) / 8 + 1, H' = H / 32, W' = W / 32. Audio:
+[8, T', 16], 25 latents per second. Prompts are cached compactly: only the valid (unpadded)
+rows of the text encoder's stacked hidden states, plus the full-length mask."""
+
+import math
+
+import torch
+import torch.nn.functional as F
+from diffusers import LTX2Pipeline
+
+AUDIO_SAMPLE_RATE = 16000
+AUDIO_LATENTS_PER_SECOND = 25
+MEL_BINS = 64
+HOP_LENGTH = 160
+N_FFT = 1024
+
+
+def audio_latent_count(num_frames: int, frame_rate: float) -> int:
+    """Audio latents that cover `num_frames` video frames (what the pipelines generate)."""
+    return round(num_frames / frame_rate * AUDIO_LATENTS_PER_SECOND)
+
+
+@torch.no_grad()
+def encode_video(vae, frames: torch.Tensor) -> torch.Tensor:
+    """uint8 frames [F, H, W, 3] (F % 8 == 1, H and W multiples of 32) -> latents [128, F', H', W']."""
+    count, height, width, _ = frames.shape
+    if (count - 1) % 8 or height % 32 or width % 32:
+        raise ValueError(f"video of {count} frames at {width}x{height}: needs F % 8 == 1 and sides % 32 == 0")
+    device, dtype = vae.device, vae.dtype
+    video = frames.to(device).permute(3, 0, 1, 2).unsqueeze(0).to(dtype) / 127.5 - 1.0
+    latents = vae.encode(video).latent_dist.mode()
+    latents = LTX2Pipeline._normalize_latents(latents, vae.latents_mean, vae.latents_std,
+                                              vae.config.scaling_factor)
+    return latents[0]
+
+
+@torch.no_grad()
+def decode_video(vae, latents: torch.Tensor) -> torch.Tensor:
+    """Normalised latents [128, F', H', W'] -> uint8 frames [F, H, W, 3]."""
+    latents = LTX2Pipeline._denormalize_latents(latents.unsqueeze(0).to(vae.device, vae.dtype),
+                                                vae.latents_mean, vae.latents_std, vae.config.scaling_factor)
+    timestep = torch.zeros(1, device=vae.device, dtype=vae.dtype) if vae.config.timestep_conditioning else None
+    video = vae.decode(latents, timestep, return_dict=False)[0][0]
+    return ((video.float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).permute(1, 2, 3, 0).cpu()
+
+
+def _hz_to_mel(hz: torch.Tensor) -> torch.Tensor:
+    """Slaney mel scale: linear below 1 kHz, logarithmic above."""
+    logstep = math.log(6.4) / 27.0
+    return torch.where(hz < 1000.0, hz * 3.0 / 200.0, 15.0 + torch.log(hz.clamp(min=1e-9) / 1000.0) / logstep)
+
+
+def _mel_to_hz(mel: torch.Tensor) -> torch.Tensor:
+    logstep = math.log(6.4) / 27.0
+    return torch.where(mel < 15.0, mel * 200.0 / 3.0, 1000.0 * torch.exp(logstep * (mel - 15.0)))
+
+
+def mel_filterbank(n_freqs: int = N_FFT // 2 + 1, n_mels: int = MEL_BINS, f_max: float = 8000.0,
+                   sample_rate: int = AUDIO_SAMPLE_RATE) -> torch.Tensor:
+    """Triangular slaney-scale filters with slaney (area) normalisation: [n_freqs, n_mels]."""
+    freqs = torch.linspace(0, sample_rate // 2, n_freqs, dtype=torch.float64)
+    mel_points = torch.linspace(0.0, float(_hz_to_mel(torch.tensor(f_max, dtype=torch.float64))), n_mels + 2,
+                                dtype=torch.float64)
+    hz_points = _mel_to_hz(mel_points)
+    widths = hz_points[1:] - hz_points[:-1]
+    slopes = hz_points[None, :] - freqs[:, None]
+    rising = -slopes[:, :-2] / widths[:-1]
+    falling = slopes[:, 2:] / widths[1:]
+    filters = torch.clamp(torch.minimum(rising, falling), min=0)
+    filters *= (2.0 / (hz_points[2:] - hz_points[:-2]))[None, :]
+    return filters.float()
+
+
+def mel_spectrogram(waveform: torch.Tensor) -> torch.Tensor:
+    """Stereo waveform [2, N] at 16 kHz -> log-mel [2, N // 160 + 1, 64] (Lightricks' front end)."""
+    window = torch.hann_window(N_FFT, device=waveform.device)
+    spectrum = torch.stft(waveform.float(), N_FFT, hop_length=HOP_LENGTH, win_length=N_FFT, window=window,
+                          center=True, pad_mode="reflect", return_complex=True).abs()
+    mel = spectrum.transpose(1, 2) @ mel_filterbank().to(waveform.device)
+    return torch.log(mel.clamp(min=1e-5))
+
+
+@torch.no_grad()
+def encode_audio(audio_vae, waveform: torch.Tensor, num_latents: int | None = None) -> torch.Tensor:
+    """Waveform [2, N] (or [1, N], duplicated) at 16 kHz -> normalised latents [8, T', 16], trimmed to
+    `num_latents` when given (see audio_latent_count)."""
+    if waveform.shape[0] == 1:
+        waveform = waveform.repeat(2, 1)
+    mel = mel_spectrogram(waveform.to(audio_vae.device)).unsqueeze(0).to(audio_vae.dtype)
+    latents = audio_vae.encode(mel).latent_dist.mode()
+    if num_latents is not None:
+        if latents.shape[2] < num_latents:
+            raise ValueError(f"audio gives {latents.shape[2]} latents, {num_latents} needed")
+        latents = latents[:, :, :num_latents]
+    _, _, length, mel_bins = latents.shape
+    packed = LTX2Pipeline._pack_audio_latents(latents)
+    packed = LTX2Pipeline._normalize_audio_latents(packed, audio_vae.latents_mean, audio_vae.latents_std)
+    return LTX2Pipeline._unpack_audio_latents(packed, length, mel_bins)[0]
+
+
+@torch.no_grad()
+def decode_audio(audio_vae, vocoder, latents: torch.Tensor) -> torch.Tensor:
+    """Normalised latents [8, T', 16] -> float waveform [2, samples] at vocoder.config.output_sampling_rate."""
+    channels, length, mel_bins = latents.shape
+    packed = LTX2Pipeline._pack_audio_latents(latents.unsqueeze(0).to(audio_vae.device, audio_vae.dtype))
+    packed = LTX2Pipeline._denormalize_audio_latents(packed, audio_vae.latents_mean, audio_vae.latents_std)
+    mel = audio_vae.decode(LTX2Pipeline._unpack_audio_latents(packed, length, mel_bins), return_dict=False)[0]
+    return vocoder(mel.to(vocoder.dtype))[0].float().cpu()
+
+
+@torch.no_grad()
+def encode_prompts(text_encoder, tokenizer, prompts: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Prompts -> (stacked hidden states of every text-encoder layer [B, L, hidden * (layers + 1)],
+    mask [B, L] int64), left-padded to the tokenizer's model_max_length: what the connectors take."""
+    tokenizer.padding_side = "left"
+    tokens = tokenizer([p.strip() for p in prompts], padding="max_length", max_length=tokenizer.model_max_length,
+                       truncation=True, add_special_tokens=True, return_tensors="pt")
+    ids, mask = tokens.input_ids.to(text_encoder.device), tokens.attention_mask.to(text_encoder.device)
+    hidden = text_encoder(input_ids=ids, attention_mask=mask, output_hidden_states=True).hidden_states
+    return torch.stack(hidden, dim=-1).flatten(2, 3), mask
+
+
+def prompt_to_cache(embeds: torch.Tensor, mask: torch.Tensor) -> dict[str, torch.Tensor]:
+    """One prompt's (embeds [L, D], mask [L]) -> {"prompt_embeds": valid rows [n, D], "prompt_mask": [L]}."""
+    return {"prompt_embeds": embeds[mask.bool()].contiguous().cpu(), "prompt_mask": mask.to(torch.int64).cpu()}
+
+
+def prompt_from_cache(tensors: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+    """The inverse of prompt_to_cache: (embeds [1, L, D] with zero padding rows, mask [1, L])."""
+    mask = tensors["prompt_mask"]
+    rows = tensors["prompt_embeds"]
+    embeds = rows.new_zeros(mask.shape[0], rows.shape[-1])
+    embeds[mask.bool()] = rows
+    return embeds.unsqueeze(0), mask.unsqueeze(0)

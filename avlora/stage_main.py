@@ -1,0 +1,14 @@
+"""`python -m services.<stage>`: one stage process (its gRPC servicer and its NATS worker)."""
+
+import asyncio
+
+from avlora.service import Registration, configure_logging, serve
+from avlora.settings import Settings
+from avlora.worker import StageFunction, StageWorker
+
+
+def run_stage_process(stage: str, run: StageFunction, registrations: list[Registration]) -> None:
+    configure_logging()
+    settings = Settings()
+    worker = StageWorker(stage, run, settings)
+    asyncio.run(serve(stage, settings, registrations, background=[worker.serve], on_stop=worker.stop))

@@ -1,0 +1,204 @@
+"""The stage worker: pulls a stage's work queue and runs the stage's plain function on each item.
+
+A stage is `run(ctx: StageContext)` returning its output (a URI, or the trainer's Outputs). This
+module is the only place that knows about acks, heartbeats, redelivery and events.
+"""
+
+import asyncio
+import threading
+import time
+import traceback
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import structlog
+
+from avlora import bus
+from avlora.params import JobParams, from_proto
+from avlora.settings import Settings
+from avlora.store import ArtifactStore
+from avlora.v1 import events_pb2, jobs_pb2
+
+log = structlog.get_logger()
+PROGRESS_INTERVAL_S = 0.5
+
+
+class UserError(Exception):
+    """The user's input is wrong: the job fails with this message, is not retried, is billed 0."""
+
+
+class JobCancelled(Exception):
+    """The job was cancelled while a stage ran it."""
+
+
+@dataclass
+class StageContext:
+    job_id: str
+    tenant: str
+    params: JobParams
+    input_uri: str
+    store: ArtifactStore
+    settings: Settings
+    stage: str
+    attempt: int = 1
+    emit: Callable[[events_pb2.JobEvent], None] = lambda event: None
+    cancel_flag: threading.Event = field(default_factory=threading.Event)
+    _last_progress: float = 0.0
+
+    @classmethod
+    def for_test(cls, job_id: str, params: JobParams, store: ArtifactStore, input_uri: str = "",
+                 stage: str = "test", settings: Settings | None = None) -> "StageContext":
+        """A context whose events land in `ctx.events`, for calling a stage without NATS."""
+        ctx = cls(job_id=job_id, tenant="test", params=params, input_uri=input_uri, store=store,
+                  settings=settings or Settings(), stage=stage)
+        ctx.events = []
+        ctx.emit = ctx.events.append
+        return ctx
+
+    def progress(self, done: int, total: int, unit: str, message: str = "", **metrics) -> None:
+        now = time.monotonic()
+        if done < total and not message and now - self._last_progress < PROGRESS_INTERVAL_S:
+            return
+        self._last_progress = now
+        progress = jobs_pb2.Progress(stage=self.stage, done=done, total=total, unit=unit,
+                                     message=message, **metrics)
+        self.emit(bus.new_event(self.job_id, progress=progress))
+
+    def log(self, message: str) -> None:
+        self.progress(0, 0, "", message)
+
+    def cancelled(self) -> bool:
+        return self.cancel_flag.is_set()
+
+    def raise_if_cancelled(self) -> None:
+        if self.cancelled():
+            raise JobCancelled()
+
+
+StageFunction = Callable[[StageContext], object]
+
+
+class StageWorker:
+    """Runs one stage's function over its durable pull consumer until `stop()`."""
+
+    def __init__(self, stage: str, run: StageFunction, settings: Settings):
+        self.stage, self.run_stage, self.settings = stage, run, settings
+        self.store = ArtifactStore(settings.store_dir)
+        self.stopping = asyncio.Event()
+        self.current_job: str = ""
+
+    async def serve(self) -> None:
+        nc = await bus.connect(self.settings.nats_url, f"{self.stage}-{self.settings.worker_name}")
+        js = nc.jetstream()
+        await bus.ensure_spine(js, ack_wait=self.settings.ack_wait_s, max_deliver=self.settings.max_deliver)
+        subscription = await js.pull_subscribe_bind(durable=bus.consumer_name(self.stage), stream=bus.WORK_STREAM)
+        kv = await js.key_value(bus.CANCEL_BUCKET)
+        log.info("worker ready", stage=self.stage, worker=self.settings.worker_name)
+        try:
+            while not self.stopping.is_set():
+                try:
+                    messages = await subscription.fetch(1, timeout=1)
+                except (asyncio.TimeoutError, TimeoutError):
+                    continue
+                except Exception as error:  # connection blips: keep pulling
+                    if self.stopping.is_set():
+                        break
+                    log.warning("fetch failed", error=str(error))
+                    await asyncio.sleep(0.5)
+                    continue
+                for message in messages:
+                    await self._handle(js, kv, message)
+        finally:
+            await nc.drain()
+
+    def stop(self) -> None:
+        self.stopping.set()
+
+    async def _handle(self, js, kv, message) -> None:
+        work = events_pb2.StageWork.FromString(message.data)
+        attempt = message.metadata.num_delivered
+        job_id = work.job_id
+        if await bus.is_cancelled(kv, job_id):
+            await message.ack()
+            return
+        loop = asyncio.get_running_loop()
+
+        def emit(event: events_pb2.JobEvent) -> None:  # called from the stage's thread
+            asyncio.run_coroutine_threadsafe(bus.publish_event(js, event), loop)
+
+        ctx = StageContext(job_id=job_id, tenant=work.tenant, params=from_proto(work.params),
+                           input_uri=work.input_uri, store=self.store, settings=self.settings,
+                           stage=self.stage, attempt=attempt, emit=emit)
+        await bus.publish_event(js, bus.new_event(
+            job_id, f"{job_id}:{self.stage}:started:{attempt}",
+            started=events_pb2.StageStarted(stage=self.stage, worker=self.settings.worker_name, attempt=attempt)))
+        self.current_job = job_id
+        keepalive = asyncio.create_task(self._keep_alive(message, kv, ctx))
+        task = asyncio.ensure_future(asyncio.to_thread(self.run_stage, ctx))
+        try:
+            await self._settle(js, message, work, ctx, task)
+        finally:
+            keepalive.cancel()
+            self.current_job = ""
+
+    async def _settle(self, js, message, work, ctx, task) -> None:
+        job_id, stage = work.job_id, self.stage
+        stop_wait = asyncio.ensure_future(self.stopping.wait())
+        await asyncio.wait([task, stop_wait], return_when=asyncio.FIRST_COMPLETED)
+        stop_wait.cancel()
+        if not task.done():  # shutting down: give the item a grace period, then release it
+            done, _ = await asyncio.wait([task], timeout=self.settings.ack_wait_s / 3)
+            if not done:
+                ctx.cancel_flag.set()  # ask the stage to stop early; its work is redelivered
+                await message.nak()
+                log.info("released work on shutdown", stage=stage, job=job_id)
+                return
+        try:
+            result = task.result()
+        except UserError as error:
+            await self._fail(js, job_id, str(error), f"{job_id}:{stage}:failed")
+            await message.ack()
+            return
+        except JobCancelled:
+            if self.stopping.is_set() and not await self._cancel_requested(js, job_id):
+                await message.nak()
+                return
+            await bus.publish_event(js, bus.new_event(
+                job_id, f"{job_id}:{stage}:cancelled", cancelled=events_pb2.StageCancelled(stage=stage)))
+            await message.ack()
+            return
+        except Exception as error:
+            log.error("stage crashed", stage=stage, job=job_id, attempt=ctx.attempt,
+                      error=traceback.format_exc())
+            if ctx.attempt >= self.settings.max_deliver:
+                await self._fail(js, job_id, f"internal error in {stage}: {error}", f"{job_id}:{stage}:failed")
+                await message.ack()
+            else:
+                await message.nak(delay=min(30, 2 ** ctx.attempt))
+            return
+        if stage in bus.NEXT_STAGE:
+            await bus.publish_work(js, bus.NEXT_STAGE[stage], events_pb2.StageWork(
+                job_id=job_id, tenant=work.tenant, params=work.params, input_uri=result))
+        else:
+            await bus.publish_event(js, bus.new_event(
+                job_id, f"{job_id}:succeeded", succeeded=events_pb2.JobSucceeded(
+                    outputs=result, steps_completed=ctx.params.number_of_steps)))
+        await message.ack()
+
+    async def _fail(self, js, job_id: str, reason: str, event_id: str) -> None:
+        await bus.publish_event(js, bus.new_event(
+            job_id, event_id, failed=events_pb2.StageFailed(stage=self.stage, reason=reason)))
+
+    async def _cancel_requested(self, js, job_id: str) -> bool:
+        return await bus.is_cancelled(await js.key_value(bus.CANCEL_BUCKET), job_id)
+
+    async def _keep_alive(self, message, kv, ctx: StageContext) -> None:
+        """Heartbeats the message so long work is not redelivered, and watches for cancellation."""
+        last_beat = time.monotonic()
+        while True:
+            await asyncio.sleep(1.0)
+            if await bus.is_cancelled(kv, ctx.job_id):
+                ctx.cancel_flag.set()
+            if time.monotonic() - last_beat >= self.settings.ack_wait_s / 3:
+                await message.in_progress()
+                last_beat = time.monotonic()

@@ -1,0 +1,39 @@
+"""Ingest's limits: sizes, timeouts, retries and allowed networks, each overridable by an
+AVLORA_INGEST_<FIELD> environment variable (e.g. AVLORA_INGEST_MAX_DOWNLOAD_BYTES)."""
+
+import ipaddress
+import os
+from dataclasses import dataclass, fields
+
+GiB = 1 << 30
+
+
+@dataclass(frozen=True)
+class IngestLimits:
+    max_download_bytes: int = 8 * GiB       # a dataset zip or a validation file
+    max_total_bytes: int = 16 * GiB         # everything extracted from one archive
+    max_entry_bytes: int = 4 * GiB          # one extracted file
+    max_entries: int = 10_000
+    max_ratio: float = 100.0                # uncompressed / compressed, for entries over ratio_floor
+    ratio_floor_bytes: int = 1 << 20
+    connect_timeout_s: float = 10.0
+    read_timeout_s: float = 30.0            # the longest wait for the next bytes
+    total_timeout_s: float = 3600.0         # the longest one download may take
+    max_redirects: int = 5
+    retries: int = 3                        # extra attempts after the first
+    backoff_s: float = 0.5                  # doubled on each retry
+    allow_networks: str = ""                # comma-separated CIDRs allowed despite being non-public
+
+    @classmethod
+    def from_env(cls) -> "IngestLimits":
+        values = {}
+        for item in fields(cls):
+            raw = os.environ.get(f"AVLORA_INGEST_{item.name.upper()}")
+            if raw is not None:
+                values[item.name] = item.type(raw)
+        return cls(**values)
+
+    @property
+    def allowed_networks(self) -> list[ipaddress.IPv4Network | ipaddress.IPv6Network]:
+        return [ipaddress.ip_network(cidr.strip(), strict=False)
+                for cidr in self.allow_networks.split(",") if cidr.strip()]

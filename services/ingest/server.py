@@ -1,0 +1,41 @@
+"""The ingest service's direct RPC: a client-streaming upload of a zip or a validation file."""
+
+import hashlib
+import os
+import secrets
+
+import grpc
+
+from avlora.store import UPLOAD_SCHEME, ArtifactStore
+from avlora.v1 import stages_pb2, stages_pb2_grpc
+
+
+class IngestServicer(stages_pb2_grpc.IngestServiceServicer):
+    def __init__(self, store: ArtifactStore, max_upload_bytes: int):
+        self.store, self.max_upload_bytes = store, max_upload_bytes
+
+    async def Upload(self, request_iterator, context: grpc.aio.ServicerContext) -> stages_pb2.UploadResult:
+        """Stores the streamed bytes at upload://<random id> once complete and checked."""
+        upload_id = secrets.token_hex(16)
+        path = self.store.path(f"uploads/{upload_id}")
+        part = path.with_name(f".{upload_id}.part")
+        digest, size, claimed = hashlib.sha256(), 0, ""
+        try:
+            with open(part, "wb") as out:
+                async for chunk in request_iterator:
+                    size += len(chunk.data)
+                    if size > self.max_upload_bytes:
+                        await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED,
+                                            f"upload is over the limit of {self.max_upload_bytes} bytes")
+                    digest.update(chunk.data)
+                    out.write(chunk.data)
+                    claimed = chunk.sha256.lower() or claimed
+            if size == 0:
+                await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "upload is empty")
+            if claimed and claimed != digest.hexdigest():
+                await context.abort(grpc.StatusCode.DATA_LOSS, f"upload's sha256 {digest.hexdigest()} does "
+                                    f"not match the {claimed} the client sent")
+            os.replace(part, path)
+        finally:
+            part.unlink(missing_ok=True)
+        return stages_pb2.UploadResult(uri=f"{UPLOAD_SCHEME}{upload_id}", size=size, sha256=digest.hexdigest())

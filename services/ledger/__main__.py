@@ -1,0 +1,48 @@
+"""`python -m services.ledger`: the public JobService, the internal LedgerService and the event
+consumer. AVLORA_DATABASE_URL (default: SQLite in the data dir); AVLORA_LEDGER_KEYS="tenant:key,..."
+registers keys at start-up; AVLORA_ADMIN_KEY enables CreateApiKey."""
+
+import asyncio
+import os
+
+from avlora import bus
+from avlora.service import configure_logging, serve
+from avlora.settings import Settings
+from avlora.v1 import jobs_pb2_grpc, stages_pb2_grpc
+from services.ledger.api import JobChanges, JobService, LedgerService
+from services.ledger.consumer import apply_events, fail_exhausted_work
+from services.ledger.db import make_engine, migrate
+from services.ledger.ledger import Ledger
+
+
+async def main() -> None:
+    settings = Settings()
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    engine = make_engine(settings.database_url or f"sqlite:///{settings.data_dir / 'ledger.db'}")
+    await migrate(engine)
+    ledger = Ledger(engine)
+    for entry in filter(None, os.environ.get("AVLORA_LEDGER_KEYS", "").split(",")):
+        tenant, _, key = entry.partition(":")
+        await ledger.add_api_key(tenant, key)
+    nc = await bus.connect(settings.nats_url, f"ledger-{settings.worker_name}")
+    js = nc.jetstream()
+    await bus.ensure_spine(js, ack_wait=settings.ack_wait_s, max_deliver=settings.max_deliver)
+    changes = JobChanges()
+    stopping = asyncio.Event()
+    await fail_exhausted_work(nc, js, ledger, changes)
+    registrations = [
+        (jobs_pb2_grpc.add_JobServiceServicer_to_server, JobService(ledger, js, changes), "avlora.v1.JobService"),
+        (stages_pb2_grpc.add_LedgerServiceServicer_to_server,
+         LedgerService(ledger, os.environ.get("AVLORA_ADMIN_KEY", "")), "avlora.v1.LedgerService"),
+    ]
+    try:
+        await serve("ledger", settings, registrations,
+                    background=[lambda: apply_events(js, ledger, changes, stopping)], on_stop=stopping.set)
+    finally:
+        await nc.drain()
+        await engine.dispose()
+
+
+if __name__ == "__main__":
+    configure_logging()
+    asyncio.run(main())

@@ -1,0 +1,67 @@
+"""The ledger's tables (SQLAlchemy 2). Alembic migrations in migrations/ create them."""
+
+from datetime import datetime, timezone
+
+from sqlalchemy import (BigInteger, Boolean, DateTime, Float, ForeignKey, Integer, LargeBinary, String,
+                        Text, UniqueConstraint)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class Tenant(Base):
+    __tablename__ = "tenants"
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class ApiKey(Base):
+    __tablename__ = "api_keys"
+    key_hash: Mapped[str] = mapped_column(String(64), primary_key=True)  # sha256 hex of the key
+    tenant_id: Mapped[str] = mapped_column(ForeignKey("tenants.id"), index=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class Job(Base):
+    __tablename__ = "jobs"
+    __table_args__ = (UniqueConstraint("tenant_id", "request_id", name="uq_jobs_tenant_request"),)
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    tenant_id: Mapped[str] = mapped_column(ForeignKey("tenants.id"), index=True)
+    mode: Mapped[str] = mapped_column(String(8))
+    state: Mapped[int] = mapped_column(Integer, index=True)  # avlora.v1.JobState
+    params_json: Mapped[str] = mapped_column(Text)
+    request_id: Mapped[str | None] = mapped_column(String(128), nullable=True)
+    progress: Mapped[bytes] = mapped_column(LargeBinary, default=b"")  # avlora.v1.Progress
+    outputs: Mapped[bytes] = mapped_column(LargeBinary, default=b"")   # avlora.v1.Outputs
+    error: Mapped[str] = mapped_column(Text, default="")
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, index=True)
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class JobEvent(Base):
+    """Every event received, once (event_id is the de-duplication key), applied or refused."""
+    __tablename__ = "job_events"
+    seq: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True)
+    event_id: Mapped[str] = mapped_column(String(128), unique=True)
+    job_id: Mapped[str] = mapped_column(String(32), index=True)
+    payload: Mapped[bytes] = mapped_column(LargeBinary)  # avlora.v1.JobEvent
+    applied: Mapped[bool] = mapped_column(Boolean)
+    note: Mapped[str] = mapped_column(Text, default="")
+    received_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class Usage(Base):
+    """One row per finished job: at most one bill per job (job_id is the key)."""
+    __tablename__ = "usage"
+    job_id: Mapped[str] = mapped_column(ForeignKey("jobs.id"), primary_key=True)
+    tenant_id: Mapped[str] = mapped_column(ForeignKey("tenants.id"), index=True)
+    mode: Mapped[str] = mapped_column(String(8))
+    units: Mapped[int] = mapped_column(BigInteger)
+    unit_price: Mapped[float] = mapped_column(Float)
+    billed_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)

@@ -1,0 +1,71 @@
+"""Shared fixtures: a real nats-server per test, ledger databases (SQLite, and PostgreSQL when
+DATABASE_URL is set), the tiny model, and a real `avlora up` stack."""
+
+import os
+import subprocess
+import sys
+import uuid
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).parent))  # tests/media.py
+
+from avlora.stack import Stack, free_port, nats_server_binary  # noqa: E402
+
+
+@pytest.fixture
+def nats_url(tmp_path):
+    port = free_port()
+    process = subprocess.Popen([nats_server_binary(), "-js", "-sd", str(tmp_path / "nats"), "-a", "127.0.0.1",
+                                "-p", str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    yield f"nats://127.0.0.1:{port}"
+    process.terminate()
+    process.wait(timeout=10)
+
+
+def _database_params():
+    params = ["sqlite"]
+    if os.environ.get("DATABASE_URL"):
+        params.append("postgresql")
+    return params
+
+
+@pytest.fixture(params=_database_params())
+def database_url(request, tmp_path):
+    """A fresh, empty ledger database: SQLite in a temp dir, or a new PostgreSQL database."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'ledger.db'}"
+        return
+    import psycopg
+    base = os.environ["DATABASE_URL"]
+    name = f"avlora_test_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(base, autocommit=True) as connection:
+        connection.execute(f'CREATE DATABASE "{name}"')
+    yield base.rsplit("/", 1)[0] + "/" + name
+    with psycopg.connect(base, autocommit=True) as connection:
+        connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory):
+    from avlora.model.tiny import write_tiny_model
+    return write_tiny_model(tmp_path_factory.mktemp("model") / "ltx23-tiny")
+
+
+@pytest.fixture
+def make_stack(tmp_path, tiny_model_dir):
+    """Starts real stacks (`avlora up`'s Stack) in tmp dirs; stops them after the test."""
+    stacks = []
+
+    def start(extra_env: dict | None = None, workers: dict | None = None, name: str = "stack") -> Stack:
+        env = {"AVLORA_MODEL_DIR": str(tiny_model_dir), "AVLORA_ACK_WAIT_S": "4",
+               "AVLORA_INGEST_ALLOW_NETWORKS": "127.0.0.0/8"} | (extra_env or {})
+        stack = Stack(tmp_path / name, extra_env=env, workers=workers)
+        stacks.append(stack)
+        stack.start()
+        return stack
+
+    yield start
+    for stack in stacks:
+        stack.stop()
