@@ -83,7 +83,7 @@ async def ensure_spine(js, *, ack_wait: float, max_deliver: int) -> None:
     try:
         await js.key_value(CANCEL_BUCKET)
     except Exception:
-        await js.create_key_value(bucket=CANCEL_BUCKET, max_age=7 * 24 * 3600)
+        await js.create_key_value(bucket=CANCEL_BUCKET, ttl=7 * 24 * 3600)
 
 
 async def _ensure_consumer(js, stream: str, config: api.ConsumerConfig) -> None:

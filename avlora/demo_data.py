@@ -26,7 +26,7 @@ COLOURS: dict[str, tuple[tuple[int, int, int], float, str]] = {
     "yellow": ((240, 210, 40), 1320.0, "high"),
     "red": ((230, 40, 40), 1760.0, "very high"),
 }
-INVERTED_NAMES = {"blue": "orange", "green": "magenta", "yellow": "deep blue", "red": "cyan"}
+INVERTED_NAMES = {"blue": "an orange", "green": "a magenta", "yellow": "a deep blue", "red": "a cyan"}
 CLICK_DECAY_SECONDS = 0.008
 PERIODS = range(6, 14)  # frames the ball takes to cross the box, per axis
 
@@ -140,7 +140,7 @@ def caption(clip: BallClip, mode: str) -> str:
     pitch = COLOURS[clip.colour][2]
     if mode == "v2a":
         return f"a {clip.colour} ball bouncing in a dark box, a {pitch} click on every bounce"
-    return (f"a {clip.colour} ball bouncing in a dark box with {pitch} clicks becomes a "
+    return (f"a {clip.colour} ball bouncing in a dark box with {pitch} clicks becomes "
             f"{INVERTED_NAMES[clip.colour]} ball in a light box, its clicks an octave higher")
 
 
@@ -176,7 +176,8 @@ def write_demo_dataset(mode: Literal["v2a", "av2av"], out_zip: Path, *, clips: i
 
 
 def validation_plan(frames: int = 49, seed: int = 0) -> BallClip:
-    """The plan of write_validation_clip's clip: a ball that is not in the dataset."""
+    """The plan of write_validation_clip's clip, drawn apart from the dataset's (its own speeds
+    and start), so bounce_frames(validation_plan(...)) says where its clicks belong."""
     return plan_clips(1, frames, seed, stream=1)[0]
 
 

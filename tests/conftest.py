@@ -1,6 +1,7 @@
 """Shared fixtures: a real nats-server per test, ledger databases (SQLite, and PostgreSQL when
 DATABASE_URL is set), the tiny model, and a real `avlora up` stack."""
 
+import asyncio
 import os
 import subprocess
 import sys
@@ -11,6 +12,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))  # tests/media.py
 
+from avlora.bus import wait_for_port  # noqa: E402
 from avlora.stack import Stack, free_port, nats_server_binary  # noqa: E402
 
 
@@ -19,6 +21,7 @@ def nats_url(tmp_path):
     port = free_port()
     process = subprocess.Popen([nats_server_binary(), "-js", "-sd", str(tmp_path / "nats"), "-a", "127.0.0.1",
                                 "-p", str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    asyncio.run(wait_for_port(f"nats://127.0.0.1:{port}"))
     yield f"nats://127.0.0.1:{port}"
     process.terminate()
     process.wait(timeout=10)

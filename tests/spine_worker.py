@@ -1,0 +1,21 @@
+"""A real StageWorker process for the spine tests: its stage function records which worker handled
+which job (one line per call in $SPINE_LOG) and takes $SPINE_SECONDS."""
+
+import asyncio
+import os
+import time
+
+from avlora.settings import Settings
+from avlora.worker import StageWorker
+
+
+def record_and_wait(ctx):
+    with open(os.environ["SPINE_LOG"], "a") as log:
+        log.write(f"{ctx.job_id} {os.getpid()} {ctx.attempt}\n")
+    time.sleep(float(os.environ.get("SPINE_SECONDS", "0.2")))
+    return f"store://jobs/{ctx.job_id}/ingest/manifest.pb"
+
+
+if __name__ == "__main__":
+    worker = StageWorker("ingest", record_and_wait, Settings())
+    asyncio.run(worker.serve())

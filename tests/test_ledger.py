@@ -1,0 +1,170 @@
+"""The ledger on a real database (SQLite; PostgreSQL too when DATABASE_URL is set)."""
+
+import pytest
+from alembic.autogenerate import compare_metadata
+from alembic.migration import MigrationContext
+
+from avlora import bus
+from avlora.params import from_proto
+from avlora.v1 import events_pb2, jobs_pb2, params_pb2
+from services.ledger.db import make_engine, migrate
+from services.ledger.ledger import Ledger
+from services.ledger.models import Base
+
+
+@pytest.fixture
+async def ledger(database_url):
+    engine = make_engine(database_url)
+    await migrate(engine)
+    yield Ledger(engine)
+    await engine.dispose()
+
+
+def params(mode="v2a", steps=2000):
+    message = params_pb2.V2AParams if mode == "v2a" else params_pb2.AV2AVParams
+    return from_proto(params_pb2.JobParams(**{mode: message(training_data_url="https://e.com/d.zip",
+                                                            number_of_steps=steps)}))
+
+
+def started(job_id, stage, attempt=1):
+    return bus.new_event(job_id, f"{job_id}:{stage}:started:{attempt}",
+                         started=events_pb2.StageStarted(stage=stage, attempt=attempt))
+
+
+def succeeded(job_id):
+    return bus.new_event(job_id, f"{job_id}:succeeded", succeeded=events_pb2.JobSucceeded(
+        outputs=jobs_pb2.Outputs(lora_file="store://x.safetensors"), steps_completed=10))
+
+
+def failed(job_id, reason="clip.mp4 has no audio track"):
+    return bus.new_event(job_id, f"{job_id}:failed", failed=events_pb2.StageFailed(stage="preprocess", reason=reason))
+
+
+def full_run(job_id):
+    progress = bus.new_event(job_id, progress=jobs_pb2.Progress(stage="train", done=5, total=10, unit="steps", loss=0.5))
+    return [started(job_id, "ingest"), started(job_id, "preprocess"), started(job_id, "train"), progress,
+            succeeded(job_id)]
+
+
+async def new_job(ledger, tenant="acme", **kw):
+    await ledger.add_api_key(tenant)
+    job, created = await ledger.create_job(tenant, params(**kw), "")
+    assert created and job.state == jobs_pb2.QUEUED
+    return job
+
+
+async def test_migrations_match_the_models(ledger):
+    async with ledger.engine.connect() as connection:
+        diff = await connection.run_sync(
+            lambda sync: compare_metadata(MigrationContext.configure(sync), Base.metadata))
+    assert diff == []
+
+
+async def test_success_is_billed_max_100_steps_at_the_mode_price(ledger):
+    for mode, steps, price in (("v2a", 2000, 0.0049), ("av2av", 100, 0.0068), ("v2a", 150, 0.0049)):
+        job = await new_job(ledger, mode=mode, steps=steps)
+        for event in full_run(job.id):
+            assert (await ledger.apply_event(event)).applied
+        assert (await ledger.get_job("acme", job.id)).state == jobs_pb2.SUCCEEDED
+        bill = await ledger.bill_of(job.id)
+        assert (bill.units, bill.unit_price) == (max(100, steps), price)
+
+
+async def test_replaying_the_event_stream_twice_bills_once(ledger):
+    job = await new_job(ledger)
+    events = full_run(job.id)
+    for event in events + events:
+        await ledger.apply_event(event)
+    rows = await ledger.job_events(job.id)
+    assert len(rows) == len(events)
+    assert [row.event_id for row in rows] == [event.event_id for event in events]
+    usage = await ledger.usage("acme")
+    assert [(u.job_id, u.units) for u, _ in usage] == [(job.id, 2000)]
+    replay = await ledger.apply_event(events[-1])
+    assert (replay.applied, replay.note) == (False, "duplicate")
+
+
+async def test_failure_and_cancellation_are_billed_zero(ledger):
+    failing = await new_job(ledger)
+    await ledger.apply_event(started(failing.id, "ingest"))
+    await ledger.apply_event(failed(failing.id))
+    job = await ledger.get_job("acme", failing.id)
+    assert (job.state, job.error) == (jobs_pb2.FAILED, "clip.mp4 has no audio track")
+    assert (await ledger.bill_of(failing.id)).units == 0
+
+    cancelled = await new_job(ledger)
+    await ledger.apply_event(started(cancelled.id, "ingest"))
+    assert (await ledger.cancel_job("acme", cancelled.id)).state == jobs_pb2.CANCELLED
+    assert (await ledger.cancel_job("acme", cancelled.id)).state == jobs_pb2.CANCELLED  # idempotent
+    late = await ledger.apply_event(succeeded(cancelled.id))  # a trainer that finished anyway
+    assert not late.applied and "illegal transition CANCELLED -> SUCCEEDED" in late.note
+    assert (await ledger.bill_of(cancelled.id)).units == 0
+
+
+async def test_cancelling_a_finished_job_changes_nothing(ledger):
+    job = await new_job(ledger)
+    for event in full_run(job.id):
+        await ledger.apply_event(event)
+    assert (await ledger.cancel_job("acme", job.id)).state == jobs_pb2.SUCCEEDED
+    assert (await ledger.bill_of(job.id)).units == 2000
+
+
+@pytest.mark.parametrize("events, note", [
+    (lambda j: [succeeded(j)], "illegal transition QUEUED -> SUCCEEDED"),
+    (lambda j: [started(j, "train")], "illegal transition QUEUED -> TRAINING"),
+    (lambda j: [started(j, "ingest"), started(j, "train")], "illegal transition INGESTING -> TRAINING"),
+    (lambda j: [started(j, "ingest"), failed(j), started(j, "preprocess")], "illegal transition FAILED -> PREPROCESSING"),
+])
+async def test_illegal_transitions_are_refused_and_recorded(ledger, events, note):
+    job = await new_job(ledger)
+    results = [await ledger.apply_event(event) for event in events(job.id)]
+    assert not results[-1].applied and results[-1].note == note
+    rows = await ledger.job_events(job.id)
+    assert rows[-1].applied is False and rows[-1].note == note
+
+
+async def test_a_redelivered_stage_start_keeps_the_state_and_stale_progress_is_ignored(ledger):
+    job = await new_job(ledger)
+    await ledger.apply_event(started(job.id, "ingest", attempt=1))
+    again = await ledger.apply_event(started(job.id, "ingest", attempt=2))
+    assert again.applied and (await ledger.get_job("acme", job.id)).state == jobs_pb2.INGESTING
+    stale = bus.new_event(job.id, progress=jobs_pb2.Progress(stage="train", done=1, total=2))
+    assert not (await ledger.apply_event(stale)).applied
+
+
+async def test_request_id_makes_a_retried_create_return_the_same_job(ledger):
+    await ledger.add_api_key("acme")
+    first, created = await ledger.create_job("acme", params(), "req-1")
+    again, created_again = await ledger.create_job("acme", params(), "req-1")
+    other, _ = await ledger.create_job("acme", params(), "req-2")
+    assert created and not created_again and first.id == again.id != other.id
+    await ledger.add_api_key("globex")
+    theirs, created_theirs = await ledger.create_job("globex", params(), "req-1")  # request ids are per tenant
+    assert created_theirs and theirs.id != first.id
+
+
+async def test_tenants_see_only_their_own_jobs_and_keys_are_stored_hashed(ledger):
+    key = await ledger.add_api_key("acme")
+    assert await ledger.tenant_for_key(key) == "acme"
+    assert await ledger.tenant_for_key(key + "x") is None
+    job, _ = await ledger.create_job("acme", params(), "")
+    await ledger.add_api_key("globex")
+    assert await ledger.get_job("globex", job.id) is None
+    assert await ledger.cancel_job("globex", job.id) is None
+    assert (await ledger.list_jobs("globex"))[0] == []
+    async with ledger.engine.connect() as connection:
+        stored = (await connection.exec_driver_sql("SELECT key_hash FROM api_keys")).scalars().all()
+    assert key not in stored and all(len(value) == 64 for value in stored)
+
+
+async def test_list_jobs_pages_and_filters(ledger):
+    await ledger.add_api_key("acme")
+    ids = [(await ledger.create_job("acme", params("av2av" if i % 2 else "v2a"), ""))[0].id for i in range(5)]
+    page, token = await ledger.list_jobs("acme", page_size=2)
+    seen = [job.id for job in page]
+    while token:
+        page, token = await ledger.list_jobs("acme", page_size=2, page_token=token)
+        seen += [job.id for job in page]
+    assert sorted(seen) == sorted(ids) and len(seen) == 5
+    assert len((await ledger.list_jobs("acme", mode="av2av"))[0]) == 2
+    assert (await ledger.list_jobs("acme", state=jobs_pb2.FAILED))[0] == []

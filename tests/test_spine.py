@@ -1,0 +1,122 @@
+"""The NATS spine with real processes: a fleet shares one queue, a killed worker loses nothing."""
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import nats
+import pytest
+
+from avlora import bus
+from avlora.params import from_proto, to_proto
+from avlora.v1 import events_pb2, params_pb2
+
+WORKER = Path(__file__).parent / "spine_worker.py"
+
+
+def start_worker(nats_url, tmp_path, log, seconds):
+    env = os.environ | {"AVLORA_NATS_URL": nats_url, "AVLORA_DATA_DIR": str(tmp_path), "AVLORA_ACK_WAIT_S": "2",
+                        "SPINE_LOG": str(log), "SPINE_SECONDS": str(seconds),
+                        "PYTHONPATH": str(Path(__file__).parent.parent)}
+    return subprocess.Popen([sys.executable, str(WORKER)], env=env, stderr=subprocess.DEVNULL)
+
+
+async def queue_jobs(nats_url, count) -> list[str]:
+    nc = await nats.connect(nats_url)
+    js = nc.jetstream()
+    await bus.ensure_spine(js, ack_wait=2, max_deliver=4)
+    params = to_proto(from_proto(params_pb2.JobParams(v2a=params_pb2.V2AParams(training_data_url="https://e.com/d.zip"))))
+    ids = [f"job{index:03d}" for index in range(count)]
+    for job_id in ids:
+        await bus.publish_work(js, "ingest", events_pb2.StageWork(job_id=job_id, tenant="t", params=params))
+    await bus.publish_work(js, "ingest", events_pb2.StageWork(job_id=ids[0], tenant="t", params=params))  # duplicate
+    await nc.close()
+    return ids
+
+
+async def queued(nats_url, stage) -> list[str]:
+    """Job ids waiting in a stage's queue (what the workers published downstream)."""
+    nc = await nats.connect(nats_url)
+    js = nc.jetstream()
+    info = await js.consumer_info(bus.WORK_STREAM, bus.consumer_name(stage))
+    subscription = await js.pull_subscribe_bind(durable=bus.consumer_name(stage), stream=bus.WORK_STREAM)
+    ids = []
+    if info.num_pending:
+        for message in await subscription.fetch(info.num_pending, timeout=5):
+            ids.append(events_pb2.StageWork.FromString(message.data).job_id)
+    await nc.close()
+    return ids
+
+
+def handled(log: Path) -> list[list[str]]:
+    return [line.split() for line in log.read_text().splitlines()] if log.exists() else []
+
+
+def wait_for(condition, timeout):
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.1)
+    return True
+
+
+async def test_two_workers_share_a_queue_and_handle_each_job_once(nats_url, tmp_path):
+    log = tmp_path / "handled.log"
+    workers = [start_worker(nats_url, tmp_path, log, 0.3) for _ in range(2)]
+    try:
+        ids = await queue_jobs(nats_url, 12)
+        assert await asyncio.to_thread(wait_for, lambda: len(handled(log)) >= 12, 60)
+        await asyncio.sleep(1.5)  # anything handled twice would show up by now
+        lines = handled(log)
+        assert sorted(job for job, _, _ in lines) == sorted(ids), "each job handled exactly once"
+        assert len({pid for _, pid, _ in lines}) == 2, "both workers of the fleet took work"
+        assert sorted(await queued(nats_url, "preprocess")) == sorted(ids), "each passed on to the next stage once"
+    finally:
+        for worker in workers:
+            worker.terminate()
+            worker.wait(timeout=20)
+
+
+async def test_a_worker_killed_mid_message_loses_nothing(nats_url, tmp_path):
+    log = tmp_path / "handled.log"
+    doomed = start_worker(nats_url, tmp_path, log, 60)
+    try:
+        [job_id] = (await queue_jobs(nats_url, 1))[:1]
+        assert await asyncio.to_thread(wait_for, lambda: len(handled(log)) == 1, 30)
+        doomed.send_signal(signal.SIGKILL)
+        doomed.wait()
+        survivor = start_worker(nats_url, tmp_path, log, 0.1)
+        try:
+            assert await asyncio.to_thread(wait_for, lambda: len(handled(log)) == 2, 30), "message redelivered"
+            first, second = handled(log)
+            assert first[0] == second[0] == job_id
+            assert first[1] != second[1] and second[2] == "2", "another worker, second delivery"
+            assert await asyncio.to_thread(wait_for, lambda: False, 0.5) is False
+            assert await queued(nats_url, "preprocess") == [job_id]
+        finally:
+            survivor.terminate()
+            survivor.wait(timeout=20)
+    finally:
+        if doomed.poll() is None:
+            doomed.kill()
+
+
+async def test_graceful_shutdown_releases_unfinished_work(nats_url, tmp_path):
+    log = tmp_path / "handled.log"
+    slow = start_worker(nats_url, tmp_path, log, 30)
+    await queue_jobs(nats_url, 1)
+    assert await asyncio.to_thread(wait_for, lambda: len(handled(log)) == 1, 30)
+    slow.send_signal(signal.SIGTERM)
+    # Released (nak) after a grace period, not left for ack_wait: a new worker gets it at once.
+    fast = start_worker(nats_url, tmp_path, log, 0.1)
+    try:
+        assert await asyncio.to_thread(wait_for, lambda: len(handled(log)) == 2, 30)
+        assert slow.wait(timeout=40) is not None
+    finally:
+        fast.terminate()
+        fast.wait(timeout=20)
