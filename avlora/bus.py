@@ -57,6 +57,16 @@ async def connect(url: str, name: str) -> nats.NATS:
     return await nats.connect(url, name=name, max_reconnect_attempts=-1, reconnect_time_wait=0.5)
 
 
+async def close(nc: nats.NATS) -> None:
+    """Flushes and closes (every publish and ack was awaited already; drain() hangs on pull
+    subscriptions until its timeout)."""
+    try:
+        await nc.flush(timeout=5)
+    except Exception:
+        pass
+    await nc.close()
+
+
 async def ensure_spine(js, *, ack_wait: float, max_deliver: int) -> None:
     """Creates (or updates) the streams, the stage consumers, the ledger's consumer and the
     cancellation bucket. Safe to call from every process at start-up."""

@@ -71,10 +71,11 @@ def ensure_model(data_dir: Path) -> str:
 
 
 class Stack:
-    def __init__(self, data_dir: Path, extra_env: dict[str, str] | None = None, workers: dict[str, int] | None = None):
+    def __init__(self, data_dir: Path, extra_env: dict[str, str] | None = None, workers: dict[str, int] | None = None,
+                 services: tuple[str, ...] = SERVICES):
         self.data_dir = data_dir.resolve()
         self.extra_env = extra_env or {}
-        self.workers = {name: 1 for name in SERVICES} | (workers or {})
+        self.workers = {name: 1 for name in services} | (workers or {})
         self.processes: dict[str, subprocess.Popen] = {}
         self.info: dict = {}
 
@@ -86,11 +87,12 @@ class Stack:
         api_key = "avl_local_" + secrets.token_urlsafe(24)
         env = os.environ | {
             "AVLORA_DATA_DIR": str(self.data_dir), "AVLORA_NATS_URL": f"nats://127.0.0.1:{nats_port}",
-            "AVLORA_MODEL_DIR": ensure_model(self.data_dir), "AVLORA_LEDGER_KEYS": f"local:{api_key}",
+            "AVLORA_MODEL_DIR": self.extra_env.get("AVLORA_MODEL_DIR") or ensure_model(self.data_dir),
+            "AVLORA_LEDGER_KEYS": f"local:{api_key}",
             "PYTHONUNBUFFERED": "1"} | self.extra_env
         addresses = {}
-        for name in SERVICES:
-            for index in range(self.workers[name]):
+        for name, count in self.workers.items():
+            for index in range(count):
                 port = free_port()
                 label = name if index == 0 else f"{name}-{index}"
                 self.processes[label] = subprocess.Popen(

@@ -57,7 +57,8 @@ class StageContext:
 
     def progress(self, done: int, total: int, unit: str, message: str = "", **metrics) -> None:
         now = time.monotonic()
-        if done < total and not message and now - self._last_progress < PROGRESS_INTERVAL_S:
+        final = total > 0 and done >= total
+        if not final and not message and now - self._last_progress < PROGRESS_INTERVAL_S:
             return
         self._last_progress = now
         progress = jobs_pb2.Progress(stage=self.stage, done=done, total=total, unit=unit,
@@ -109,7 +110,7 @@ class StageWorker:
                 for message in messages:
                     await self._handle(js, kv, message)
         finally:
-            await nc.drain()
+            await bus.close(nc)
 
     def stop(self) -> None:
         self.stopping.set()

@@ -13,7 +13,7 @@ import pytest
 sys.path.insert(0, str(Path(__file__).parent))  # tests/media.py
 
 from avlora.bus import wait_for_port  # noqa: E402
-from avlora.stack import Stack, free_port, nats_server_binary  # noqa: E402
+from avlora.stack import SERVICES, Stack, free_port, nats_server_binary  # noqa: E402
 
 
 @pytest.fixture
@@ -61,10 +61,11 @@ def make_stack(tmp_path, tiny_model_dir):
     """Starts real stacks (`avlora up`'s Stack) in tmp dirs; stops them after the test."""
     stacks = []
 
-    def start(extra_env: dict | None = None, workers: dict | None = None, name: str = "stack") -> Stack:
+    def start(extra_env: dict | None = None, workers: dict | None = None, name: str = "stack",
+              services: tuple[str, ...] = SERVICES) -> Stack:
         env = {"AVLORA_MODEL_DIR": str(tiny_model_dir), "AVLORA_ACK_WAIT_S": "4",
                "AVLORA_INGEST_ALLOW_NETWORKS": "127.0.0.0/8"} | (extra_env or {})
-        stack = Stack(tmp_path / name, extra_env=env, workers=workers)
+        stack = Stack(tmp_path / name, extra_env=env, workers=workers, services=services)
         stacks.append(stack)
         stack.start()
         return stack

@@ -10,6 +10,7 @@ import os
 import socket
 import time
 from collections.abc import Callable
+from contextlib import closing
 from pathlib import Path
 from urllib.parse import urljoin
 
@@ -36,18 +37,16 @@ def download(url: str, dest: Path, limits: IngestLimits, label: str = "dataset",
              on_bytes: ProgressCallback | None = None, checkpoint: Callable[[], None] | None = None) -> int:
     """Downloads `url` into `dest` (via `dest.part`, renamed when complete) and returns its size.
     Raises UserError("<label> download failed: <reason> for <url>") when it cannot."""
-    attempts = limits.retries + 1
-    for attempt in range(attempts):
+    attempt = 1
+    while True:
         try:
             return _download_once(url, Path(dest), limits, on_bytes, checkpoint)
         except DownloadError as error:
-            if not error.transient:
-                raise UserError(f"{label} download failed: {error} for {url}") from None
-            if attempt == attempts - 1:
-                tries = f" (after {attempts} attempts)" if attempts > 1 else ""
+            if not error.transient or attempt > limits.retries:
+                tries = f" (after {attempt} attempts)" if attempt > 1 else ""
                 raise UserError(f"{label} download failed: {error}{tries} for {url}") from None
-            time.sleep(min(max(limits.backoff_s * 2 ** attempt, error.retry_after), MAX_BACKOFF_S))
-    raise AssertionError("unreachable")
+            time.sleep(min(max(limits.backoff_s * 2 ** (attempt - 1), error.retry_after), MAX_BACKOFF_S))
+            attempt += 1
 
 
 def _download_once(url: str, dest: Path, limits: IngestLimits, on_bytes, checkpoint) -> int:
@@ -58,7 +57,7 @@ def _download_once(url: str, dest: Path, limits: IngestLimits, on_bytes, checkpo
         for _ in range(limits.max_redirects + 1):
             request = _pinned_request(client, current, limits)
             try:
-                with client.send(request, stream=True) as response:
+                with closing(client.send(request, stream=True)) as response:
                     if response.status_code in REDIRECT_CODES and "location" in response.headers:
                         current = urljoin(current, response.headers["location"])
                         continue

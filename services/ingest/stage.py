@@ -91,7 +91,9 @@ def fetch_to(url: str, store: ArtifactStore, dest: Path, limits: IngestLimits, l
 def _fetch_media(url: str, store: ArtifactStore, work_dir: Path, label: str, limits: IngestLimits,
                  progress: ProgressFunction, checkpoint: Callable[[], None] | None) -> str:
     suffix = PurePosixPath(url.split("?")[0]).suffix.lower()
-    name = label.replace("[", "").replace("] ", "_") + (suffix if re.fullmatch(r"\.[a-z0-9]{1,5}", suffix) else "")
+    name = label.replace("[", "").replace("] ", "_")  # validation[0] video -> validation0_video
+    if re.fullmatch(r"\.[a-z0-9]{1,5}", suffix):
+        name += suffix
     return _uri(store, fetch_to(url, store, work_dir / "validation" / name, limits, label, progress, checkpoint))
 
 

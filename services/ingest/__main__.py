@@ -1,0 +1,14 @@
+"""`python -m services.ingest`: the Upload RPC and the ingest worker."""
+
+from avlora.settings import Settings
+from avlora.stage_main import run_stage_process
+from avlora.store import ArtifactStore
+from avlora.v1 import stages_pb2_grpc
+from services.ingest.limits import IngestLimits
+from services.ingest.server import IngestServicer
+from services.ingest.stage import run
+
+if __name__ == "__main__":
+    servicer = IngestServicer(ArtifactStore(Settings().store_dir), IngestLimits.from_env().max_download_bytes)
+    run_stage_process("ingest", run, [(stages_pb2_grpc.add_IngestServiceServicer_to_server, servicer,
+                                       "avlora.v1.IngestService")])
