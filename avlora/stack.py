@@ -90,20 +90,16 @@ class Stack:
             "AVLORA_MODEL_DIR": self.extra_env.get("AVLORA_MODEL_DIR") or ensure_model(self.data_dir),
             "AVLORA_LEDGER_KEYS": f"local:{api_key}",
             "PYTHONUNBUFFERED": "1"} | self.extra_env
-        addresses = {}
-        for name, count in self.workers.items():
-            for index in range(count):
-                port = free_port()
-                label = name if index == 0 else f"{name}-{index}"
-                self.processes[label] = subprocess.Popen(
-                    [sys.executable, "-m", f"services.{name}"], cwd=Path(__file__).resolve().parent.parent,
-                    env=env | {"AVLORA_GRPC_PORT": str(port), "AVLORA_WORKER_NAME": label},
-                    stdout=(logs / f"{label}.log").open("ab"), stderr=subprocess.STDOUT)
-                addresses.setdefault(name, f"127.0.0.1:{port}")
-                addresses[label] = f"127.0.0.1:{port}"
+        addresses = {f"{name}-{index}" if index else name: f"127.0.0.1:{free_port()}"
+                     for name, count in self.workers.items() for index in range(count)}
+        env["AVLORA_LEDGER_ADDR"] = addresses.get("ledger", "")
         for label, address in addresses.items():
-            if label in self.processes:
-                wait_healthy(address, 120, self.processes[label], label)
+            self.processes[label] = subprocess.Popen(
+                [sys.executable, "-m", f"services.{label.split('-')[0]}"], cwd=Path(__file__).resolve().parent.parent,
+                env=env | {"AVLORA_GRPC_PORT": address.rsplit(":", 1)[1], "AVLORA_WORKER_NAME": label},
+                stdout=(logs / f"{label}.log").open("ab"), stderr=subprocess.STDOUT)
+        for label, address in addresses.items():
+            wait_healthy(address, 120, self.processes[label], label)
         self.info = {"nats": env["AVLORA_NATS_URL"], "api_key": api_key, "tenant": "local",
                      "model_dir": env["AVLORA_MODEL_DIR"], "pid": os.getpid(), "logs": str(logs),
                      **{f"{label}_addr": address for label, address in addresses.items()}}

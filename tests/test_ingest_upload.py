@@ -8,6 +8,7 @@ import grpc
 import pytest
 from media import write_clip, zip_files
 
+from avlora.auth import LedgerAuthenticator
 from avlora.params import AV2AVParams
 from avlora.store import ArtifactStore
 from avlora.v1 import stages_pb2, stages_pb2_grpc
@@ -23,15 +24,45 @@ def store(tmp_path) -> ArtifactStore:
     return ArtifactStore(tmp_path / "store")
 
 
+class AuthenticatedIngest:
+    """The ingest stub, sending the tenant's key on every call."""
+
+    def __init__(self, stub, api_key: str):
+        self.stub, self.metadata = stub, [("authorization", f"Bearer {api_key}")]
+
+    def Upload(self, request_iterator, **kwargs):
+        return self.stub.Upload(request_iterator, metadata=self.metadata, **kwargs)
+
+
 @pytest.fixture
-async def ingest_stub(store):
+def ledger(make_stack):
+    """A real ledger process: keys are checked against it."""
+    return make_stack(services=("ledger",)).info
+
+
+@pytest.fixture
+async def raw_ingest_stub(store, ledger):
     server = grpc.aio.server()
-    stages_pb2_grpc.add_IngestServiceServicer_to_server(IngestServicer(store, max_upload_bytes=LIMIT), server)
+    servicer = IngestServicer(store, max_upload_bytes=LIMIT, authenticator=LedgerAuthenticator(ledger["ledger_addr"]))
+    stages_pb2_grpc.add_IngestServiceServicer_to_server(servicer, server)
     port = server.add_insecure_port("127.0.0.1:0")
     await server.start()
     async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
         yield stages_pb2_grpc.IngestServiceStub(channel)
     await server.stop(None)
+
+
+@pytest.fixture
+def ingest_stub(raw_ingest_stub, ledger):
+    return AuthenticatedIngest(raw_ingest_stub, ledger["api_key"])
+
+
+async def test_upload_needs_a_valid_key(raw_ingest_stub, store):
+    for metadata in ([], [("authorization", "Bearer avl_unknown")]):
+        with pytest.raises(grpc.aio.AioRpcError) as error:
+            await raw_ingest_stub.Upload(chunks(b"data", "x.zip"), metadata=metadata)
+        assert error.value.code() == grpc.StatusCode.UNAUTHENTICATED
+    assert stored_uploads(store) == []
 
 
 def chunks(data: bytes, filename: str, sha256: str = "", size: int = 64 * 1024):

@@ -271,6 +271,11 @@ class LedgerServiceStub:
                 request_serializer=avlora_dot_v1_dot_stages__pb2.CreateApiKeyRequest.SerializeToString,
                 response_deserializer=avlora_dot_v1_dot_stages__pb2.CreateApiKeyResponse.FromString,
                 _registered_method=True)
+        self.Authenticate = channel.unary_unary(
+                '/avlora.v1.LedgerService/Authenticate',
+                request_serializer=avlora_dot_v1_dot_stages__pb2.AuthenticateRequest.SerializeToString,
+                response_deserializer=avlora_dot_v1_dot_stages__pb2.AuthenticateResponse.FromString,
+                _registered_method=True)
 
 
 class LedgerServiceServicer:
@@ -290,6 +295,14 @@ class LedgerServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Authenticate(self, request, context):
+        """Internal: which tenant an API key belongs to (UNAUTHENTICATED if none). Stage services use it
+        to authenticate their user-facing RPCs (Upload, InspectDataset).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_LedgerServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -302,6 +315,11 @@ def add_LedgerServiceServicer_to_server(servicer, server):
                     servicer.CreateApiKey,
                     request_deserializer=avlora_dot_v1_dot_stages__pb2.CreateApiKeyRequest.FromString,
                     response_serializer=avlora_dot_v1_dot_stages__pb2.CreateApiKeyResponse.SerializeToString,
+            ),
+            'Authenticate': grpc.unary_unary_rpc_method_handler(
+                    servicer.Authenticate,
+                    request_deserializer=avlora_dot_v1_dot_stages__pb2.AuthenticateRequest.FromString,
+                    response_serializer=avlora_dot_v1_dot_stages__pb2.AuthenticateResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -358,6 +376,33 @@ class LedgerService:
             '/avlora.v1.LedgerService/CreateApiKey',
             avlora_dot_v1_dot_stages__pb2.CreateApiKeyRequest.SerializeToString,
             avlora_dot_v1_dot_stages__pb2.CreateApiKeyResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Authenticate(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/avlora.v1.LedgerService/Authenticate',
+            avlora_dot_v1_dot_stages__pb2.AuthenticateRequest.SerializeToString,
+            avlora_dot_v1_dot_stages__pb2.AuthenticateResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -1,5 +1,6 @@
 """`python -m services.ingest`: the Upload RPC and the ingest worker."""
 
+from avlora.auth import LedgerAuthenticator
 from avlora.settings import Settings
 from avlora.stage_main import run_stage_process
 from avlora.store import ArtifactStore
@@ -9,6 +10,8 @@ from services.ingest.server import IngestServicer
 from services.ingest.stage import run
 
 if __name__ == "__main__":
-    servicer = IngestServicer(ArtifactStore(Settings().store_dir), IngestLimits.from_env().max_download_bytes)
+    settings = Settings()
+    servicer = IngestServicer(ArtifactStore(settings.store_dir), IngestLimits.from_env().max_download_bytes,
+                              LedgerAuthenticator(settings.ledger_addr))
     run_stage_process("ingest", run, [(stages_pb2_grpc.add_IngestServiceServicer_to_server, servicer,
                                        "avlora.v1.IngestService")])

@@ -6,16 +6,18 @@ import secrets
 
 import grpc
 
+from avlora.auth import LedgerAuthenticator
 from avlora.store import UPLOAD_SCHEME, ArtifactStore
 from avlora.v1 import stages_pb2, stages_pb2_grpc
 
 
 class IngestServicer(stages_pb2_grpc.IngestServiceServicer):
-    def __init__(self, store: ArtifactStore, max_upload_bytes: int):
-        self.store, self.max_upload_bytes = store, max_upload_bytes
+    def __init__(self, store: ArtifactStore, max_upload_bytes: int, authenticator: LedgerAuthenticator):
+        self.store, self.max_upload_bytes, self.authenticator = store, max_upload_bytes, authenticator
 
     async def Upload(self, request_iterator, context: grpc.aio.ServicerContext) -> stages_pb2.UploadResult:
         """Stores the streamed bytes at upload://<random id> once complete and checked."""
+        await self.authenticator.tenant(context)
         upload_id = secrets.token_hex(16)
         path = self.store.path(f"uploads/{upload_id}")
         part = path.with_name(f".{upload_id}.part")

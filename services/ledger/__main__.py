@@ -39,7 +39,7 @@ async def main() -> None:
         await serve("ledger", settings, registrations,
                     background=[lambda: apply_events(js, ledger, changes, stopping)], on_stop=stopping.set)
     finally:
-        await nc.drain()
+        await bus.close(nc)
         await engine.dispose()
 
 

@@ -153,6 +153,12 @@ class LedgerService(stages_pb2_grpc.LedgerServiceServicer):
             stages_pb2.AppliedEvent(event=events_pb2.JobEvent.FromString(row.payload), applied=row.applied,
                                     note=row.note) for row in rows])
 
+    async def Authenticate(self, request, context):
+        tenant = await self.ledger.tenant_for_key(request.api_key)
+        if tenant is None:
+            await context.abort(grpc.StatusCode.UNAUTHENTICATED, "unknown API key")
+        return stages_pb2.AuthenticateResponse(tenant=tenant)
+
     async def CreateApiKey(self, request, context):
         given = dict(context.invocation_metadata()).get("authorization", "")[7:].strip()
         if not self.admin_key or not hmac.compare_digest(given, self.admin_key):
