@@ -8,7 +8,6 @@ rows of the text encoder's stacked hidden states, plus the full-length mask."""
 import math
 
 import torch
-import torch.nn.functional as F
 from diffusers import LTX2Pipeline
 
 AUDIO_SAMPLE_RATE = 16000

@@ -1,0 +1,91 @@
+"""The cached training set as tensors: the keys preprocessing writes (see .notes/model-ready.md)."""
+
+import hashlib
+from dataclasses import dataclass
+
+import torch
+from safetensors.torch import load_file
+
+from avlora.model.encode import prompt_from_cache
+from avlora.store import ArtifactStore
+from avlora.v1 import dataset_pb2
+
+# Held out for the validation loss: every sample whose name hashes into this fraction, at least one
+# when there are HOLDOUT_MIN_SAMPLES or more, none (the loss is then taken on training samples) below.
+HOLDOUT_FRACTION = 0.1
+HOLDOUT_MIN_SAMPLES = 4
+
+
+@dataclass
+class Prompt:
+    """A cached prompt, kept compact (the padded form is ~385 MB on the real model)."""
+    rows: torch.Tensor  # [n_valid, D] text encoder hidden states of the valid tokens
+    mask: torch.Tensor  # [L]
+
+    def expand(self, device, dtype) -> tuple[torch.Tensor, torch.Tensor]:
+        """(embeds [1, L, D] with zero rows where padded, mask [1, L]) on the device."""
+        return prompt_from_cache({"prompt_embeds": self.rows.to(device, dtype), "prompt_mask": self.mask.to(device)})
+
+
+def _prompt(tensors: dict[str, torch.Tensor]) -> Prompt:
+    return Prompt(tensors["prompt_embeds"], tensors["prompt_mask"])
+
+
+@dataclass
+class Sample:
+    """One cached clip (or pair); latents are normalised and unpacked, with a batch dimension
+    (`to` moves the latents; the prompt stays compact on the CPU until encode_text)."""
+    name: str
+    prompt: Prompt
+    video: torch.Tensor | None = None      # [1, 128, F', H', W']
+    audio: torch.Tensor | None = None      # [1, 8, T', 16]
+    ref_video: torch.Tensor | None = None  # av2av reference
+    ref_audio: torch.Tensor | None = None
+
+    def to(self, device: torch.device, dtype: torch.dtype) -> "Sample":
+        move = lambda t: None if t is None else t.to(device, dtype)  # noqa: E731
+        return Sample(self.name, self.prompt, move(self.video), move(self.audio), move(self.ref_video),
+                      move(self.ref_audio))
+
+
+def load_prompt(store: ArtifactStore, uri: str) -> Prompt:
+    return _prompt(load_file(store.path(uri)))
+
+
+REQUIRED_KEYS = {
+    ("v2a", "training"): ("video_latents", "audio_latents"),
+    ("v2a", "validation"): ("video_latents",),
+    ("av2av", "training"): ("video_latents", "audio_latents", "ref_video_latents", "ref_audio_latents"),
+    ("av2av", "validation"): ("ref_video_latents", "ref_audio_latents"),
+}
+
+
+def load_sample(store: ArtifactStore, name: str, uri: str, mode: str, kind: str = "training") -> Sample:
+    """Reads one cached sample; a file missing a key of its mode and kind is an internal error."""
+    tensors = load_file(store.path(uri))
+    missing = [k for k in (*REQUIRED_KEYS[(mode, kind)], "prompt_embeds", "prompt_mask") if k not in tensors]
+    if missing:
+        raise ValueError(f"cached {kind} sample {name} ({uri}) lacks {', '.join(missing)}")
+    batch = lambda key: tensors[key].unsqueeze(0).float() if key in tensors else None  # noqa: E731
+    return Sample(name=name, prompt=_prompt(tensors), video=batch("video_latents"),
+                  audio=batch("audio_latents"), ref_video=batch("ref_video_latents"),
+                  ref_audio=batch("ref_audio_latents"))
+
+
+def _held_out(name: str) -> bool:
+    digest = hashlib.sha256(name.encode()).digest()
+    return int.from_bytes(digest[:4], "big") / 2**32 < HOLDOUT_FRACTION
+
+
+def split_holdout(samples: list[Sample]) -> tuple[list[Sample], list[Sample]]:
+    """(training samples, held-out samples). With few samples, the loss is measured on the training
+    samples themselves (the held-out list is then the training list)."""
+    if len(samples) < HOLDOUT_MIN_SAMPLES:
+        return samples, samples
+    held = {s.name for s in samples if _held_out(s.name)}
+    held = held or {min(s.name for s in samples)}
+    return [s for s in samples if s.name not in held], [s for s in samples if s.name in held]
+
+
+def load_training_set(store: ArtifactStore, uri: str) -> dataset_pb2.TrainingSet:
+    return dataset_pb2.TrainingSet.FromString(store.read_bytes(uri))

@@ -1,0 +1,162 @@
+"""The training loop, one for both modes (the strategy says what is noised and scored): LoRA on the
+strategy's modules, AdamW with gradient clipping, bf16 autocast and gradient checkpointing on a GPU
+(fp32 on the CPU), progress at a bounded rate, a held-out validation loss at intervals with the
+untrained baseline, atomic checkpoints every N steps, resume from the last one, prompt cancellation."""
+
+import contextlib
+import os
+import time
+from dataclasses import dataclass, field
+
+import torch
+from peft import LoraConfig, get_peft_model_state_dict, set_peft_model_state_dict
+
+from avlora.worker import JobCancelled
+from services.trainer import status
+from services.trainer.checkpoints import load_checkpoint, save_checkpoint
+from services.trainer.data import Sample
+from services.trainer.losses import diffusion_loss, draw_noise, validation_cases, validation_loss
+from services.trainer.strategies import Strategy
+from services.trainer.tokens import encode_text
+
+GRAD_CLIP_NORM = 1.0
+WEIGHT_DECAY = 1e-4
+
+
+def _env_int(name: str, default: int) -> int:
+    return int(os.environ.get(f"AVLORA_TRAIN_{name}", default))
+
+
+@dataclass(frozen=True)
+class TrainerOptions:
+    """How often things happen (0: derived from the number of steps). From AVLORA_TRAIN_* variables."""
+    checkpoint_every: int = 0     # default: every 100 steps
+    validation_every: int = 0     # default: 10 times per run
+    preview_every: int = 0        # 0: previews at the end only
+    sampling_steps: int = 30      # Euler steps of the validation previews
+    seed: int = 0
+    cpu_threads: int = 1          # the tiny model's small ops run fastest on one thread
+    device: str = field(default_factory=lambda: "cuda" if torch.cuda.is_available() else "cpu")
+
+    @classmethod
+    def from_env(cls) -> "TrainerOptions":
+        return cls(checkpoint_every=_env_int("CHECKPOINT_EVERY", 0),
+                   validation_every=_env_int("VALIDATION_EVERY", 0),
+                   preview_every=_env_int("PREVIEW_EVERY", 0),
+                   sampling_steps=_env_int("SAMPLING_STEPS", 30), seed=_env_int("SEED", 0),
+                   cpu_threads=_env_int("CPU_THREADS", 1),
+                   device=os.environ.get("AVLORA_TRAIN_DEVICE") or cls().device)
+
+    def intervals(self, total_steps: int) -> tuple[int, int]:
+        return (self.checkpoint_every or 100, self.validation_every or max(1, total_steps // 10))
+
+
+def autocast_for(device: torch.device):
+    """bf16 autocast on a GPU, nothing (fp32) on the CPU."""
+    if device.type == "cuda":
+        return lambda: torch.autocast("cuda", dtype=torch.bfloat16)
+    return contextlib.nullcontext
+
+
+def add_lora(transformer, strategy: Strategy, rank: int, seed: int) -> list[torch.nn.Parameter]:
+    """Adds the LoRA (alpha = rank) and returns its parameters, kept in fp32."""
+    torch.manual_seed(seed)
+    transformer.add_adapter(LoraConfig(r=rank, lora_alpha=rank, init_lora_weights=True,
+                                       target_modules=list(strategy.target_modules)))
+    params = [p for p in transformer.parameters() if p.requires_grad]
+    for param in params:
+        param.data = param.data.float()
+    return params
+
+
+@dataclass
+class TrainingResult:
+    steps: int
+    validation_loss: float
+    baseline_validation_loss: float
+
+
+class Trainer:
+    """Trains one job's LoRA; `run` resumes from the job's checkpoint when there is one."""
+
+    def __init__(self, ctx, model, strategy: Strategy, samples: list[Sample], held_out: list[Sample],
+                 fps: float, options: TrainerOptions, on_preview=None):
+        self.ctx, self.model, self.strategy, self.options = ctx, model, strategy, options
+        self.fps, self.on_preview = fps, on_preview
+        transformer = model.transformer
+        self.device = transformer.device
+        self.autocast = autocast_for(self.device)
+        self.total = ctx.params.number_of_steps
+        self.params = add_lora(transformer, strategy, ctx.params.rank, options.seed)
+        if self.device.type == "cuda":
+            transformer.enable_gradient_checkpointing()
+        self.optimizer = torch.optim.AdamW(self.params, lr=ctx.params.learning_rate, weight_decay=WEIGHT_DECAY)
+        self.generator = torch.Generator().manual_seed(options.seed)
+        self.examples = [self._prepare(s) for s in samples]
+        self.validation = validation_cases([self._prepare(s) for s in held_out])
+
+    def _prepare(self, sample: Sample):
+        """(text, video stream, audio stream) of a sample, on the device, text through the connectors."""
+        sample = sample.to(self.device, torch.float32)
+        text = encode_text(self.model.connectors, sample.prompt)
+        return (text, *self.strategy.streams(self.model.transformer, sample, self.fps))
+
+    def _state(self, step: int, losses: dict) -> dict:
+        return {"step": step, "lora": get_peft_model_state_dict(self.model.transformer),
+                "optimizer": self.optimizer.state_dict(), "generator": self.generator.get_state(), **losses}
+
+    def _restore(self, state: dict) -> int:
+        set_peft_model_state_dict(self.model.transformer, state["lora"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.generator.set_state(state["generator"])
+        return state["step"]
+
+    def validation_loss(self) -> float:
+        self.model.transformer.eval()
+        return validation_loss(self.model.transformer, self.validation, self.autocast)
+
+    def step(self) -> tuple[float, dict[str, float]]:
+        """One optimisation step on one clip drawn from the set."""
+        index = int(torch.randint(len(self.examples), (1,), generator=self.generator))
+        text, video, audio = self.examples[index]
+        noise = draw_noise(video, audio, self.generator)
+        if not self.model.transformer.training:
+            self.model.transformer.train()
+        with self.autocast():
+            loss, parts = diffusion_loss(self.model.transformer, text, video, audio, noise)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(self.params, GRAD_CLIP_NORM)
+        self.optimizer.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        return float(loss.detach()), parts
+
+    def run(self) -> TrainingResult:
+        ctx, store, job = self.ctx, self.ctx.store, self.ctx.job_id
+        checkpoint_every, validation_every = self.options.intervals(self.total)
+        state = load_checkpoint(store, job)
+        if state is not None:
+            step, losses = self._restore(state), {k: state[k] for k in
+                                                 ("validation_loss", "baseline_validation_loss")}
+            ctx.log(f"resumed from the checkpoint at step {step}")
+        else:
+            step, baseline = 0, self.validation_loss()
+            losses = {"validation_loss": baseline, "baseline_validation_loss": baseline}
+            ctx.log(f"untrained validation loss {baseline:.4f}")
+        started, first_step = time.monotonic(), step
+        while step < self.total:
+            if ctx.cancelled():
+                raise JobCancelled()
+            loss, parts = self.step()
+            step += 1
+            status.update(step)
+            if step % validation_every == 0 or step == self.total:
+                losses["validation_loss"] = self.validation_loss()
+            if step % checkpoint_every == 0 or step == self.total:
+                save_checkpoint(store, job, self._state(step, losses))
+            rate = (step - first_step) / max(time.monotonic() - started, 1e-9)
+            ctx.progress(step, self.total, "steps", loss=loss, rate=rate,
+                         eta_seconds=(self.total - step) / rate, **parts, **losses)
+            if self.on_preview and self.options.preview_every and step % self.options.preview_every == 0 \
+                    and step < self.total:
+                self.on_preview(step)
+        return TrainingResult(step, losses["validation_loss"], losses["baseline_validation_loss"])

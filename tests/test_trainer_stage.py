@@ -1,0 +1,173 @@
+"""The trainer stage end to end on the tiny model: outputs opened and checked, resume, cancellation."""
+
+import json
+import time
+from pathlib import Path
+
+import av
+import numpy as np
+import pytest
+import torch
+from diffusers import LTX2Pipeline
+from safetensors.torch import load_file
+from trainer_sets import build_training_set, make_params
+
+from avlora.settings import Settings
+from avlora.store import ArtifactStore
+from avlora.worker import JobCancelled, StageContext
+from services.trainer import stage
+from services.trainer.checkpoints import checkpoint_key
+
+ENV = {"AVLORA_TRAIN_CHECKPOINT_EVERY": "25", "AVLORA_TRAIN_VALIDATION_EVERY": "50",
+       "AVLORA_TRAIN_SAMPLING_STEPS": "3", "AVLORA_TRAIN_DEVICE": "cpu"}
+
+
+class Run:
+    def __init__(self, root: Path, model_dir: Path, mode: str, validations: int = 2):
+        self.model_dir, self.store = model_dir, ArtifactStore(root / "store")
+        self.params = make_params(mode, trigger_phrase="bnc")
+        self.uri = build_training_set(self.store, model_dir, "set", self.params, validations=validations)
+
+    def context(self, job_id: str, attempt: int = 1) -> StageContext:
+        ctx = StageContext.for_test(job_id, self.params, self.store, self.uri, stage="train",
+                                    settings=Settings(model_dir=str(self.model_dir)))
+        ctx.attempt = attempt
+        return ctx
+
+
+@pytest.fixture(scope="module")
+def env():
+    """Short intervals, and one torch thread: the tiny model's small ops run fastest on one."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    with pytest.MonkeyPatch.context() as patch:
+        for key, value in ENV.items():
+            patch.setenv(key, value)
+        yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def v2a(env, tmp_path_factory, tiny_model_dir):
+    run = Run(tmp_path_factory.mktemp("v2a"), tiny_model_dir, "v2a")
+    ctx = run.context("v2a-job")
+    return run, ctx, stage.run(ctx)
+
+
+@pytest.fixture(scope="module")
+def av2av(env, tmp_path_factory, tiny_model_dir):
+    run = Run(tmp_path_factory.mktemp("av2av"), tiny_model_dir, "av2av", validations=2)
+    ctx = run.context("av2av-job")
+    return run, ctx, stage.run(ctx)
+
+
+def _progress(ctx):
+    return [e.progress for e in ctx.events if e.HasField("progress")]
+
+
+def test_v2a_job_learns_and_reports(v2a):
+    run, ctx, outputs = v2a
+    steps = [p for p in _progress(ctx) if p.unit == "steps"]
+    assert steps[-1].done == steps[-1].total == 100
+    assert all(p.audio_loss > 0 and p.video_loss == 0 and p.rate > 0 for p in steps)
+    last = steps[-1]
+    assert last.baseline_validation_loss > 0 and last.validation_loss < last.baseline_validation_loss
+    config = json.loads(run.store.read_bytes(outputs.config_file))
+    assert config["mode"] == "v2a" and config["trigger_phrase"] == "bnc" and config["rank"] == config["alpha"] == 8
+    assert "video_to_audio_attn.to_q" in config["target_modules"] and config["steps_completed"] == 100
+    assert config["base_model"]["config_sha256"] and config["frame_rate"] == 24
+    state = torch.load(run.store.path(checkpoint_key("v2a-job")), weights_only=True)
+    assert state["step"] == 100 and state["lora"] and state["optimizer"]["state"]
+
+
+def test_v2a_preview_is_one_audio_file_of_the_right_duration(v2a):
+    run, _, outputs = v2a
+    assert outputs.audio.endswith(".wav") and not outputs.video
+    with av.open(str(run.store.path(outputs.audio))) as container:
+        stream = container.streams.audio[0]
+        samples = np.concatenate([f.to_ndarray() for f in container.decode(stream)], axis=-1)
+        assert stream.rate == 48000 and stream.channels == 2
+    assert samples.shape[-1] / 2 / 48000 == pytest.approx(2 * 9 / 24, abs=1e-3)  # two validation clips
+
+
+def test_lora_file_loads_in_the_pipeline_and_changes_output(v2a, env, tiny_model_dir):
+    run, _, outputs = v2a
+    pipe = LTX2Pipeline.from_pretrained(tiny_model_dir, local_files_only=True)
+
+    def generate():
+        return pipe(prompt="bnc a ball", negative_prompt="", height=64, width=64, num_frames=9,
+                    num_inference_steps=2, output_type="np", return_dict=False,
+                    generator=torch.Generator().manual_seed(0))
+
+    base_video, base_audio = generate()
+    pipe.load_lora_weights(str(run.store.path(outputs.lora_file)), adapter_name="trained")
+    video, audio = generate()
+    assert not torch.allclose(audio, base_audio, atol=1e-4)
+    pipe.delete_adapters("trained")
+    comfy = load_file(run.store.path(outputs.lora_comfyui_file))
+    assert all(k.startswith("diffusion_model.transformer_blocks.") for k in comfy)
+    pipe.load_lora_weights(comfy, adapter_name="comfy")
+    comfy_video, comfy_audio = generate()
+    assert torch.allclose(comfy_audio, audio, atol=1e-5) and np.allclose(comfy_video, video, atol=1e-5)
+
+
+def test_av2av_reel_carries_generated_audio(av2av):
+    run, ctx, outputs = av2av
+    steps = [p for p in _progress(ctx) if p.unit == "steps"]
+    assert steps[-1].video_loss > 0 and steps[-1].audio_loss > 0
+    assert outputs.video.endswith(".mp4") and not outputs.audio
+    with av.open(str(run.store.path(outputs.video))) as container:
+        video, audio = container.streams.video[0], container.streams.audio[0]
+        frames = sum(1 for _ in container.decode(video))
+        container.seek(0)
+        sound = np.concatenate([f.to_ndarray() for f in container.decode(audio)], axis=-1)
+    assert frames == 2 * 9 and (video.width, video.height) == (64, 64)
+    assert audio.rate == 48000 and sound.shape[-1] / 48000 == pytest.approx(2 * 9 / 24, abs=0.05)
+    assert np.abs(sound).max() > 0
+    config = json.loads(run.store.read_bytes(outputs.config_file))
+    assert config["target_modules"] == ["to_q", "to_k", "to_v", "to_out.0"]
+    assert config["reference_downscale_factor"] == 1
+
+
+def test_rerun_returns_the_recorded_outputs(v2a):
+    run, _, outputs = v2a
+    started = time.monotonic()
+    assert stage.run(run.context("v2a-job", attempt=2)) == outputs
+    assert time.monotonic() - started < 1
+
+
+def test_interrupted_job_resumes_from_its_checkpoint(v2a, env):
+    run, _, outputs = v2a
+    ctx = run.context("resumed-job")
+    emit = ctx.emit
+
+    def stop_after_60(event):  # the job is stopped mid-run, after a checkpoint (every 25 steps)
+        emit(event)
+        if event.HasField("progress") and event.progress.done >= 60:
+            ctx.cancel_flag.set()
+
+    ctx.emit = stop_after_60
+    with pytest.raises(JobCancelled):
+        stage.run(ctx)
+    saved = torch.load(run.store.path(checkpoint_key("resumed-job")), weights_only=True)["step"]
+    assert 50 <= saved < 100 and saved % 25 == 0
+    again = run.context("resumed-job", attempt=2)
+    resumed = stage.run(again)
+    steps = [p.done for p in _progress(again) if p.unit == "steps"]
+    assert min(steps) > saved and steps[-1] == 100
+    assert any(f"resumed from the checkpoint at step {saved}" in p.message for p in _progress(again))
+    # The continuation is exactly the uninterrupted run's (same data order, noise and optimizer state).
+    expected, got = load_file(run.store.path(outputs.lora_file)), load_file(run.store.path(resumed.lora_file))
+    assert expected.keys() == got.keys()
+    assert all(torch.allclose(expected[k], got[k], atol=1e-6) for k in expected)
+
+
+def test_cancel_stops_within_a_step(v2a):
+    run, _, _ = v2a
+    ctx = run.context("cancelled-job")
+    ctx.cancel_flag.set()
+    started = time.monotonic()
+    with pytest.raises(JobCancelled):
+        stage.run(ctx)
+    assert time.monotonic() - started < 30
+    assert not run.store.exists("jobs/cancelled-job/outputs/outputs.pb")

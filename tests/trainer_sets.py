@@ -1,0 +1,75 @@
+"""Cached training sets for trainer tests, encoded with avlora.model.encode from the demo dataset's
+bouncing-ball clips (picture and clicks in sync), in the format preprocessing writes."""
+
+import torch
+from safetensors.torch import save_file
+
+from avlora.demo_data import plan_clips, render_audio, render_video
+from avlora.model.components import load_encoders
+from avlora.model.encode import (
+    audio_latent_count, encode_audio, encode_prompts, encode_video, prompt_to_cache,
+)
+from avlora.params import AV2AVParams, V2AParams
+from avlora.v1 import dataset_pb2
+
+
+def make_params(mode: str, **overrides):
+    base = dict(training_data_url="upload://data", number_of_steps=100, rank=8, learning_rate=2e-3,
+                number_of_frames=9, validation_number_of_frames=9, frame_rate=24, validation_frame_rate=24)
+    return (V2AParams if mode == "v2a" else AV2AVParams)(**(base | overrides))
+
+
+def _clip_tensors(encoders, clip, size, fps, frames, inverted=False, octave_up=False, spatial=1, temporal=1):
+    width, height = size
+    video = torch.from_numpy(render_video(clip, (width // spatial, height // spatial), inverted)[:frames:temporal])
+    audio = torch.from_numpy(render_audio(clip, fps, octave_up))[None, :round(frames / fps * 16000)]
+    return (encode_video(encoders.vae, video.contiguous()),
+            encode_audio(encoders.audio_vae, audio, audio_latent_count(frames, fps)))
+
+
+def build_training_set(store, model_dir, job_id: str, params, clips: int = 4, size=(64, 64),
+                       validation_size=(64, 64), validations: int = 1) -> str:
+    """Writes every sample, validation and negative-prompt file and the TrainingSet; returns its URI."""
+    encoders = load_encoders(model_dir)
+    mode, frames, fps = params.mode, params.number_of_frames, params.frame_rate
+    spatial = getattr(params, "reference_downscale_factor", 1)
+    temporal = getattr(params, "reference_temporal_scale_factor", 1)
+    root = f"jobs/{job_id}/preprocess"
+
+    def prompt(text: str) -> dict:
+        embeds, mask = encode_prompts(encoders.text_encoder, encoders.tokenizer, [text])
+        return prompt_to_cache(embeds[0], mask[0])
+
+    def save(key: str, tensors: dict) -> str:
+        save_file({k: v.contiguous() for k, v in tensors.items()}, str(store.path(key)))
+        return store.uri(key)
+
+    def clip_file(clip, frames_count, clip_fps, clip_size, caption) -> dict:
+        if mode == "v2a":
+            video, audio = _clip_tensors(encoders, clip, clip_size, clip_fps, frames_count)
+            return {"video_latents": video, "audio_latents": audio, **prompt(caption)}
+        video, audio = _clip_tensors(encoders, clip, clip_size, clip_fps, frames_count, True, True)
+        ref_video, ref_audio = _clip_tensors(encoders, clip, clip_size, clip_fps, frames_count,
+                                             spatial=spatial, temporal=temporal)
+        return {"video_latents": video, "audio_latents": audio, "ref_video_latents": ref_video,
+                "ref_audio_latents": ref_audio, **prompt(caption)}
+
+    training_set = dataset_pb2.TrainingSet(job_id=job_id, mode=mode, width=size[0], height=size[1],
+                                           frames=frames, frame_rate=fps,
+                                           reference_downscale_factor=spatial,
+                                           reference_temporal_scale_factor=temporal)
+    for clip in plan_clips(clips, frames, seed=0):
+        caption = f"{params.trigger_phrase} a {clip.colour} ball bouncing with clicks".strip()
+        tensors = clip_file(clip, frames, fps, size, caption)
+        training_set.samples.add(name=clip.name, caption=caption, uri=save(f"{root}/{clip.name}.safetensors", tensors))
+    for index, clip in enumerate(plan_clips(validations, params.validation_number_of_frames, seed=7)):
+        tensors = clip_file(clip, params.validation_number_of_frames, params.validation_frame_rate,
+                            validation_size, f"a {clip.colour} ball")
+        if mode == "v2a":
+            tensors = {k: v for k, v in tensors.items() if k != "audio_latents"}
+        else:
+            tensors = {k: v for k, v in tensors.items() if k not in ("video_latents", "audio_latents")}
+        training_set.validation.add(index=index, prompt="a ball",
+                                    uri=save(f"{root}/validation{index}.safetensors", tensors))
+    training_set.negative_prompt_uri = save(f"{root}/negative.safetensors", prompt(params.validation_negative_prompt))
+    return store.write_bytes(f"{root}/training_set.pb", training_set.SerializeToString())
