@@ -32,6 +32,7 @@ import numpy as np
 from avlora.worker import UserError
 from services.preprocess.probe import MediaInfo
 
+TIE_S = 1e-6       # timestamps this close count as a tie (the earlier frame wins)
 SEEK_AFTER_S = 1.0  # windows starting later than this seek (to the keyframe before) instead of decoding from 0
 
 
@@ -129,7 +130,7 @@ def nearest_frames(info: MediaInfo, times: Sequence[float]) -> Iterator[np.ndarr
                     continue
                 now = frame.time - info.video_start
                 while count < len(times) and times[count] <= now:
-                    earlier = previous is not None and times[count] - previous_time <= now - times[count]
+                    earlier = previous is not None and times[count] - previous_time <= now - times[count] + TIE_S
                     yield _rgb(previous if earlier else frame)
                     count += 1
                 if count == len(times):

@@ -38,16 +38,19 @@ class MediaInfo:
         return self.has_audio and covered >= 0.5 * (end - start)
 
 
-def probe_media(path: str | Path, name: str) -> MediaInfo:
+def probe_media(path: str | Path, name: str, need_video: bool = True) -> MediaInfo:
     """Probes one clip. Raises UserError naming the file when it cannot be read, is corrupt or
-    truncated, or has no video stream. A missing audio track is not an error here (see
+    truncated, or has no video stream (unless need_video is False: an audio file, whose times
+    then count from its first sample). A missing audio track is not an error here (see
     `require_audio`): a v2a validation video is silent by design."""
     try:
         with av.open(str(path), metadata_errors="ignore") as container:
-            if not container.streams.video:
-                raise UserError(f"{name} has no video stream")
-            video = container.streams.video[0]
+            video = container.streams.video[0] if container.streams.video else None
             audio = container.streams.audio[0] if container.streams.audio else None
+            if video is None and need_video:
+                raise UserError(f"{name} has no video stream")
+            if video is None and audio is None:
+                raise UserError(f"{name} has no audio track")
             info = _scan_packets(container, video, audio, name, Path(path))
             rotation = _decode_first_frames(container, video, audio if info.has_audio else None, name)
             if rotation % 180:
@@ -63,33 +66,35 @@ def require_audio(info: MediaInfo) -> None:
 
 
 def _scan_packets(container, video, audio, name: str, path: Path) -> MediaInfo:
-    first_video = last_video_end = None
+    first_video = last_video_end = audio_start = audio_end = None
     frames = 0
-    audio_start = audio_end = None
-    fallback_frame = 1.0 / float(video.average_rate or video.guessed_rate or 24)
-    streams = [video] + ([audio] if audio is not None else [])
-    for packet in container.demux(streams):
+    fallback_frame = 1.0 / float(video.average_rate or video.guessed_rate or 24) if video else 0.0
+    for packet in container.demux([stream for stream in (video, audio) if stream is not None]):
         if packet.pts is None or packet.size == 0:
             continue
         start = float(packet.pts * packet.time_base)
         if packet.stream is video:
             frames += 1
-            length = float(packet.duration * packet.time_base) if packet.duration else fallback_frame
+            end = start + (float(packet.duration * packet.time_base) if packet.duration else fallback_frame)
             first_video = start if first_video is None else min(first_video, start)
-            last_video_end = start + length if last_video_end is None else max(last_video_end, start + length)
+            last_video_end = end if last_video_end is None else max(last_video_end, end)
         else:
             end = start + float((packet.duration or 0) * packet.time_base)
             audio_start = start if audio_start is None else min(audio_start, start)
             audio_end = end if audio_end is None else max(audio_end, end)
-    if frames == 0:
+    channels = audio.codec_context.channels if audio is not None and audio_start is not None else 0
+    if video is None:  # an audio file: its own timeline
+        if not channels:
+            raise UserError(f"{name} has no audio track")
+        first_video, last_video_end = audio_start, audio_end
+    elif frames == 0:
         raise UserError(f"{name} has no video frames")
     duration = last_video_end - first_video
-    rate = video.average_rate or video.guessed_rate
-    native_fps = float(rate) if rate else frames / duration
-    channels = audio.codec_context.channels if audio is not None and audio_start is not None else 0
+    rate = video and (video.average_rate or video.guessed_rate)
     return MediaInfo(
-        name=name, path=path, width=video.codec_context.width, height=video.codec_context.height,
-        duration=duration, native_fps=native_fps, native_frames=frames,
+        name=name, path=path, width=video.codec_context.width if video else 0,
+        height=video.codec_context.height if video else 0, video_start=first_video, duration=duration,
+        native_fps=float(rate) if rate else (frames / duration if frames else 0.0), native_frames=frames,
         audio_channels=channels, audio_sample_rate=audio.codec_context.sample_rate if channels else 0,
         audio_start=(audio_start - first_video) if channels else 0.0,
         audio_end=(audio_end - first_video) if channels else 0.0)

@@ -1,0 +1,13 @@
+"""`python -m services.preprocess`: the InspectDataset RPC and the preprocess worker."""
+
+from avlora.settings import Settings
+from avlora.stage_main import run_stage_process
+from avlora.store import ArtifactStore
+from avlora.v1 import stages_pb2_grpc
+from services.preprocess.server import PreprocessServicer
+from services.preprocess.stage import run
+
+if __name__ == "__main__":
+    servicer = PreprocessServicer(ArtifactStore(Settings().store_dir))
+    run_stage_process("preprocess", run, [(stages_pb2_grpc.add_PreprocessServiceServicer_to_server, servicer,
+                                           "avlora.v1.PreprocessService")])

@@ -1,0 +1,54 @@
+"""Fitted media -> the tensors the trainer reads (keys as in .notes/model-ready.md), through the
+encoders of avlora.model. One safetensors file per training item, validation item and the
+negative prompt."""
+
+import numpy as np
+import torch
+from safetensors.torch import save
+
+from avlora.model.components import load_encoders
+from avlora.model.encode import audio_latent_count, encode_audio, encode_prompts, encode_video, prompt_to_cache
+from services.preprocess.clips import FitSettings, FittedClip
+from services.preprocess.validation import FittedValidation
+
+Tensors = dict[str, torch.Tensor]
+
+
+class DatasetEncoder:
+    """The frozen encoders (video VAE, audio VAE, text encoder), loaded once per job."""
+
+    def __init__(self, model_dir: str):
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+        dtype = torch.bfloat16 if device == "cuda" else torch.float32
+        self.encoders = load_encoders(model_dir, device, dtype)
+
+    def prompt(self, text: str) -> Tensors:
+        """`prompt_embeds` (the valid rows) and `prompt_mask` of one prompt."""
+        embeds, mask = encode_prompts(self.encoders.text_encoder, self.encoders.tokenizer, [text])
+        return prompt_to_cache(embeds[0], mask[0])
+
+    def video(self, frames: np.ndarray) -> torch.Tensor:
+        return encode_video(self.encoders.vae, torch.from_numpy(frames)).cpu()
+
+    def audio(self, audio: np.ndarray, settings: FitSettings) -> torch.Tensor:
+        latents = audio_latent_count(settings.frames, settings.frame_rate)
+        return encode_audio(self.encoders.audio_vae, torch.from_numpy(audio), num_latents=latents).cpu()
+
+    def training_sample(self, clip: FittedClip, settings: FitSettings) -> Tensors:
+        tensors = {"video_latents": self.video(clip.frames), "audio_latents": self.audio(clip.audio, settings)}
+        if clip.reference_frames is not None:
+            tensors["ref_video_latents"] = self.video(clip.reference_frames)
+            tensors["ref_audio_latents"] = self.audio(clip.reference_audio, settings)
+        return tensors | self.prompt(clip.caption)
+
+    def validation_sample(self, fitted: FittedValidation, settings: FitSettings) -> Tensors:
+        if fitted.audio is None:
+            tensors = {"video_latents": self.video(fitted.frames)}
+        else:
+            tensors = {"ref_video_latents": self.video(fitted.frames),
+                       "ref_audio_latents": self.audio(fitted.audio, settings)}
+        return tensors | self.prompt(fitted.prompt)
+
+
+def to_bytes(tensors: Tensors) -> bytes:
+    return save({key: value.detach().contiguous().cpu() for key, value in tensors.items()})

@@ -1,0 +1,76 @@
+"""Which files belong together: av2av `<name>_start` / `<name>_end` pairs, and each clip's caption
+(`<name>.txt`, the same base name as the video, or as the pair). File names are unique across the
+archive (ingest's rule), so files are matched by base name whatever folder they are in."""
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from avlora.store import ArtifactStore
+from avlora.v1 import dataset_pb2
+
+START, END = "_start", "_end"
+MAX_CAPTION_BYTES = 64 * 1024
+
+
+@dataclass(frozen=True)
+class ClipPair:
+    """An av2av pair: the reference clip (`_start`) and the target clip (`_end`)."""
+
+    name: str
+    start: dataset_pb2.ManifestFile
+    end: dataset_pb2.ManifestFile
+
+
+def stem(name: str) -> str:
+    return Path(name).stem
+
+
+def pair_clips(videos: list[dataset_pb2.ManifestFile]) -> tuple[list[ClipPair], list[str]]:
+    """Pairs `_start` with `_end` clips by base name; returns the pairs (by name) and one error per
+    clip that cannot be paired."""
+    starts: dict[str, list] = {}
+    ends: dict[str, list] = {}
+    errors = []
+    for video in videos:
+        base = stem(video.name)
+        if base.lower().endswith(START):
+            starts.setdefault(base[: -len(START)], []).append(video)
+        elif base.lower().endswith(END):
+            ends.setdefault(base[: -len(END)], []).append(video)
+        else:
+            errors.append(f"{video.name} is neither a reference nor a target: name it "
+                          f"{base}_start or {base}_end (av2av datasets are <name>_start / <name>_end pairs)")
+    for name, group, kind in [(n, g, "_start") for n, g in starts.items()] + [(n, g, "_end") for n, g in ends.items()]:
+        if len(group) > 1:
+            errors.append(f"{name} has more than one {kind} clip: " + ", ".join(sorted(v.name for v in group)))
+    for name in sorted(ends.keys() - starts.keys()):
+        errors.append(f"{ends[name][0].name} is a target missing its reference (no {name}_start clip)")
+    for name in sorted(starts.keys() - ends.keys()):
+        errors.append(f"{starts[name][0].name} has no matching target (no {name}_end clip)")
+    pairs = [ClipPair(name, starts[name][0], ends[name][0]) for name in sorted(starts.keys() & ends.keys())]
+    return pairs, errors
+
+
+def read_captions(files: list[dataset_pb2.ManifestFile], store: ArtifactStore) -> dict[str, str]:
+    """Caption text by base name, whitespace collapsed (UTF-8, with a Latin-1 fallback)."""
+    captions = {}
+    for file in files:
+        if file.kind == dataset_pb2.CAPTION:
+            with open(store.path(file.uri), "rb") as handle:
+                data = handle.read(MAX_CAPTION_BYTES)
+            try:
+                text = data.decode("utf-8-sig")
+            except UnicodeDecodeError:
+                text = data.decode("latin-1")
+            captions[stem(file.name)] = " ".join(text.split())
+    return captions
+
+
+def unused_captions(files: list[dataset_pb2.ManifestFile], used: set[str]) -> list[dataset_pb2.IgnoredFile]:
+    return [dataset_pb2.IgnoredFile(name=file.name, reason=f"caption for no clip: no video named {stem(file.name)}")
+            for file in files if file.kind == dataset_pb2.CAPTION and stem(file.name) not in used]
+
+
+def with_trigger(trigger_phrase: str, caption: str) -> str:
+    """The trigger phrase (when set) prepended to the caption; either may be empty."""
+    return " ".join(part for part in (trigger_phrase.strip(), caption) if part)

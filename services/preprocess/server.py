@@ -1,0 +1,38 @@
+"""The preprocess service's direct RPC: InspectDataset, a free dry run of every dataset check
+(ingest's download, archive and media rules, then preprocessing's) without encoding."""
+
+import asyncio
+import secrets
+
+import grpc
+
+from avlora.params import InvalidParams, from_proto
+from avlora.store import ArtifactStore
+from avlora.v1 import dataset_pb2, stages_pb2, stages_pb2_grpc
+from avlora.worker import UserError
+from services.ingest.stage import ingest_dataset
+from services.preprocess.checks import inspect_dataset
+
+
+class PreprocessServicer(stages_pb2_grpc.PreprocessServiceServicer):
+    def __init__(self, store: ArtifactStore):
+        self.store = store
+
+    async def InspectDataset(self, request: stages_pb2.InspectDatasetRequest,
+                             context: grpc.aio.ServicerContext) -> dataset_pb2.DatasetReport:
+        """A dataset error is a report with ok=false and its errors; a bad parameter is INVALID_ARGUMENT."""
+        try:
+            params = from_proto(request.params)
+        except InvalidParams as error:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(error))
+        return await asyncio.to_thread(self.inspect, params)
+
+    def inspect(self, params) -> dataset_pb2.DatasetReport:
+        job_id = f"inspect-{secrets.token_hex(8)}"
+        try:
+            manifest = ingest_dataset(params, self.store, self.store.job_dir(job_id, "ingest"), job_id=job_id)
+            return inspect_dataset(manifest, params, self.store)
+        except UserError as error:
+            return dataset_pb2.DatasetReport(ok=False, errors=[str(error)])
+        finally:
+            self.store.remove(f"jobs/{job_id}")

@@ -1,0 +1,77 @@
+"""Memory stays bounded whatever the clip: a long 1080p clip is probed, scene-split and fitted in a
+child process whose peak memory is compared with its baseline."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import av
+import numpy as np
+
+CHILD = r"""
+import json, resource, sys
+from avlora.store import ArtifactStore
+from avlora.v1 import dataset_pb2
+from services.preprocess.checks import check_dataset
+from services.preprocess.clips import FitSettings, fit_item
+from tests.conftest_preprocess import small_v2a
+
+store = ArtifactStore(sys.argv[1])
+def manifest(name):
+    m = dataset_pb2.Manifest(job_id="m")
+    m.files.add(name=name, uri=store.uri(name), kind=dataset_pb2.VIDEO)
+    return m
+params = small_v2a(split_input_into_scenes=True, split_input_duration_threshold=1.0, resolution="medium",
+                   aspect_ratio="1:1", number_of_frames=49)
+for name in ("warmup.mp4", "long.mp4"):
+    if name == "long.mp4":
+        baseline = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    plan, _ = check_dataset(manifest(name), params, store)
+    for item in plan.items:  # one fitted clip (49 x 768 x 768 RGB: 87 MB) held at a time
+        clip = fit_item(item, FitSettings.training(params))
+        del clip
+peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+print(json.dumps({"items": len(plan.items), "errors": list(plan.report.errors),
+                  "increase_mb": (peak - baseline) / 1024}))
+"""
+
+
+def write_long_clip(path: Path, seconds: int, size=(1920, 1080), fps=24):
+    """Fast to write: a few distinct frames (two scenes) encoded with x264 ultrafast, and a tone."""
+    width, height = size
+    palette = []
+    for colour in ((200, 0, 0), (230, 230, 230)):
+        for shade in range(4):
+            image = np.empty((height, width, 3), np.uint8)
+            image[:] = colour
+            image[: height // 8, : (shade + 1) * width // 8] = 90
+            palette.append(av.VideoFrame.from_ndarray(image, format="rgb24").reformat(format="yuv420p"))
+    with av.open(str(path), "w") as container:
+        video = container.add_stream("libx264", rate=fps, options={"preset": "ultrafast"})
+        video.width, video.height, video.pix_fmt = width, height, "yuv420p"
+        audio = container.add_stream("aac", rate=16000, layout="mono")
+        total = seconds * fps
+        for index in range(total):
+            frame = palette[(index * 2 // total) * 4 + index % 4]
+            frame.pts = None
+            container.mux(video.encode(frame))
+        container.mux(video.encode())
+        tone = (0.3 * np.sin(np.arange(seconds * 16000) * 0.2)).astype(np.float32)[None]
+        sound = av.AudioFrame.from_ndarray(tone, format="fltp", layout="mono")
+        sound.sample_rate, sound.pts = 16000, 0
+        container.mux(audio.encode(sound))
+        container.mux(audio.encode())
+
+
+def test_a_long_1080p_clip_is_processed_in_bounded_memory(tmp_path):
+    store = tmp_path / "store"
+    store.mkdir()
+    write_long_clip(store / "warmup.mp4", seconds=3, size=(640, 360))
+    write_long_clip(store / "long.mp4", seconds=24)  # 576 frames: 3.6 GB as decoded RGB
+    result = subprocess.run([sys.executable, "-c", CHILD, str(store)], capture_output=True, text=True,
+                            cwd=Path(__file__).parent.parent, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    outcome = json.loads(result.stdout.strip().splitlines()[-1])
+    assert outcome["errors"] == [] and outcome["items"] == 2  # both scenes found and fitted
+    assert outcome["increase_mb"] < 300, outcome

@@ -1,0 +1,68 @@
+"""InspectDataset on a real grpc.aio server: ingest's rules then every preprocessing check."""
+
+import grpc
+import pytest
+
+from avlora.params import to_proto
+from avlora.store import ArtifactStore
+from avlora.v1 import stages_pb2, stages_pb2_grpc
+from services.preprocess.server import PreprocessServicer
+from tests.conftest_preprocess import small_av2av, small_v2a
+from tests.media import write_clip, zip_files
+
+
+@pytest.fixture
+async def inspect(tmp_path):
+    store = ArtifactStore(tmp_path / "store")
+    server = grpc.aio.server()
+    stages_pb2_grpc.add_PreprocessServiceServicer_to_server(PreprocessServicer(store), server)
+    port = server.add_insecure_port("127.0.0.1:0")
+    await server.start()
+    channel = grpc.aio.insecure_channel(f"127.0.0.1:{port}")
+    stub = stages_pb2_grpc.PreprocessServiceStub(channel)
+
+    def upload(files: dict) -> str:
+        zip_files(store.path("uploads/dataset"), files)
+        return "upload://dataset"
+
+    async def call(params_message):
+        return await stub.InspectDataset(stages_pb2.InspectDatasetRequest(params=params_message), timeout=60)
+
+    yield store, upload, call
+    await channel.close()
+    await server.stop(None)
+
+
+async def test_a_good_dataset_is_reported_ok_and_leaves_nothing_behind(inspect, tmp_path):
+    store, upload, call = inspect
+    url = upload({"a_start.mp4": write_clip(tmp_path / "a_start.mp4", frames=12),
+                  "a_end.mp4": write_clip(tmp_path / "a_end.mp4", frames=12), "a.txt": "neon",
+                  "__MACOSX/._a_end.mp4": b"junk"})
+    report = await call(to_proto(small_av2av(training_data_url=url, trigger_phrase="st9")))
+    assert report.ok and [(c.name, c.accepted, c.caption) for c in report.clips] == [("a", True, "st9 neon")]
+    assert not (store.root / "jobs").exists() or not any((store.root / "jobs").iterdir())
+
+
+async def test_a_dataset_error_is_a_report_not_an_rpc_failure(inspect, tmp_path):
+    _, upload, call = inspect
+    url = upload({"sample03_start.mp4": write_clip(tmp_path / "s.mp4", frames=12),
+                  "sample03_end.mp4": write_clip(tmp_path / "e.mp4", frames=12, audio_rate=None)})
+    report = await call(to_proto(small_av2av(training_data_url=url)))
+    assert not report.ok and list(report.errors) == ["sample03_end.mp4 has no audio track"]
+
+
+async def test_an_ingest_error_is_a_report_too(inspect):
+    _, upload, call = inspect
+    url = upload({"notes.txt": "no videos here"})
+    report = await call(to_proto(small_v2a(training_data_url=url)))
+    assert not report.ok and len(report.errors) == 1
+
+
+async def test_a_bad_parameter_is_invalid_argument(inspect):
+    _, _, call = inspect
+    message = to_proto(small_v2a())
+    message.v2a.number_of_steps = 5
+    with pytest.raises(grpc.aio.AioRpcError) as error:
+        await call(message)
+    assert error.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "number_of_steps" in error.value.details()

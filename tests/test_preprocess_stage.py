@@ -1,0 +1,127 @@
+"""The preprocess stage end to end against the tiny model: latent and embedding shapes, the cache
+reused on redelivery, the debug archive opened and decoded."""
+
+import dataclasses
+import io
+import json
+import zipfile
+
+import av
+import pytest
+from safetensors.torch import load_file
+
+from avlora.settings import Settings
+from avlora.store import ArtifactStore
+from avlora.v1 import dataset_pb2
+from avlora.worker import StageContext, UserError
+from services.preprocess.stage import run
+from tests.conftest_preprocess import manifest_of, small_av2av, small_v2a, tiny_model_dir  # noqa: F401
+
+CLIP = dict(frames=12)
+
+
+def context(store, job_id, params, manifest, model_dir) -> StageContext:
+    uri = store.write_bytes(f"jobs/{job_id}/ingest/manifest.pb", manifest.SerializeToString())
+    settings = dataclasses.replace(Settings(), model_dir=str(model_dir))
+    return StageContext.for_test(job_id, params, store, uri, stage="preprocess", settings=settings)
+
+
+def tensors(store, uri):
+    return {key: tuple(value.shape) for key, value in load_file(store.path(uri)).items()}
+
+
+@pytest.fixture(scope="module")
+def v2a_job(tmp_path_factory, tiny_model_dir):
+    store = ArtifactStore(tmp_path_factory.mktemp("v2a") / "store")
+    files = {"walk.mp4": CLIP | {"fps": 30, "audio_channels": 6, "audio_rate": 48000}, "walk.txt": "steps",
+             "rain.mkv": CLIP | {"size": (48, 96), "audio_rate": 44100}, "tiny.mp4": dict(frames=4),
+             "validation/silent.mp4": CLIP | {"audio_rate": None}}
+    manifest = manifest_of(store, "v2a-job", files, validation=[{"prompt": "rain", "video": "validation/silent.mp4"}])
+    ctx = context(store, "v2a-job", small_v2a(debug_dataset=True, trigger_phrase="f0ley"), manifest, tiny_model_dir)
+    uri = run(ctx)
+    return store, ctx, uri, dataset_pb2.TrainingSet.FromString(store.read_bytes(uri))
+
+
+def test_v2a_training_set_has_the_trainers_keys_and_shapes(v2a_job):
+    store, _, uri, training_set = v2a_job
+    assert uri == "store://jobs/v2a-job/preprocess/training_set.pb"
+    assert (training_set.mode, training_set.width, training_set.height, training_set.frames,
+            training_set.frame_rate) == ("v2a", 512, 288, 9, 24)
+    assert [(s.name, s.caption) for s in training_set.samples] == [("walk.mp4", "f0ley steps"), ("rain.mkv", "f0ley")]
+    for sample in training_set.samples:
+        shapes = tensors(store, sample.uri)
+        assert set(shapes) == {"video_latents", "audio_latents", "prompt_embeds", "prompt_mask"}
+        assert shapes["video_latents"] == (128, 2, 9, 16)      # (9 - 1) / 8 + 1 frames, 288 / 32, 512 / 32
+        assert shapes["audio_latents"] == (8, 9, 16)           # round(9 / 24 * 25) latents
+        assert shapes["prompt_mask"] == (32,) and shapes["prompt_embeds"][0] <= 32
+    validation = tensors(store, training_set.validation[0].uri)
+    assert set(validation) == {"video_latents", "prompt_embeds", "prompt_mask"}
+    assert validation["video_latents"] == (128, 2, 9, 16)
+    assert set(tensors(store, training_set.negative_prompt_uri)) == {"prompt_embeds", "prompt_mask"}
+    skipped = [clip for clip in training_set.report.clips if not clip.accepted]
+    assert [clip.name for clip in skipped] == ["tiny.mp4"]
+
+
+def test_debug_archive_holds_playable_fitted_clips_and_the_report(v2a_job):
+    store, _, _, training_set = v2a_job
+    with zipfile.ZipFile(store.path(training_set.debug_dataset_uri)) as archive:
+        names = archive.namelist()
+        assert sorted(names) == ["clips/000_walk_mp4.mp4", "clips/000_walk_mp4.txt", "clips/001_rain_mkv.mp4",
+                                 "clips/001_rain_mkv.txt", "report.json"]
+        assert archive.read("clips/000_walk_mp4.txt").decode() == "f0ley steps"
+        with av.open(io.BytesIO(archive.read("clips/001_rain_mkv.mp4"))) as clip:
+            frames = list(clip.decode(video=0))
+            assert len(frames) == 9 and (frames[0].width, frames[0].height) == (512, 288)
+            clip.seek(0)
+            samples = sum(frame.samples for frame in clip.decode(audio=0))
+            assert clip.streams.audio[0].channels == 2 and samples >= 6000
+        report = json.loads(archive.read("report.json"))
+        assert {clip["name"]: clip["accepted"] for clip in report["clips"]} == {
+            "walk.mp4": True, "rain.mkv": True, "tiny.mp4": False}
+        assert "too short" in [clip for clip in report["clips"] if clip["name"] == "tiny.mp4"][0]["reason"]
+
+
+def test_a_redelivered_job_reuses_the_cache(v2a_job):
+    store, ctx, uri, training_set = v2a_job
+    files = [store.path(sample.uri) for sample in training_set.samples] + [store.path(training_set.debug_dataset_uri)]
+    written = [path.stat().st_mtime_ns for path in files]
+    assert run(ctx) == uri  # the finished set is returned as is
+    store.remove(uri)       # a redelivery that died before writing the manifest
+    again = dataset_pb2.TrainingSet.FromString(store.read_bytes(run(ctx)))
+    assert [s.uri for s in again.samples] == [s.uri for s in training_set.samples]
+    assert again.debug_dataset_uri == training_set.debug_dataset_uri
+    assert [path.stat().st_mtime_ns for path in files] == written
+
+
+def test_av2av_training_set_carries_scaled_references(tmp_path, tiny_model_dir):
+    store = ArtifactStore(tmp_path / "store")
+    files = {"s1_start.mp4": dict(frames=18), "s1_end.mov": dict(frames=18, audio_channels=2),
+             "validation/ref.mp4": dict(frames=18, audio_rate=None), "validation/voice.mkv": dict(frames=18)}
+    manifest = manifest_of(store, "av", files, validation=[
+        {"prompt": "p", "video": "validation/ref.mp4", "audio": "validation/voice.mkv"}])
+    params = small_av2av(number_of_frames=17, validation_number_of_frames=17, reference_temporal_scale_factor=2,
+                         debug_dataset=True)
+    training_set = dataset_pb2.TrainingSet.FromString(store.read_bytes(run(context(store, "av", params, manifest,
+                                                                                   tiny_model_dir))))
+    assert (training_set.reference_downscale_factor, training_set.reference_temporal_scale_factor) == (1, 2)
+    shapes = tensors(store, training_set.samples[0].uri)
+    assert shapes["video_latents"] == (128, 3, 9, 16)
+    assert shapes["ref_video_latents"] == (128, 2, 9, 16)      # 9 of 17 frames kept
+    assert shapes["audio_latents"] == shapes["ref_audio_latents"] == (8, 18, 16)
+    validation = tensors(store, training_set.validation[0].uri)
+    assert validation["ref_video_latents"] == (128, 2, 9, 16) and validation["ref_audio_latents"] == (8, 18, 16)
+    with zipfile.ZipFile(store.path(training_set.debug_dataset_uri)) as archive:
+        with av.open(io.BytesIO(archive.read("clips/000_s1_reference.mp4"))) as reference:
+            frames = list(reference.decode(video=0))
+            assert len(frames) == 9 and reference.streams.video[0].average_rate == 12
+
+
+def test_a_dataset_error_fails_the_stage_naming_the_file(tmp_path, tiny_model_dir):
+    store = ArtifactStore(tmp_path / "store")
+    manifest = manifest_of(store, "bad", {"a_start.mp4": CLIP, "sample03_end.mp4": CLIP | {"audio_rate": None},
+                                          "sample03_start.mp4": CLIP})
+    with pytest.raises(UserError) as error:
+        run(context(store, "bad", small_av2av(), manifest, tiny_model_dir))
+    assert "sample03_end.mp4 has no audio track" in str(error.value)
+    assert "a_start.mp4 has no matching target (no a_end clip)" in str(error.value)
+    assert not store.exists("jobs/bad/preprocess/training_set.pb")
