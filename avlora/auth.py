@@ -18,9 +18,15 @@ def bearer_key(context) -> str:
 
 class LedgerAuthenticator:
     def __init__(self, ledger_address: str):
-        self.channel = grpc.aio.insecure_channel(ledger_address)
-        self.ledger = stages_pb2_grpc.LedgerServiceStub(self.channel)
+        self.ledger_address = ledger_address
+        self._ledger = None  # created on first use, on the server's event loop
         self._known: dict[str, tuple[str, float]] = {}
+
+    @property
+    def ledger(self) -> stages_pb2_grpc.LedgerServiceStub:
+        if self._ledger is None:
+            self._ledger = stages_pb2_grpc.LedgerServiceStub(grpc.aio.insecure_channel(self.ledger_address))
+        return self._ledger
 
     async def tenant(self, context) -> str:
         """The caller's tenant; aborts the call with UNAUTHENTICATED when the key is missing or unknown."""

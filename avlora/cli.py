@@ -43,7 +43,7 @@ def _parameter_flags(parser: argparse.ArgumentParser, mode: str) -> None:
 
 def build_params(args, endpoints: Endpoints) -> params_pb2.JobParams:
     values = {name: getattr(args, name) for name in SCHEMAS[args.mode].model_fields
-              if getattr(args, name, None) is not None}
+              if name not in ("mode", "validation") and getattr(args, name, None) is not None}
     values["training_data_url"] = as_url(endpoints, args.data)
     validation = []
     for entry in args.validation:

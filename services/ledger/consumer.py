@@ -24,22 +24,26 @@ async def apply_events(js, ledger: Ledger, changes: JobChanges, stopping: asynci
         except (asyncio.TimeoutError, TimeoutError):
             continue
         for message in messages:
-            try:
-                event = events_pb2.JobEvent.FromString(message.data)
-            except DecodeError:
-                log.error("undecodable event dropped", subject=message.subject)
-                await message.ack()
-                continue
-            try:
-                result = await ledger.apply_event(event)
-            except Exception as error:  # database unavailable: retry later
-                log.error("event not applied", event=event.event_id, error=str(error))
-                await message.nak(delay=1)
-                continue
-            if not result.applied and result.note not in ("duplicate",):
-                log.info("event refused", event=event.event_id, job=event.job_id, note=result.note)
-            changes.notify(event.job_id)
-            await message.ack()
+            await _apply_one(message, ledger, changes)
+
+
+async def _apply_one(message, ledger: Ledger, changes: JobChanges) -> None:
+    try:
+        event = events_pb2.JobEvent.FromString(message.data)
+    except DecodeError:
+        log.error("undecodable event dropped", subject=message.subject)
+        await message.ack()
+        return
+    try:
+        result = await ledger.apply_event(event)
+    except Exception as error:  # e.g. the database is unavailable: retry later
+        log.error("event not applied", event_id=event.event_id, error=repr(error))
+        await message.nak(delay=1)
+        return
+    if not result.applied and result.note != "duplicate":
+        log.info("event refused", event_id=event.event_id, job_id=event.job_id, note=result.note)
+    changes.notify(event.job_id)
+    await message.ack()
 
 
 async def fail_exhausted_work(nc, js, ledger: Ledger, changes: JobChanges) -> None:
