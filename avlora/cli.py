@@ -11,7 +11,7 @@ from google.protobuf import json_format
 
 from avlora.client import Endpoints, as_url
 from avlora.params import AV2AVParams, V2AParams
-from avlora.v1 import jobs_pb2, params_pb2
+from avlora.v1 import jobs_pb2, params_pb2, stages_pb2
 
 SCHEMAS = {"v2a": V2AParams, "av2av": AV2AVParams}
 SHORT_FLAGS = {"number_of_steps": "--steps"}
@@ -95,6 +95,26 @@ def cmd_submit(args) -> int:
     job = _call(endpoints.jobs().CreateJob, request, metadata=endpoints.auth, timeout=60)
     print(job_json(job) if args.json else job.id)
     return 0
+
+
+def cmd_inspect(args) -> int:
+    """Every dataset check, without encoding or training: free, and nothing is recorded."""
+    endpoints = Endpoints.find(args.data_dir)
+    request = stages_pb2.InspectDatasetRequest(params=build_params(args, endpoints))
+    report = _call(endpoints.preprocess_stub().InspectDataset, request, metadata=endpoints.auth, timeout=3600)
+    if args.json:
+        print(json_format.MessageToJson(report, preserving_proto_field_name=True))
+        return 0 if report.ok else 1
+    for clip in report.clips:
+        verdict = "ok     " if clip.accepted else "skipped"
+        print(f"{verdict} {clip.name}  {clip.native_frames} frames @ {clip.native_fps:.3g} fps, "
+              f"{clip.width}x{clip.height}  {clip.reason or clip.caption!r}")
+    for ignored in report.ignored:
+        print(f"ignored {ignored.name}: {ignored.reason}")
+    for error in report.errors:
+        print(f"error: {error}")
+    print("dataset OK" if report.ok else "dataset REJECTED")
+    return 0 if report.ok else 1
 
 
 def watch(endpoints: Endpoints, job_id: str, quiet: bool = False) -> jobs_pb2.Job:
@@ -194,15 +214,17 @@ def main(argv: list[str] | None = None) -> int:
 
     up = commands.add_parser("up", help="run the whole stack on this machine until Ctrl-C")
     up.set_defaults(run=cmd_up)
-    submit = commands.add_parser("submit", help="submit a training job")
-    modes = submit.add_subparsers(dest="mode", required=True)
-    for mode in SCHEMAS:
-        sub = modes.add_parser(mode, help=f"a {mode} job")
-        sub.add_argument("data", help="a local .zip (uploaded) or an http(s)/upload:// URL")
-        sub.add_argument("--json", action="store_true")
-        sub.add_argument("--request-id", help="makes a retried submit return the same job")
-        _parameter_flags(sub, mode)
-        sub.set_defaults(run=cmd_submit)
+    for command, function, text in (("submit", cmd_submit, "submit a training job"),
+                                    ("inspect", cmd_inspect, "check a dataset without training (free)")):
+        modes = commands.add_parser(command, help=text).add_subparsers(dest="mode", required=True)
+        for mode in SCHEMAS:
+            sub = modes.add_parser(mode, help=f"{command} {mode}")
+            sub.add_argument("data", help="a local .zip (uploaded) or an http(s)/upload:// URL")
+            sub.add_argument("--json", action="store_true")
+            if command == "submit":
+                sub.add_argument("--request-id", help="makes a retried submit return the same job")
+            _parameter_flags(sub, mode)
+            sub.set_defaults(run=function)
     for name, function, text in (("watch", cmd_watch, "follow a job; exit 0 only if it succeeds"),
                                  ("status", cmd_status, "show a job"), ("cancel", cmd_cancel, "cancel a job")):
         sub = commands.add_parser(name, help=text)

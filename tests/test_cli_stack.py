@@ -23,7 +23,8 @@ SMALL = ["--resolution", "low", "--aspect-ratio", "1:1", "--number-of-frames", "
 def stack_dir(tmp_path, tiny_model_dir):
     """`avlora up` as a real process; yields its data dir once stack.json exists."""
     data_dir = tmp_path / "stack"
-    env = os.environ | {"AVLORA_MODEL_DIR": str(tiny_model_dir), "AVLORA_ACK_WAIT_S": "6"}
+    env = os.environ | {"AVLORA_MODEL_DIR": str(tiny_model_dir), "AVLORA_ACK_WAIT_S": "6",
+                        "AVLORA_INGEST_ALLOW_NETWORKS": "127.0.0.0/8", "AVLORA_INGEST_RETRIES": "1"}
     up = subprocess.Popen([*AVLORA, "--data-dir", str(data_dir), "up"], env=env,
                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     deadline = time.monotonic() + 180
@@ -92,6 +93,74 @@ def test_a_bad_dataset_fails_with_the_file_named_and_is_billed_zero(stack_dir, t
     job = status(stack_dir, job_id)
     assert job["state"] == "FAILED" and "quiet.mp4" in job["error"] and "audio" in job["error"]
     assert job.get("billed_units", "0") == "0"
+
+
+def test_inspect_reports_what_is_wrong_before_paying(stack_dir, tmp_path):
+    good = write_clip(tmp_path / "good.mp4", frames=20)
+    short = write_clip(tmp_path / "short.mp4", frames=5)
+    silent = write_clip(tmp_path / "quiet.mp4", frames=20, audio_rate=None)
+    ok = cli(stack_dir, "inspect", "v2a", zip_files(tmp_path / "ok.zip", {"good.mp4": good, "short.mp4": short}),
+             *SMALL)
+    assert "dataset OK" in ok.stdout and "skipped short.mp4" in ok.stdout
+    bad = cli(stack_dir, "inspect", "v2a", zip_files(tmp_path / "bad.zip", {"good.mp4": good, "quiet.mp4": silent}),
+              "--json", *SMALL, check=False)
+    report = json.loads(bad.stdout)
+    assert bad.returncode == 1 and report.get("ok") is not True
+    assert any("quiet.mp4" in error and "audio" in error for error in report["errors"])
+    assert cli(stack_dir, "list").stdout.strip() == ""
+    assert json.loads(cli(stack_dir, "usage", "--json").stdout).get("lines", []) == []
+
+
+def wait_until_ended(data_dir, job_id, timeout=300) -> dict:
+    deadline = time.monotonic() + timeout
+    while (job := status(data_dir, job_id))["state"] not in ("SUCCEEDED", "FAILED", "CANCELLED"):
+        assert time.monotonic() < deadline, job
+        time.sleep(0.3)
+    return job
+
+
+def test_broken_and_hostile_archives_fail_billed_zero_and_ingest_keeps_serving(stack_dir, tmp_path):
+    import zipfile
+    from http.server import HTTPServer, SimpleHTTPRequestHandler
+    from threading import Thread
+
+    clip = write_clip(tmp_path / "a.mp4", frames=20)
+    traversal = tmp_path / "traversal.zip"
+    with zipfile.ZipFile(traversal, "w") as archive:
+        archive.write(clip, "a.mp4")
+        archive.writestr("../../escape.mp4", b"x")
+    cases = {
+        "not a zip": (tmp_path / "notazip.zip", "not a zip"),
+        "traversal": (traversal, "escape.mp4"),
+        "images only": (zip_files(tmp_path / "images.zip", {"a.png": b"png", "b.jpg": b"jpg"}),
+                        "image datasets are rejected: foley requires motion over time"),
+    }
+    cases["not a zip"][0].write_bytes(b"this is not an archive")
+    server = HTTPServer(("127.0.0.1", 0), SimpleHTTPRequestHandler)
+    Thread(target=server.serve_forever, daemon=True).start()
+    missing = f"http://127.0.0.1:{server.server_port}/nowhere/data.zip"
+    try:
+        jobs = {name: cli(stack_dir, "submit", "v2a", path, *SMALL).stdout.strip()
+                for name, (path, _) in cases.items()}
+        jobs["404"] = cli(stack_dir, "submit", "v2a", missing, *SMALL).stdout.strip()
+        expected = {name: words for name, (_, words) in cases.items()} | {"404": f"HTTP 404 for {missing}"}
+        for name, job_id in jobs.items():
+            job = wait_until_ended(stack_dir, job_id)
+            assert job["state"] == "FAILED" and expected[name].lower() in job["error"].lower(), (name, job)
+            assert job.get("billed_units", "0") == "0"
+    finally:
+        server.shutdown()
+    assert not (stack_dir / "escape.mp4").exists() and not (stack_dir.parent / "escape.mp4").exists()
+    assert sorted(p.name for p in (stack_dir / "store").iterdir()) == ["jobs", "uploads"]
+    # Still serving: a good dataset goes through ingest afterwards.
+    data = write_demo_dataset("v2a", tmp_path / "good.zip", clips=2, frames=17, size=(64, 64))
+    job_id = cli(stack_dir, "submit", "v2a", data, *SMALL).stdout.strip()
+    deadline = time.monotonic() + 120
+    while status(stack_dir, job_id)["state"] in ("QUEUED", "INGESTING"):
+        assert time.monotonic() < deadline
+        time.sleep(0.3)
+    assert status(stack_dir, job_id)["state"] in ("PREPROCESSING", "TRAINING", "SUCCEEDED")
+    cli(stack_dir, "cancel", job_id)
 
 
 def test_invalid_parameters_are_refused_by_the_cli(stack_dir, tmp_path):

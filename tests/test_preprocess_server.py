@@ -3,6 +3,7 @@
 import grpc
 import pytest
 
+from avlora.auth import LedgerAuthenticator
 from avlora.params import to_proto
 from avlora.store import ArtifactStore
 from avlora.v1 import stages_pb2, stages_pb2_grpc
@@ -12,10 +13,17 @@ from tests.media import write_clip, zip_files
 
 
 @pytest.fixture
-async def inspect(tmp_path):
+def ledger(make_stack):
+    """A real ledger process: API keys are checked against it."""
+    return make_stack(services=("ledger",)).info
+
+
+@pytest.fixture
+async def inspect(tmp_path, ledger):
     store = ArtifactStore(tmp_path / "store")
     server = grpc.aio.server()
-    stages_pb2_grpc.add_PreprocessServiceServicer_to_server(PreprocessServicer(store), server)
+    servicer = PreprocessServicer(store, LedgerAuthenticator(ledger["ledger_addr"]))
+    stages_pb2_grpc.add_PreprocessServiceServicer_to_server(servicer, server)
     port = server.add_insecure_port("127.0.0.1:0")
     await server.start()
     channel = grpc.aio.insecure_channel(f"127.0.0.1:{port}")
@@ -25,8 +33,9 @@ async def inspect(tmp_path):
         zip_files(store.path("uploads/dataset"), files)
         return "upload://dataset"
 
-    async def call(params_message):
-        return await stub.InspectDataset(stages_pb2.InspectDatasetRequest(params=params_message), timeout=60)
+    async def call(params_message, api_key=ledger["api_key"]):
+        return await stub.InspectDataset(stages_pb2.InspectDatasetRequest(params=params_message), timeout=60,
+                                         metadata=[("authorization", f"Bearer {api_key}")])
 
     yield store, upload, call
     await channel.close()
@@ -66,3 +75,11 @@ async def test_a_bad_parameter_is_invalid_argument(inspect):
         await call(message)
     assert error.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert "number_of_steps" in error.value.details()
+
+
+async def test_inspect_needs_a_valid_key(inspect):
+    _, upload, call = inspect
+    url = upload({"notes.txt": "x"})
+    with pytest.raises(grpc.aio.AioRpcError) as error:
+        await call(to_proto(small_v2a(training_data_url=url)), api_key="avl_wrong")
+    assert error.value.code() == grpc.StatusCode.UNAUTHENTICATED

@@ -1,5 +1,6 @@
 """`python -m services.preprocess`: the InspectDataset RPC and the preprocess worker."""
 
+from avlora.auth import LedgerAuthenticator
 from avlora.settings import Settings
 from avlora.stage_main import run_stage_process
 from avlora.store import ArtifactStore
@@ -8,6 +9,7 @@ from services.preprocess.server import PreprocessServicer
 from services.preprocess.stage import run
 
 if __name__ == "__main__":
-    servicer = PreprocessServicer(ArtifactStore(Settings().store_dir))
+    settings = Settings()
+    servicer = PreprocessServicer(ArtifactStore(settings.store_dir), LedgerAuthenticator(settings.ledger_addr))
     run_stage_process("preprocess", run, [(stages_pb2_grpc.add_PreprocessServiceServicer_to_server, servicer,
                                            "avlora.v1.PreprocessService")])

@@ -6,6 +6,7 @@ import secrets
 
 import grpc
 
+from avlora.auth import LedgerAuthenticator
 from avlora.params import InvalidParams, from_proto
 from avlora.store import ArtifactStore
 from avlora.v1 import dataset_pb2, stages_pb2, stages_pb2_grpc
@@ -15,12 +16,13 @@ from services.preprocess.checks import inspect_dataset
 
 
 class PreprocessServicer(stages_pb2_grpc.PreprocessServiceServicer):
-    def __init__(self, store: ArtifactStore):
-        self.store = store
+    def __init__(self, store: ArtifactStore, authenticator: LedgerAuthenticator):
+        self.store, self.authenticator = store, authenticator
 
     async def InspectDataset(self, request: stages_pb2.InspectDatasetRequest,
                              context: grpc.aio.ServicerContext) -> dataset_pb2.DatasetReport:
         """A dataset error is a report with ok=false and its errors; a bad parameter is INVALID_ARGUMENT."""
+        await self.authenticator.tenant(context)
         try:
             params = from_proto(request.params)
         except InvalidParams as error:

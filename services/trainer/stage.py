@@ -1,7 +1,8 @@
 """The trainer stage: TrainingSet in, trained LoRA + config + preview out (jobs/<job>/outputs/).
 
 Idempotent: a finished job returns its recorded outputs; an interrupted one resumes from its last
-checkpoint (services/trainer/training.py)."""
+checkpoint (services/trainer/training.py). With several GPUs, one job trains on all of them
+(services/trainer/launcher.py)."""
 
 import tempfile
 from pathlib import Path
@@ -12,6 +13,7 @@ from avlora.model.components import load_for_training, model_identity
 from avlora.v1 import jobs_pb2
 from services.trainer import status
 from services.trainer.data import load_prompt, load_sample, load_training_set, split_holdout
+from services.trainer.launcher import run_distributed, training_processes
 from services.trainer.lora_files import (
     training_config, write_comfyui_lora, write_config, write_diffusers_lora,
 )
@@ -42,61 +44,72 @@ def _put(store, key: str, write) -> str:
 
 
 def run(ctx) -> jobs_pb2.Outputs:
-    store, job = ctx.store, ctx.job_id
-    done_key = outputs_key(job, "outputs.pb")
-    if store.exists(done_key):
-        return jobs_pb2.Outputs.FromString(store.read_bytes(done_key))
-    training_set = load_training_set(store, ctx.input_uri)
-    options = TrainerOptions.from_env()
-    device = torch.device(options.device)
-    dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
-    model_dir = ctx.settings.model_dir
-    if not model_dir:
+    done_key = outputs_key(ctx.job_id, "outputs.pb")
+    if ctx.store.exists(done_key):
+        return jobs_pb2.Outputs.FromString(ctx.store.read_bytes(done_key))
+    if not ctx.settings.model_dir:
         raise RuntimeError("AVLORA_MODEL_DIR is not set: the trainer needs a local LTX-2.3 model directory")
-    status.begin(job, ctx.params.number_of_steps, str(device), model_dir)
+    options = TrainerOptions.from_env()
+    processes = training_processes()
+    device = torch.device(options.device)
+    status.begin(ctx.job_id, ctx.params.number_of_steps,
+                 f"{processes} x {device}" if processes > 1 else str(device), ctx.settings.model_dir)
     threads = torch.get_num_threads()
-    if device.type == "cpu":
-        torch.set_num_threads(options.cpu_threads)
     try:
-        model = load_for_training(model_dir, device, dtype)
-        strategy = strategy_for(ctx.params)
-        samples = [load_sample(store, s.name, s.uri, ctx.params.mode) for s in training_set.samples]
-        if not samples:
-            raise ValueError(f"training set {ctx.input_uri} has no samples")
-        train_samples, held_out = split_holdout(samples)
-        renderer = PreviewRenderer(model, strategy, load_prompt(store, training_set.negative_prompt_uri),
-                                   options.sampling_steps, ctx.params.stg_scale, autocast_for(device), options.seed)
-        items = preview_items(ctx, training_set, held_out)
-        suffix = ".wav" if strategy.mode == "v2a" else ".mp4"
-
-        def preview(step: int) -> str:
-            return render_to_store(renderer, items, store, f"jobs/{job}/train/previews/step{step:06d}{suffix}",
-                                   ctx.cancelled)
-
-        trainer = Trainer(ctx, model, strategy, train_samples, held_out, training_set.frame_rate or
-                          ctx.params.frame_rate, options, on_preview=preview)
-        result = trainer.run()
-        ctx.log(f"validation loss {result.validation_loss:.4f} (untrained {result.baseline_validation_loss:.4f})")
-        transformer = model.transformer
-        config = training_config(ctx.params, strategy, model_identity(model_dir), result.steps,
-                                 training_set.width, training_set.height, result)
-        outputs = jobs_pb2.Outputs(
-            lora_file=_put(store, outputs_key(job, "lora.safetensors"),
-                           lambda p: write_diffusers_lora(transformer, p)),
-            lora_comfyui_file=_put(store, outputs_key(job, "lora_comfyui.safetensors"),
-                                   lambda p: write_comfyui_lora(transformer, p)),
-            config_file=_put(store, outputs_key(job, "config.json"), lambda p: write_config(config, p)),
-            debug_dataset=training_set.debug_dataset_uri if ctx.params.debug_dataset else "",
-        )
-        ctx.log("rendering validation previews")
-        preview_uri = render_to_store(renderer, items, store, outputs_key(job, f"preview{suffix}"), ctx.cancelled)
-        ctx.raise_if_cancelled()
-        if strategy.mode == "v2a":
-            outputs.audio = preview_uri
-        else:
-            outputs.video = preview_uri
-        store.write_bytes(done_key, outputs.SerializeToString())
-        return outputs
+        if processes > 1:
+            return run_distributed(ctx, processes)
+        if device.type == "cpu":
+            torch.set_num_threads(options.cpu_threads)
+        return train(ctx, options, device)
     finally:
         torch.set_num_threads(threads)
         status.end()
+
+
+def train(ctx, options: TrainerOptions, device: torch.device, world=None) -> jobs_pb2.Outputs | None:
+    """Trains the job on this device and, on the leading rank, writes and returns its outputs."""
+    store, job, model_dir = ctx.store, ctx.job_id, ctx.settings.model_dir
+    training_set = load_training_set(store, ctx.input_uri)
+    dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
+    model = load_for_training(model_dir, device, dtype)
+    strategy = strategy_for(ctx.params)
+    samples = [load_sample(store, s.name, s.uri, ctx.params.mode) for s in training_set.samples]
+    if not samples:
+        raise ValueError(f"training set {ctx.input_uri} has no samples")
+    train_samples, held_out = split_holdout(samples)
+    renderer = PreviewRenderer(model, strategy, load_prompt(store, training_set.negative_prompt_uri),
+                               options.sampling_steps, ctx.params.stg_scale, autocast_for(device), options.seed)
+    items = preview_items(ctx, training_set, held_out)
+    suffix = ".wav" if strategy.mode == "v2a" else ".mp4"
+
+    def preview(step: int) -> None:
+        uri = render_to_store(renderer, items, store, f"jobs/{job}/train/previews/step{step:06d}{suffix}",
+                              ctx.cancelled)
+        ctx.log(f"validation preview at step {step}: {uri}")
+
+    trainer = Trainer(ctx, model, strategy, train_samples, held_out, training_set.frame_rate or
+                      ctx.params.frame_rate, options, on_preview=preview, world=world)
+    result = trainer.run()
+    if not trainer.leader:
+        return None
+    ctx.log(f"validation loss {result.validation_loss:.4f} (untrained {result.baseline_validation_loss:.4f})")
+    transformer = model.transformer
+    config = training_config(ctx.params, strategy, model_identity(model_dir), result.steps,
+                             training_set.width, training_set.height, result)
+    outputs = jobs_pb2.Outputs(
+        lora_file=_put(store, outputs_key(job, "lora.safetensors"),
+                       lambda p: write_diffusers_lora(transformer, p)),
+        lora_comfyui_file=_put(store, outputs_key(job, "lora_comfyui.safetensors"),
+                               lambda p: write_comfyui_lora(transformer, p)),
+        config_file=_put(store, outputs_key(job, "config.json"), lambda p: write_config(config, p)),
+        debug_dataset=training_set.debug_dataset_uri if ctx.params.debug_dataset else "",
+    )
+    ctx.log("rendering validation previews")
+    preview_uri = render_to_store(renderer, items, store, outputs_key(job, f"preview{suffix}"), ctx.cancelled)
+    ctx.raise_if_cancelled()
+    if strategy.mode == "v2a":
+        outputs.audio = preview_uri
+    else:
+        outputs.video = preview_uri
+    store.write_bytes(outputs_key(job, "outputs.pb"), outputs.SerializeToString())
+    return outputs

@@ -1,7 +1,9 @@
 """The training loop, one for both modes (the strategy says what is noised and scored): LoRA on the
 strategy's modules, AdamW with gradient clipping, bf16 autocast and gradient checkpointing on a GPU
 (fp32 on the CPU), progress at a bounded rate, a held-out validation loss at intervals with the
-untrained baseline, atomic checkpoints every N steps, resume from the last one, prompt cancellation."""
+untrained baseline, atomic checkpoints every N steps, resume from the last one, prompt cancellation.
+With a `world` (services/trainer/distributed.py) each rank trains on its own clips, the gradients are
+averaged over the ranks, and only rank 0 writes checkpoints and previews."""
 
 import contextlib
 import os
@@ -32,7 +34,7 @@ class TrainerOptions:
     """How often things happen (0: derived from the number of steps). From AVLORA_TRAIN_* variables."""
     checkpoint_every: int = 0     # default: every 100 steps
     validation_every: int = 0     # default: 10 times per run
-    preview_every: int = 0        # 0: previews at the end only
+    preview_every: int = 0        # default: every max(500, steps // 4) steps (and always at the end)
     sampling_steps: int = 30      # Euler steps of the validation previews
     seed: int = 0
     cpu_threads: int = 1          # the tiny model's small ops run fastest on one thread
@@ -47,8 +49,10 @@ class TrainerOptions:
                    cpu_threads=_env_int("CPU_THREADS", 1),
                    device=os.environ.get("AVLORA_TRAIN_DEVICE") or cls().device)
 
-    def intervals(self, total_steps: int) -> tuple[int, int]:
-        return (self.checkpoint_every or 100, self.validation_every or max(1, total_steps // 10))
+    def intervals(self, total_steps: int) -> tuple[int, int, int]:
+        """(checkpoint, validation, preview) intervals in steps."""
+        return (self.checkpoint_every or 100, self.validation_every or max(1, total_steps // 10),
+                self.preview_every or max(500, total_steps // 4))
 
 
 def autocast_for(device: torch.device):
@@ -80,9 +84,10 @@ class Trainer:
     """Trains one job's LoRA; `run` resumes from the job's checkpoint when there is one."""
 
     def __init__(self, ctx, model, strategy: Strategy, samples: list[Sample], held_out: list[Sample],
-                 fps: float, options: TrainerOptions, on_preview=None):
+                 fps: float, options: TrainerOptions, on_preview=None, world=None):
         self.ctx, self.model, self.strategy, self.options = ctx, model, strategy, options
-        self.fps, self.on_preview = fps, on_preview
+        self.fps, self.on_preview, self.world = fps, on_preview, world
+        self.leader = world is None or world.rank == 0
         transformer = model.transformer
         self.device = transformer.device
         self.autocast = autocast_for(self.device)
@@ -115,24 +120,33 @@ class Trainer:
         self.model.transformer.eval()
         return validation_loss(self.model.transformer, self.validation, self.autocast)
 
-    def step(self) -> tuple[float, dict[str, float]]:
-        """One optimisation step on one clip drawn from the set."""
-        index = int(torch.randint(len(self.examples), (1,), generator=self.generator))
+    def backward(self, generator: torch.Generator) -> tuple[float, dict[str, float]]:
+        """Draws one clip from the set and its noise, and adds its loss's gradients to the LoRA's."""
+        index = int(torch.randint(len(self.examples), (1,), generator=generator))
         text, video, audio = self.examples[index]
-        noise = draw_noise(video, audio, self.generator)
+        noise = draw_noise(video, audio, generator)
         if not self.model.transformer.training:
             self.model.transformer.train()
         with self.autocast():
             loss, parts = diffusion_loss(self.model.transformer, text, video, audio, noise)
         loss.backward()
+        return float(loss.detach()), parts
+
+    def step(self) -> tuple[float, dict[str, float]]:
+        """One optimisation step on one clip (per rank: the gradients averaged over the ranks)."""
+        if self.world is None:
+            loss, parts = self.backward(self.generator)
+        else:
+            loss, parts = self.backward(self.world.step_generator(self.generator))
+            loss, parts = self.world.average(self.params, loss, parts)
         torch.nn.utils.clip_grad_norm_(self.params, GRAD_CLIP_NORM)
         self.optimizer.step()
         self.optimizer.zero_grad(set_to_none=True)
-        return float(loss.detach()), parts
+        return loss, parts
 
     def run(self) -> TrainingResult:
         ctx, store, job = self.ctx, self.ctx.store, self.ctx.job_id
-        checkpoint_every, validation_every = self.options.intervals(self.total)
+        checkpoint_every, validation_every, preview_every = self.options.intervals(self.total)
         state = load_checkpoint(store, job)
         if state is not None:
             step, losses = self._restore(state), {k: state[k] for k in
@@ -151,12 +165,11 @@ class Trainer:
             status.update(step)
             if step % validation_every == 0 or step == self.total:
                 losses["validation_loss"] = self.validation_loss()
-            if step % checkpoint_every == 0 or step == self.total:
+            if self.leader and (step % checkpoint_every == 0 or step == self.total):
                 save_checkpoint(store, job, self._state(step, losses))
             rate = (step - first_step) / max(time.monotonic() - started, 1e-9)
             ctx.progress(step, self.total, "steps", loss=loss, rate=rate,
                          eta_seconds=(self.total - step) / rate, **parts, **losses)
-            if self.on_preview and self.options.preview_every and step % self.options.preview_every == 0 \
-                    and step < self.total:
+            if self.leader and self.on_preview and step % preview_every == 0 and step < self.total:
                 self.on_preview(step)
         return TrainingResult(step, losses["validation_loss"], losses["baseline_validation_loss"])

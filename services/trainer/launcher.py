@@ -1,0 +1,105 @@
+"""One job on several GPUs: `run_distributed` starts torch's own launcher (torch.distributed.run) with
+one process per GPU running services/trainer/distributed.py, forwards rank 0's progress (JSON lines
+on stdout) to the job's context, stops the launcher when the job is cancelled, and raises a rank's
+error. The processes read the job from a JSON file in the job's store directory."""
+
+import json
+import os
+import queue
+import signal
+import subprocess
+import sys
+import threading
+
+import torch
+
+from avlora.v1 import jobs_pb2
+from avlora.worker import JobCancelled
+from services.trainer import status
+
+STOP_GRACE_S = 60  # the launcher gives its workers 30 s to exit after SIGTERM before killing them
+
+
+def training_processes() -> int:
+    """AVLORA_TRAIN_PROCESSES; by default one per visible GPU, 1 without CUDA."""
+    default = torch.cuda.device_count() if torch.cuda.is_available() else 1
+    return int(os.environ.get("AVLORA_TRAIN_PROCESSES") or default)
+
+
+def job_file_key(job_id: str) -> str:
+    return f"jobs/{job_id}/train/distributed.json"
+
+
+def write_job_file(ctx) -> str:
+    """What each rank needs to rebuild the job; returns the file's local path."""
+    job = {"job_id": ctx.job_id, "params": ctx.params.model_dump_json(), "input_uri": ctx.input_uri,
+           "store_root": str(ctx.store.root), "model_dir": ctx.settings.model_dir}
+    key = job_file_key(ctx.job_id)
+    ctx.store.write_bytes(key, json.dumps(job).encode())
+    return str(ctx.store.path(key))
+
+
+def _stop(process: subprocess.Popen) -> None:
+    """SIGTERM to the launcher's process group (it passes it on to its workers), then SIGKILL."""
+    if process.poll() is not None:
+        return
+    os.killpg(process.pid, signal.SIGTERM)
+    try:
+        process.wait(STOP_GRACE_S)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
+
+
+def _forward(ctx, line: str) -> str:
+    """Passes a rank-0 report on to the context; returns the error text when the line is a rank's
+    error. Lines that are not reports (a library printing) go to stderr."""
+    try:
+        report = json.loads(line)
+    except json.JSONDecodeError:
+        report = None
+    if not isinstance(report, dict):
+        sys.stderr.write(line)
+        return ""
+    if "error" in report:
+        return report["error"]
+    ctx.progress(**report)
+    if report["unit"] == "steps":
+        status.update(report["done"])
+    return ""
+
+
+def run_distributed(ctx, processes: int) -> jobs_pb2.Outputs:
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={processes}",
+               "-m", "services.trainer.distributed", write_job_file(ctx)]
+    ctx.log(f"training on {processes} processes")
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, text=True, start_new_session=True)
+    lines: queue.Queue[str | None] = queue.Queue()
+
+    def read_stdout() -> None:
+        for line in process.stdout:
+            lines.put(line)
+        lines.put(None)
+
+    threading.Thread(target=read_stdout, daemon=True).start()
+    error = ""
+    try:
+        while (line := _next_line(ctx, lines)) is not None:
+            error = error or _forward(ctx, line)
+    except BaseException:  # cancelled (JobCancelled), or the stage's thread is failing
+        _stop(process)
+        raise
+    code = process.wait()
+    if code != 0:
+        raise RuntimeError(f"distributed training failed (exit status {code}): {error or 'no error reported'}")
+    return jobs_pb2.Outputs.FromString(ctx.store.read_bytes(f"jobs/{ctx.job_id}/outputs/outputs.pb"))
+
+
+def _next_line(ctx, lines: queue.Queue) -> str | None:
+    """The launcher's next stdout line (None at its end); JobCancelled once the job is cancelled."""
+    while True:
+        ctx.raise_if_cancelled()
+        try:
+            return lines.get(timeout=0.5)
+        except queue.Empty:
+            continue
