@@ -74,7 +74,7 @@ def job_json(job: jobs_pb2.Job) -> str:
     return json_format.MessageToJson(job, preserving_proto_field_name=True)
 
 
-def describe(job: jobs_pb2.Job) -> str:
+def describe(job: jobs_pb2.Job, endpoints: Endpoints | None = None) -> str:
     lines = [f"job {job.id} ({job.mode}): {state_name(job.state)}"]
     progress = job.progress
     if progress.stage:
@@ -84,7 +84,7 @@ def describe(job: jobs_pb2.Job) -> str:
     if job.error:
         lines.append(f"  error: {job.error}")
     for name, value in json_format.MessageToDict(job.outputs, preserving_proto_field_name=True).items():
-        lines.append(f"  {name}: {value}")
+        lines.append(f"  {name}: {endpoints.local_path(value) if endpoints else value}")
     lines.append(f"  billed {job.billed_units} units x {job.unit_price} = {job.cost:.4f}")
     return "\n".join(lines)
 
@@ -149,14 +149,14 @@ def watch(endpoints: Endpoints, job_id: str, quiet: bool = False) -> jobs_pb2.Jo
 def cmd_watch(args) -> int:
     endpoints = Endpoints.find(args.data_dir)
     job = watch(endpoints, args.job)
-    print(describe(job))
+    print(describe(job, endpoints))
     return 0 if job.state == jobs_pb2.SUCCEEDED else 1
 
 
 def cmd_status(args) -> int:
     endpoints = Endpoints.find(args.data_dir)
     job = _call(endpoints.jobs().GetJob, jobs_pb2.GetJobRequest(job_id=args.job), metadata=endpoints.auth, timeout=30)
-    print(job_json(job) if args.json else describe(job))
+    print(job_json(job) if args.json else describe(job, endpoints))
     return 0
 
 

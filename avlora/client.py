@@ -20,6 +20,7 @@ class Endpoints:
     api_key: str
     ingest: str
     preprocess: str
+    store_dir: str = ""   # where store:// outputs are on this machine (embedded stack)
 
     @classmethod
     def find(cls, data_dir: str | None = None) -> "Endpoints":
@@ -32,7 +33,16 @@ class Endpoints:
             raise SystemExit(f"no stack found: run `avlora up` (looked for {stack_file}) "
                              "or set AVLORA_ADDR and AVLORA_API_KEY")
         return cls(api=api, api_key=key, ingest=env.get("AVLORA_INGEST_ADDR") or info.get("ingest_addr", ""),
-                   preprocess=env.get("AVLORA_PREPROCESS_ADDR") or info.get("preprocess_addr", ""))
+                   preprocess=env.get("AVLORA_PREPROCESS_ADDR") or info.get("preprocess_addr", ""),
+                   store_dir=info.get("store_dir", ""))
+
+    def local_path(self, uri: str) -> str:
+        """The file behind a store:// URI when the store is on this machine, else the URI."""
+        if self.store_dir and uri.startswith("store://"):
+            path = Path(self.store_dir) / uri.removeprefix("store://")
+            if path.exists():
+                return str(path)
+        return uri
 
     @property
     def auth(self) -> list[tuple[str, str]]:

@@ -102,6 +102,7 @@ class Stack:
             wait_healthy(address, 120, self.processes[label], label)
         self.info = {"nats": env["AVLORA_NATS_URL"], "api_key": api_key, "tenant": "local",
                      "model_dir": env["AVLORA_MODEL_DIR"], "pid": os.getpid(), "logs": str(logs),
+                     "store_dir": str(self.data_dir / "store"),
                      **{f"{label}_addr": address for label, address in addresses.items()}}
         path = self.data_dir / STACK_FILE
         path.write_text(json.dumps(self.info, indent=2))

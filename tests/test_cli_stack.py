@@ -67,6 +67,9 @@ def test_v2a_job_end_to_end_through_the_cli(stack_dir, tmp_path):
     config = json.loads((store / outputs["config_file"].removeprefix("store://")).read_text())
     assert config["trigger_phrase"] == "bnc3"
     assert job["billed_units"] == "100" and job["cost"] == pytest.approx(0.49)
+    # It learned: the held-out validation loss is below the untrained model's.
+    assert job["progress"]["validation_loss"] < job["progress"]["baseline_validation_loss"]
+    assert "validation loss" in cli(stack_dir, "status", job_id).stdout
     usage = json.loads(cli(stack_dir, "usage", "--json").stdout)
     assert usage["total_units"] == "100"
     assert job_id in cli(stack_dir, "list").stdout

@@ -168,3 +168,14 @@ async def test_list_jobs_pages_and_filters(ledger):
     assert sorted(seen) == sorted(ids) and len(seen) == 5
     assert len((await ledger.list_jobs("acme", mode="av2av"))[0]) == 2
     assert (await ledger.list_jobs("acme", state=jobs_pb2.FAILED))[0] == []
+
+
+async def test_a_log_line_keeps_the_known_progress_and_losses(ledger):
+    job = await new_job(ledger)
+    for event in full_run(job.id)[:3]:
+        await ledger.apply_event(event)
+    await ledger.apply_event(bus.new_event(job.id, progress=jobs_pb2.Progress(
+        stage="train", done=7, total=10, unit="steps", validation_loss=0.4, baseline_validation_loss=0.9)))
+    await ledger.apply_event(bus.new_event(job.id, progress=jobs_pb2.Progress(stage="train", message="rendering")))
+    stored = jobs_pb2.Progress.FromString((await ledger.get_job("acme", job.id)).progress)
+    assert (stored.done, stored.total, stored.validation_loss, stored.message) == (7, 10, 0.4, "rendering")

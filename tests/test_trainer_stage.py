@@ -78,6 +78,7 @@ def test_v2a_job_learns_and_reports(v2a):
     assert config["base_model"]["config_sha256"] and config["frame_rate"] == 24
     state = torch.load(run.store.path(checkpoint_key("v2a-job")), weights_only=True)
     assert state["step"] == 100 and state["lora"] and state["optimizer"]["state"]
+    assert not (run.store.root / "jobs/v2a-job/train/previews").exists()  # a short job: the final preview only
 
 
 def test_v2a_preview_is_one_audio_file_of_the_right_duration(v2a):

@@ -11,7 +11,7 @@ from services.trainer.data import load_sample, load_training_set, split_holdout
 from services.trainer.losses import diffusion_loss, draw_noise
 from services.trainer.strategies import strategy_for
 from services.trainer.tokens import encode_text, pack_audio, pack_video, sample_sigma, shift_for_tokens
-from services.trainer.training import add_lora
+from services.trainer.training import TrainerOptions, add_lora
 
 
 def _first_sample(tmp_path, model_dir, params):
@@ -91,6 +91,13 @@ def test_sigmas_shift_with_token_count():
     few = torch.tensor([sample_sigma(100, generator) for _ in range(400)])
     many = torch.tensor([sample_sigma(4096, generator) for _ in range(400)])
     assert few.median() < many.median() and 0 < few.min() and many.max() < 1
+
+
+def test_previews_run_at_intervals_by_default():
+    """Every max(500, steps // 4) steps: a few per long run, only the final one for a short run."""
+    assert TrainerOptions().intervals(2000)[2] == 500 and TrainerOptions().intervals(4000)[2] == 1000
+    assert TrainerOptions().intervals(100)[2] > 100
+    assert TrainerOptions(preview_every=10).intervals(100)[2] == 10
 
 
 def test_holdout_split_is_deterministic():

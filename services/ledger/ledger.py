@@ -26,6 +26,17 @@ def new_api_key() -> str:
     return "avl_" + secrets.token_urlsafe(32)
 
 
+def merge_progress(stored: bytes, incoming: jobs_pb2.Progress) -> jobs_pb2.Progress:
+    """A progress line without counts (a log message) keeps the counts and losses already known."""
+    if incoming.total or not stored:
+        return incoming
+    merged = jobs_pb2.Progress.FromString(stored)
+    if merged.stage != incoming.stage:
+        return incoming
+    merged.message = incoming.message
+    return merged
+
+
 @dataclass
 class Applied:
     job_id: str
@@ -144,7 +155,7 @@ class Ledger:
         job.state = new_state
         job.updated_at = utcnow()
         if kind == "progress":
-            job.progress = event.progress.SerializeToString()
+            job.progress = merge_progress(job.progress, event.progress).SerializeToString()
         elif kind == "failed":
             job.error = event.failed.reason
         elif kind == "succeeded":

@@ -1,7 +1,8 @@
 """One job on several GPUs: `run_distributed` starts torch's own launcher (torch.distributed.run) with
 one process per GPU running services/trainer/distributed.py, forwards rank 0's progress (JSON lines
 on stdout) to the job's context, stops the launcher when the job is cancelled, and raises a rank's
-error. The processes read the job from a JSON file in the job's store directory."""
+error. The processes read the job from a JSON file in the job's store directory. Should this process
+die, rank 0's next report hits the closed pipe and the launcher stops the other ranks."""
 
 import json
 import os
@@ -13,8 +14,6 @@ import threading
 
 import torch
 
-from avlora.v1 import jobs_pb2
-from avlora.worker import JobCancelled
 from services.trainer import status
 
 STOP_GRACE_S = 60  # the launcher gives its workers 30 s to exit after SIGTERM before killing them
@@ -69,7 +68,8 @@ def _forward(ctx, line: str) -> str:
     return ""
 
 
-def run_distributed(ctx, processes: int) -> jobs_pb2.Outputs:
+def run_distributed(ctx, processes: int) -> None:
+    """Trains the job on `processes` ranks; rank 0 writes the job's outputs, as in-process training."""
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={processes}",
                "-m", "services.trainer.distributed", write_job_file(ctx)]
     ctx.log(f"training on {processes} processes")
@@ -92,7 +92,6 @@ def run_distributed(ctx, processes: int) -> jobs_pb2.Outputs:
     code = process.wait()
     if code != 0:
         raise RuntimeError(f"distributed training failed (exit status {code}): {error or 'no error reported'}")
-    return jobs_pb2.Outputs.FromString(ctx.store.read_bytes(f"jobs/{ctx.job_id}/outputs/outputs.pb"))
 
 
 def _next_line(ctx, lines: queue.Queue) -> str | None:

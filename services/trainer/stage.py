@@ -57,7 +57,8 @@ def run(ctx) -> jobs_pb2.Outputs:
     threads = torch.get_num_threads()
     try:
         if processes > 1:
-            return run_distributed(ctx, processes)
+            run_distributed(ctx, processes)
+            return jobs_pb2.Outputs.FromString(ctx.store.read_bytes(done_key))
         if device.type == "cpu":
             torch.set_num_threads(options.cpu_threads)
         return train(ctx, options, device)

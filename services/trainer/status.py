@@ -31,7 +31,7 @@ def update(step: int) -> None:
 def end() -> None:
     global _current
     with _lock:
-        _current = TrainerActivity(device=_current.device, model_dir=_current.model_dir)
+        _current = TrainerActivity(device=_current.device)  # idle: the configured model directory
 
 
 def current() -> TrainerActivity:
