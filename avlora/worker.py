@@ -108,7 +108,10 @@ class StageWorker:
                     await asyncio.sleep(0.5)
                     continue
                 for message in messages:
-                    await self._handle(js, kv, message)
+                    try:
+                        await self._handle(js, kv, message)
+                    except Exception:  # e.g. NATS unavailable mid-item: it is redelivered after ack_wait
+                        log.error("work item not settled", stage=self.stage, error=traceback.format_exc())
         finally:
             await bus.close(nc)
 
@@ -116,7 +119,15 @@ class StageWorker:
         self.stopping.set()
 
     async def _handle(self, js, kv, message) -> None:
-        work = events_pb2.StageWork.FromString(message.data)
+        try:
+            work = events_pb2.StageWork.FromString(message.data)
+            params = from_proto(work.params)
+        except Exception as error:  # a malformed item can never succeed: drop it, fail its job
+            log.error("malformed work item dropped", stage=self.stage, error=repr(error))
+            if "work" in locals() and work.job_id:
+                await self._fail(js, work.job_id, f"invalid work item: {error}", f"{work.job_id}:{self.stage}:failed")
+            await message.term()
+            return
         attempt = message.metadata.num_delivered
         job_id = work.job_id
         if await bus.is_cancelled(kv, job_id):
@@ -127,7 +138,7 @@ class StageWorker:
         def emit(event: events_pb2.JobEvent) -> None:  # called from the stage's thread
             asyncio.run_coroutine_threadsafe(bus.publish_event(js, event), loop)
 
-        ctx = StageContext(job_id=job_id, tenant=work.tenant, params=from_proto(work.params),
+        ctx = StageContext(job_id=job_id, tenant=work.tenant, params=params,
                            input_uri=work.input_uri, store=self.store, settings=self.settings,
                            stage=self.stage, attempt=attempt, emit=emit)
         await bus.publish_event(js, bus.new_event(
@@ -156,9 +167,9 @@ class StageWorker:
                 return
         try:
             result = task.result()
-        except UserError as error:
+        except UserError as error:  # never retried: terminate the message, fail the job
             await self._fail(js, job_id, str(error), f"{job_id}:{stage}:failed")
-            await message.ack()
+            await message.term()
             return
         except JobCancelled:
             if self.stopping.is_set() and not await self._cancel_requested(js, job_id):

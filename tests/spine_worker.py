@@ -1,15 +1,18 @@
 """A real StageWorker process for the spine tests: its stage function records which worker handled
-which job (one line per call in $SPINE_LOG) and takes $SPINE_SECONDS."""
+which job (one line per call in $SPINE_LOG) and takes $SPINE_SECONDS; jobs named bad* are a user
+error."""
 
 import asyncio
 import os
 import time
 
 from avlora.settings import Settings
-from avlora.worker import StageWorker
+from avlora.worker import StageWorker, UserError
 
 
 def record_and_wait(ctx):
+    if ctx.job_id.startswith("bad"):
+        raise UserError(f"{ctx.job_id}.mp4 has no audio track")
     with open(os.environ["SPINE_LOG"], "a") as log:
         log.write(f"{ctx.job_id} {os.getpid()} {ctx.attempt}\n")
     time.sleep(float(os.environ.get("SPINE_SECONDS", "0.2")))

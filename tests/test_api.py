@@ -114,3 +114,16 @@ def test_health_and_reflection_are_served(api):
             iter([reflection_pb2.ServerReflectionRequest(list_services="")]))
         names = {service.name for service in next(replies).list_services_response.service}
     assert {"avlora.v1.JobService", "avlora.v1.LedgerService", "grpc.health.v1.Health"} <= names
+
+
+def test_a_job_that_cannot_be_queued_is_not_recorded(make_stack):
+    stack = make_stack(services=("ledger",), name="no-nats")
+    stack.processes["nats"].terminate()
+    stack.processes["nats"].wait()
+    key = bearer(stack.info["api_key"])
+    with grpc.insecure_channel(stack.info["ledger_addr"]) as channel:
+        jobs = jobs_pb2_grpc.JobServiceStub(channel)
+        with pytest.raises(grpc.RpcError) as error:
+            jobs.CreateJob(v2a_request("r1"), metadata=key, timeout=60)
+        assert error.value.code() == grpc.StatusCode.UNAVAILABLE and "nothing was recorded" in error.value.details()
+        assert jobs.ListJobs(jobs_pb2.ListJobsRequest(), metadata=key).jobs == []

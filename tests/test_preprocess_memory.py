@@ -15,7 +15,7 @@ from avlora.store import ArtifactStore
 from avlora.v1 import dataset_pb2
 from services.preprocess.checks import check_dataset
 from services.preprocess.clips import FitSettings, fit_item
-from tests.conftest_preprocess import small_v2a
+from tests.preprocess_fixtures import small_v2a
 
 store = ArtifactStore(sys.argv[1])
 def manifest(name):

@@ -5,7 +5,7 @@ import numpy as np
 from services.preprocess.checks import check_dataset, inspect_dataset
 from services.preprocess.clips import FitSettings, fit_item
 from services.preprocess.plan import ALL_TOO_SHORT
-from tests.conftest_preprocess import manifest_of, small_av2av, small_v2a, store, write_scenes  # noqa: F401
+from tests.preprocess_fixtures import manifest_of, small_av2av, small_v2a, store, write_scenes  # noqa: F401
 from tests.test_preprocess_fitting import indices, write_numbered_clip
 
 CLIP = dict(frames=12)          # 0.5 s at 24 fps: enough for 9 frames

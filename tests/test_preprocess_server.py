@@ -8,7 +8,7 @@ from avlora.params import to_proto
 from avlora.store import ArtifactStore
 from avlora.v1 import stages_pb2, stages_pb2_grpc
 from services.preprocess.server import PreprocessServicer
-from tests.conftest_preprocess import small_av2av, small_v2a
+from tests.preprocess_fixtures import small_av2av, small_v2a
 from tests.media import write_clip, zip_files
 
 

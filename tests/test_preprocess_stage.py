@@ -15,7 +15,7 @@ from avlora.store import ArtifactStore
 from avlora.v1 import dataset_pb2
 from avlora.worker import StageContext, UserError
 from services.preprocess.stage import run
-from tests.conftest_preprocess import manifest_of, small_av2av, small_v2a, tiny_model_dir  # noqa: F401
+from tests.preprocess_fixtures import manifest_of, small_av2av, small_v2a, tiny_model_dir  # noqa: F401
 
 CLIP = dict(frames=12)
 

@@ -120,3 +120,53 @@ async def test_graceful_shutdown_releases_unfinished_work(nats_url, tmp_path):
     finally:
         fast.terminate()
         fast.wait(timeout=20)
+
+
+async def test_a_malformed_work_item_is_dropped_and_the_worker_goes_on(nats_url, tmp_path):
+    log = tmp_path / "handled.log"
+    worker = start_worker(nats_url, tmp_path, log, 0.1)
+    try:
+        nc = await nats.connect(nats_url)
+        js = nc.jetstream()
+        await bus.ensure_spine(js, ack_wait=2, max_deliver=4)
+        await js.publish(bus.work_subject("ingest"), b"\xff not a protobuf")
+        await nc.close()
+        [job_id] = await queue_jobs(nats_url, 1)
+        assert await asyncio.to_thread(wait_for, lambda: len(handled(log)) == 1, 30)
+        assert handled(log)[0][0] == job_id and worker.poll() is None
+    finally:
+        worker.terminate()
+        worker.wait(timeout=20)
+
+
+async def test_a_user_error_fails_the_job_once_and_leaves_nothing_queued(nats_url, tmp_path):
+    worker = start_worker(nats_url, tmp_path, tmp_path / "handled.log", 0.1)
+    try:
+        nc = await nats.connect(nats_url)
+        js = nc.jetstream()
+        await bus.ensure_spine(js, ack_wait=2, max_deliver=4)
+        events = await js.pull_subscribe("avlora.events.bad1", durable="test-events", stream=bus.EVENT_STREAM)
+        params = to_proto(from_proto(params_pb2.JobParams(v2a=params_pb2.V2AParams(training_data_url="https://e.com/d.zip"))))
+        await bus.publish_work(js, "ingest", events_pb2.StageWork(job_id="bad1", tenant="t", params=params))
+        seen = []
+        deadline = time.monotonic() + 30
+        while not any(e.WhichOneof("kind") == "failed" for e in seen) and time.monotonic() < deadline:
+            try:
+                seen += [events_pb2.JobEvent.FromString(m.data) for m in await events.fetch(10, timeout=1)]
+            except (asyncio.TimeoutError, TimeoutError):
+                pass
+        [failed] = [e for e in seen if e.WhichOneof("kind") == "failed"]
+        assert failed.failed.reason == "bad1.mp4 has no audio track" and failed.failed.stage == "ingest"
+        await asyncio.sleep(3)  # past ack_wait: a message left unsettled would be redelivered by now
+        started = [e for e in seen if e.WhichOneof("kind") == "started"]
+        try:
+            started += [e for m in await events.fetch(10, timeout=1)
+                        if (e := events_pb2.JobEvent.FromString(m.data)).WhichOneof("kind") == "started"]
+        except (asyncio.TimeoutError, TimeoutError):
+            pass
+        assert len(started) == 1, "not retried"
+        assert (await js.stream_info(bus.WORK_STREAM)).state.messages == 0
+        await nc.close()
+    finally:
+        worker.terminate()
+        worker.wait(timeout=20)

@@ -89,8 +89,14 @@ class JobService(jobs_pb2_grpc.JobServiceServicer):
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(error))
         job, created = await self.ledger.create_job(tenant, params, request.request_id)
         if created or job.state == jobs_pb2.QUEUED:  # a retried create re-queues; JetStream de-duplicates
-            await bus.publish_work(self.js, "ingest", events_pb2.StageWork(
-                job_id=job.id, tenant=tenant, params=to_proto(params)))
+            try:
+                await bus.publish_work(self.js, "ingest", events_pb2.StageWork(
+                    job_id=job.id, tenant=tenant, params=to_proto(params)))
+            except Exception as error:
+                if created:  # never leave a job that no worker will see
+                    await self.ledger.delete_queued_job(job.id)
+                await context.abort(grpc.StatusCode.UNAVAILABLE,
+                                    f"the job queue is unavailable ({error!r}); nothing was recorded, retry")
         return await self._message(job)
 
     async def GetJob(self, request, context):

@@ -88,6 +88,11 @@ class Ledger:
             return job, False
         return await self.get_job(tenant, job_id), True
 
+    async def delete_queued_job(self, job_id: str) -> None:
+        """Removes a job that could not be queued (no worker ever saw it, nothing was billed)."""
+        async with self.session.begin() as session:
+            await session.execute(sa.delete(Job).where(Job.id == job_id, Job.state == jobs_pb2.QUEUED))
+
     async def get_job(self, tenant: str | None, job_id: str) -> Job | None:
         """A job, only if it belongs to the tenant (None: any tenant, for internal callers)."""
         query = sa.select(Job).where(Job.id == job_id)
