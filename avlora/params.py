@@ -2,10 +2,11 @@
 and enum, the frame snapping and the reference-factor rules. The gRPC layer converts to and from
 the protobuf messages; everything else reads these models."""
 
-from typing import Literal
+from typing import Annotated, Literal
 
 from google.protobuf import json_format
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, field_validator,
+                      model_validator)
 
 from avlora.v1 import params_pb2
 
@@ -173,7 +174,9 @@ def to_proto(params: JobParams) -> params_pb2.JobParams:
     return params_pb2.JobParams(**{params.mode: inner})
 
 
+_STORED = TypeAdapter(Annotated[V2AParams | AV2AVParams, Field(discriminator="mode")])
+
+
 def from_json(text: str) -> JobParams:
     """Reads parameters stored by `params.model_dump_json()`."""
-    model = V2AParams if '"mode":"v2a"' in text.replace(" ", "") else AV2AVParams
-    return model.model_validate_json(text)
+    return _STORED.validate_json(text)

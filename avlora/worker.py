@@ -86,7 +86,6 @@ class StageWorker:
         self.stage, self.run_stage, self.settings = stage, run, settings
         self.store = ArtifactStore(settings.store_dir)
         self.stopping = asyncio.Event()
-        self.current_job: str = ""
 
     async def serve(self) -> None:
         nc = await bus.connect(self.settings.nats_url, f"{self.stage}-{self.settings.worker_name}")
@@ -119,12 +118,13 @@ class StageWorker:
         self.stopping.set()
 
     async def _handle(self, js, kv, message) -> None:
+        work = events_pb2.StageWork()
         try:
-            work = events_pb2.StageWork.FromString(message.data)
+            work.ParseFromString(message.data)
             params = from_proto(work.params)
         except Exception as error:  # a malformed item can never succeed: drop it, fail its job
             log.error("malformed work item dropped", stage=self.stage, error=repr(error))
-            if "work" in locals() and work.job_id:
+            if work.job_id:
                 await self._fail(js, work.job_id, f"invalid work item: {error}", f"{work.job_id}:{self.stage}:failed")
             await message.term()
             return
@@ -144,14 +144,12 @@ class StageWorker:
         await bus.publish_event(js, bus.new_event(
             job_id, f"{job_id}:{self.stage}:started:{attempt}",
             started=events_pb2.StageStarted(stage=self.stage, worker=self.settings.worker_name, attempt=attempt)))
-        self.current_job = job_id
         keepalive = asyncio.create_task(self._keep_alive(message, kv, ctx))
         task = asyncio.ensure_future(asyncio.to_thread(self.run_stage, ctx))
         try:
             await self._settle(js, message, work, ctx, task)
         finally:
             keepalive.cancel()
-            self.current_job = ""
 
     async def _settle(self, js, message, work, ctx, task) -> None:
         job_id, stage = work.job_id, self.stage

@@ -8,6 +8,7 @@ import grpc
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from avlora import bus
+from avlora.auth import bearer_key
 from avlora.params import UNIT_PRICE, InvalidParams, from_json, from_proto, to_proto
 from avlora.v1 import events_pb2, jobs_pb2, jobs_pb2_grpc, stages_pb2, stages_pb2_grpc
 from services.ledger import states
@@ -62,11 +63,10 @@ class JobService(jobs_pb2_grpc.JobServiceServicer):
         self.ledger, self.js, self.changes = ledger, js, changes
 
     async def _tenant(self, context) -> str:
-        metadata = dict(context.invocation_metadata())
-        header = metadata.get("authorization", "")
-        if not header.lower().startswith("bearer "):
+        key = bearer_key(context)
+        if not key:
             await context.abort(grpc.StatusCode.UNAUTHENTICATED, "missing 'authorization: Bearer <key>'")
-        tenant = await self.ledger.tenant_for_key(header[7:].strip())
+        tenant = await self.ledger.tenant_for_key(key)
         if tenant is None:
             await context.abort(grpc.StatusCode.UNAUTHENTICATED, "unknown API key")
         return tenant
@@ -166,8 +166,7 @@ class LedgerService(stages_pb2_grpc.LedgerServiceServicer):
         return stages_pb2.AuthenticateResponse(tenant=tenant)
 
     async def CreateApiKey(self, request, context):
-        given = dict(context.invocation_metadata()).get("authorization", "")[7:].strip()
-        if not self.admin_key or not hmac.compare_digest(given, self.admin_key):
+        if not self.admin_key or not hmac.compare_digest(bearer_key(context), self.admin_key):
             await context.abort(grpc.StatusCode.PERMISSION_DENIED, "CreateApiKey needs the admin key")
         if not request.tenant.strip():
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "tenant: required")
