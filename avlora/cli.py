@@ -210,15 +210,18 @@ def cmd_model(args) -> int:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="avlora", description="LoRA training for LTX-2.3 (v2a, av2av)")
     parser.add_argument("--data-dir", default=None, help="the stack's directory (default .state)")
+    # --data-dir is also accepted after the command (`avlora up --data-dir DIR`).
+    data_dir = argparse.ArgumentParser(add_help=False)
+    data_dir.add_argument("--data-dir", default=argparse.SUPPRESS, help="the stack's directory (default .state)")
     commands = parser.add_subparsers(dest="command", required=True)
 
-    up = commands.add_parser("up", help="run the whole stack on this machine until Ctrl-C")
+    up = commands.add_parser("up", parents=[data_dir], help="run the whole stack on this machine until Ctrl-C")
     up.set_defaults(run=cmd_up)
     for command, function, text in (("submit", cmd_submit, "submit a training job"),
                                     ("inspect", cmd_inspect, "check a dataset without training (free)")):
-        modes = commands.add_parser(command, help=text).add_subparsers(dest="mode", required=True)
+        modes = commands.add_parser(command, parents=[data_dir], help=text).add_subparsers(dest="mode", required=True)
         for mode in SCHEMAS:
-            sub = modes.add_parser(mode, help=f"{command} {mode}")
+            sub = modes.add_parser(mode, parents=[data_dir], help=f"{command} {mode}")
             sub.add_argument("data", help="a local .zip (uploaded) or an http(s)/upload:// URL")
             sub.add_argument("--json", action="store_true")
             if command == "submit":
@@ -227,26 +230,26 @@ def main(argv: list[str] | None = None) -> int:
             sub.set_defaults(run=function)
     for name, function, text in (("watch", cmd_watch, "follow a job; exit 0 only if it succeeds"),
                                  ("status", cmd_status, "show a job"), ("cancel", cmd_cancel, "cancel a job")):
-        sub = commands.add_parser(name, help=text)
+        sub = commands.add_parser(name, parents=[data_dir], help=text)
         sub.add_argument("job")
         sub.add_argument("--json", action="store_true")
         sub.set_defaults(run=function)
-    listing = commands.add_parser("list", help="list your jobs")
+    listing = commands.add_parser("list", parents=[data_dir], help="list your jobs")
     listing.add_argument("--state", choices=[s for s in jobs_pb2.JobState.keys() if s != "JOB_STATE_UNSPECIFIED"])
     listing.add_argument("--mode", choices=list(SCHEMAS))
     listing.add_argument("--limit", type=int, default=50)
     listing.set_defaults(run=cmd_list)
-    usage = commands.add_parser("usage", help="billed units and cost")
+    usage = commands.add_parser("usage", parents=[data_dir], help="billed units and cost")
     usage.add_argument("--job")
     usage.add_argument("--json", action="store_true")
     usage.set_defaults(run=cmd_usage)
-    demo = commands.add_parser("demo-data", help="write a small synthetic dataset")
+    demo = commands.add_parser("demo-data", parents=[data_dir], help="write a small synthetic dataset")
     demo.add_argument("mode", choices=list(SCHEMAS))
     demo.add_argument("out")
     demo.set_defaults(run=cmd_demo_data)
-    model = commands.add_parser("model", help="model utilities")
+    model = commands.add_parser("model", parents=[data_dir], help="model utilities")
     model_commands = model.add_subparsers(dest="model_command", required=True)
-    tiny = model_commands.add_parser("tiny", help="write the tiny random-weight LTX-2.3 (diffusers format)")
+    tiny = model_commands.add_parser("tiny", parents=[data_dir], help="write the tiny random-weight LTX-2.3 (diffusers format)")
     tiny.add_argument("dir")
     tiny.set_defaults(run=cmd_model)
 
