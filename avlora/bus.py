@@ -13,7 +13,7 @@ from urllib.parse import urlparse
 
 import nats
 from nats.js import api
-from nats.js.errors import BadRequestError
+from nats.js.errors import BadRequestError, NotFoundError
 
 from avlora.v1 import events_pb2
 
@@ -97,10 +97,12 @@ async def ensure_spine(js, *, ack_wait: float, max_deliver: int) -> None:
 
 
 async def _ensure_consumer(js, stream: str, config: api.ConsumerConfig) -> None:
+    """Creates a missing consumer. An existing one keeps its configuration (adding it again would
+    silently update it to whichever process started last)."""
     try:
+        await js.consumer_info(stream, config.durable_name)
+    except NotFoundError:
         await js.add_consumer(stream, config)
-    except BadRequestError:
-        pass  # exists with another config (e.g. a running fleet's ack_wait): keep it
 
 
 async def publish_work(js, stage: str, work: events_pb2.StageWork) -> None:

@@ -170,3 +170,40 @@ async def test_a_user_error_fails_the_job_once_and_leaves_nothing_queued(nats_ur
     finally:
         worker.terminate()
         worker.wait(timeout=20)
+
+
+def test_a_job_whose_worker_dies_every_time_fails_instead_of_staying_stuck(make_stack, tmp_path):
+    """After max_deliver deliveries without an ack, the ledger fails the job (billed 0) and drops the item."""
+    import grpc
+
+    from avlora.v1 import jobs_pb2, jobs_pb2_grpc
+    env = {"AVLORA_MAX_DELIVER": "2", "AVLORA_ACK_WAIT_S": "2"}
+    stack = make_stack(extra_env=env, services=("ledger",))
+    nats_url, log = stack.info["nats"], tmp_path / "handled.log"
+    key = [("authorization", f"Bearer {stack.info['api_key']}")]
+    with grpc.insecure_channel(stack.info["ledger_addr"]) as channel:
+        jobs = jobs_pb2_grpc.JobServiceStub(channel)
+        job = jobs.CreateJob(jobs_pb2.CreateJobRequest(params=params_pb2.JobParams(
+            v2a=params_pb2.V2AParams(training_data_url="https://example.com/d.zip"))), metadata=key)
+        for delivery in (1, 2):
+            worker = start_worker(nats_url, tmp_path, log, 60)
+            assert wait_for(lambda: len(handled(log)) == delivery, 30), f"delivery {delivery}"
+            worker.send_signal(signal.SIGKILL)
+            worker.wait()
+        survivor = start_worker(nats_url, tmp_path, log, 0.1)  # pulls, but is never handed the item again
+        try:
+            assert wait_for(lambda: jobs.GetJob(jobs_pb2.GetJobRequest(job_id=job.id), metadata=key).state
+                            == jobs_pb2.FAILED, 30)
+        finally:
+            survivor.terminate()
+            survivor.wait(timeout=20)
+        failed = jobs.GetJob(jobs_pb2.GetJobRequest(job_id=job.id), metadata=key)
+        assert "internal error: ingest worker stopped" in failed.error and failed.billed_units == 0
+    assert len(handled(log)) == 2
+
+    async def queue_is_empty():
+        nc = await nats.connect(nats_url)
+        info = await nc.jetstream().stream_info(bus.WORK_STREAM)
+        await nc.close()
+        return info.state.messages == 0
+    assert asyncio.run(queue_is_empty())
