@@ -1,9 +1,7 @@
 """The `avlora` command line."""
 
 import argparse
-import json
 import sys
-import time
 from pathlib import Path
 
 import grpc

@@ -9,7 +9,6 @@ import time
 from pathlib import Path
 
 import nats
-import pytest
 
 from avlora import bus
 from avlora.params import from_proto, to_proto

@@ -9,12 +9,10 @@ import pytest
 import torch
 from peft import get_peft_model_state_dict
 from safetensors.torch import load_file
-from trainer_sets import build_training_set, make_params
+from trainer_sets import TrainerRun, trainer_environment
 
 from avlora.model.components import load_for_training
-from avlora.settings import Settings
-from avlora.store import ArtifactStore
-from avlora.worker import JobCancelled, StageContext
+from avlora.worker import JobCancelled
 from services.trainer import stage
 from services.trainer.checkpoints import checkpoint_key
 from services.trainer.data import load_sample, load_training_set, split_holdout
@@ -28,33 +26,15 @@ ENV = {"AVLORA_TRAIN_PROCESSES": "2", "AVLORA_TRAIN_DEVICE": "cpu", "AVLORA_TRAI
        "AVLORA_TRAIN_SAMPLING_STEPS": "2"}
 
 
-class Run:
-    def __init__(self, root: Path, model_dir: Path):
-        self.model_dir, self.store = model_dir, ArtifactStore(root / "store")
-        self.params = make_params("v2a")
-        self.uri = build_training_set(self.store, model_dir, "set", self.params, validations=1)
-
-    def context(self, job_id: str, input_uri: str = "", attempt: int = 1) -> StageContext:
-        ctx = StageContext.for_test(job_id, self.params, self.store, input_uri or self.uri, stage="train",
-                                    settings=Settings(model_dir=str(self.model_dir)))
-        ctx.attempt = attempt
-        return ctx
-
-
 @pytest.fixture(scope="module")
 def env():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    with pytest.MonkeyPatch.context() as patch:
-        for key, value in ENV.items():
-            patch.setenv(key, value)
+    with trainer_environment(ENV):
         yield
-    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module")
 def job(env, tmp_path_factory, tiny_model_dir):
-    run = Run(tmp_path_factory.mktemp("distributed"), tiny_model_dir)
+    run = TrainerRun(tmp_path_factory.mktemp("distributed"), tiny_model_dir)
     ctx = run.context("job")
     return run, ctx, stage.run(ctx)
 

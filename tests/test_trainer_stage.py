@@ -2,7 +2,6 @@
 
 import json
 import time
-from pathlib import Path
 
 import av
 import numpy as np
@@ -10,11 +9,9 @@ import pytest
 import torch
 from diffusers import LTX2Pipeline
 from safetensors.torch import load_file
-from trainer_sets import build_training_set, make_params
+from trainer_sets import TrainerRun, trainer_environment
 
-from avlora.settings import Settings
-from avlora.store import ArtifactStore
-from avlora.worker import JobCancelled, StageContext
+from avlora.worker import JobCancelled
 from services.trainer import stage
 from services.trainer.checkpoints import checkpoint_key
 
@@ -22,41 +19,22 @@ ENV = {"AVLORA_TRAIN_CHECKPOINT_EVERY": "25", "AVLORA_TRAIN_VALIDATION_EVERY": "
        "AVLORA_TRAIN_SAMPLING_STEPS": "3", "AVLORA_TRAIN_DEVICE": "cpu"}
 
 
-class Run:
-    def __init__(self, root: Path, model_dir: Path, mode: str, validations: int = 2):
-        self.model_dir, self.store = model_dir, ArtifactStore(root / "store")
-        self.params = make_params(mode, trigger_phrase="bnc")
-        self.uri = build_training_set(self.store, model_dir, "set", self.params, validations=validations)
-
-    def context(self, job_id: str, attempt: int = 1) -> StageContext:
-        ctx = StageContext.for_test(job_id, self.params, self.store, self.uri, stage="train",
-                                    settings=Settings(model_dir=str(self.model_dir)))
-        ctx.attempt = attempt
-        return ctx
-
-
 @pytest.fixture(scope="module")
 def env():
-    """Short intervals, and one torch thread: the tiny model's small ops run fastest on one."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    with pytest.MonkeyPatch.context() as patch:
-        for key, value in ENV.items():
-            patch.setenv(key, value)
+    with trainer_environment(ENV):
         yield
-    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module")
 def v2a(env, tmp_path_factory, tiny_model_dir):
-    run = Run(tmp_path_factory.mktemp("v2a"), tiny_model_dir, "v2a")
+    run = TrainerRun(tmp_path_factory.mktemp("v2a"), tiny_model_dir, "v2a", validations=2, trigger_phrase="bnc")
     ctx = run.context("v2a-job")
     return run, ctx, stage.run(ctx)
 
 
 @pytest.fixture(scope="module")
 def av2av(env, tmp_path_factory, tiny_model_dir):
-    run = Run(tmp_path_factory.mktemp("av2av"), tiny_model_dir, "av2av", validations=2)
+    run = TrainerRun(tmp_path_factory.mktemp("av2av"), tiny_model_dir, "av2av", validations=2, trigger_phrase="bnc")
     ctx = run.context("av2av-job")
     return run, ctx, stage.run(ctx)
 

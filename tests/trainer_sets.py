@@ -1,6 +1,10 @@
 """Cached training sets for trainer tests, encoded with avlora.model.encode from the demo dataset's
 bouncing-ball clips (picture and clicks in sync), in the format preprocessing writes."""
 
+import os
+from contextlib import contextmanager
+from pathlib import Path
+
 import torch
 from safetensors.torch import save_file
 
@@ -10,7 +14,10 @@ from avlora.model.encode import (
     audio_latent_count, encode_audio, encode_prompts, encode_video, prompt_to_cache,
 )
 from avlora.params import AV2AVParams, V2AParams
+from avlora.settings import Settings
+from avlora.store import ArtifactStore
 from avlora.v1 import dataset_pb2
+from avlora.worker import StageContext
 
 
 def make_params(mode: str, **overrides):
@@ -73,3 +80,36 @@ def build_training_set(store, model_dir, job_id: str, params, clips: int = 4, si
                                     uri=save(f"{root}/validation{index}.safetensors", tensors))
     training_set.negative_prompt_uri = save(f"{root}/negative.safetensors", prompt(params.validation_negative_prompt))
     return store.write_bytes(f"{root}/training_set.pb", training_set.SerializeToString())
+
+
+class TrainerRun:
+    """A cached training set in a fresh store, and StageContexts that train it."""
+
+    def __init__(self, root: Path, model_dir: Path, mode: str = "v2a", validations: int = 1, **overrides):
+        self.model_dir, self.store = model_dir, ArtifactStore(root / "store")
+        self.params = make_params(mode, **overrides)
+        self.uri = build_training_set(self.store, model_dir, "set", self.params, validations=validations)
+
+    def context(self, job_id: str, input_uri: str = "", attempt: int = 1) -> StageContext:
+        ctx = StageContext.for_test(job_id, self.params, self.store, input_uri or self.uri, stage="train",
+                                    settings=Settings(model_dir=str(self.model_dir)))
+        ctx.attempt = attempt
+        return ctx
+
+
+@contextmanager
+def trainer_environment(variables: dict[str, str]):
+    """AVLORA_TRAIN_* variables set, and one torch thread (the tiny model's small ops run fastest on one)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    saved = {key: os.environ.get(key) for key in variables}
+    os.environ.update(variables)
+    try:
+        yield
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+        torch.set_num_threads(threads)
