@@ -79,6 +79,30 @@ class StageContext:
 StageFunction = Callable[[StageContext], object]
 
 
+def run_in_daemon_thread(function: StageFunction, ctx: StageContext) -> asyncio.Future:
+    """Runs a stage in a daemon thread: a stage released at shutdown (its work redelivered elsewhere)
+    must not keep the process alive, as a thread of asyncio's default executor would."""
+    loop = asyncio.get_running_loop()
+    future = loop.create_future()
+
+    def settle(result, error) -> None:
+        if not future.done():
+            future.set_exception(error) if error else future.set_result(result)
+
+    def target() -> None:
+        try:
+            result, error = function(ctx), None
+        except BaseException as raised:
+            result, error = None, raised
+        try:
+            loop.call_soon_threadsafe(settle, result, error)
+        except RuntimeError:  # the loop is gone: the work was released at shutdown
+            pass
+
+    threading.Thread(target=target, name=f"stage-{ctx.stage}-{ctx.job_id}", daemon=True).start()
+    return future
+
+
 class StageWorker:
     """Runs one stage's function over its durable pull consumer until `stop()`."""
 
@@ -145,7 +169,7 @@ class StageWorker:
             job_id, f"{job_id}:{self.stage}:started:{attempt}",
             started=events_pb2.StageStarted(stage=self.stage, worker=self.settings.worker_name, attempt=attempt)))
         keepalive = asyncio.create_task(self._keep_alive(message, kv, ctx))
-        task = asyncio.ensure_future(asyncio.to_thread(self.run_stage, ctx))
+        task = run_in_daemon_thread(self.run_stage, ctx)
         try:
             await self._settle(js, message, work, ctx, task)
         finally:

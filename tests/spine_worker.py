@@ -2,12 +2,11 @@
 which job (one line per call in $SPINE_LOG) and takes $SPINE_SECONDS; jobs named bad* are a user
 error."""
 
-import asyncio
 import os
 import time
 
-from avlora.settings import Settings
-from avlora.worker import StageWorker, UserError
+from avlora.stage_main import run_stage_process
+from avlora.worker import UserError
 
 
 def record_and_wait(ctx):
@@ -20,5 +19,5 @@ def record_and_wait(ctx):
 
 
 if __name__ == "__main__":
-    worker = StageWorker("ingest", record_and_wait, Settings())
-    asyncio.run(worker.serve())
+    # The same entry point as `python -m services.ingest` (signals, gRPC health), with this stage function.
+    run_stage_process("ingest", record_and_wait, [])

@@ -6,6 +6,7 @@ import signal
 import subprocess
 import sys
 import time
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
 import nats
@@ -17,17 +18,29 @@ from avlora.v1 import events_pb2, params_pb2
 WORKER = Path(__file__).parent / "spine_worker.py"
 
 
-def start_worker(nats_url, tmp_path, log, seconds):
-    env = os.environ | {"AVLORA_NATS_URL": nats_url, "AVLORA_DATA_DIR": str(tmp_path), "AVLORA_ACK_WAIT_S": "2",
+@contextmanager
+def running_worker(nats_url, tmp_path, log, seconds, ack_wait=2):
+    """A worker process for the duration of the block (terminated after, unless already dead)."""
+    worker = start_worker(nats_url, tmp_path, log, seconds, ack_wait)
+    try:
+        yield worker
+    finally:
+        if worker.poll() is None:
+            worker.terminate()
+            worker.wait(timeout=20)
+
+
+def start_worker(nats_url, tmp_path, log, seconds, ack_wait=2):
+    env = os.environ | {"AVLORA_NATS_URL": nats_url, "AVLORA_DATA_DIR": str(tmp_path), "AVLORA_ACK_WAIT_S": str(ack_wait),
                         "SPINE_LOG": str(log), "SPINE_SECONDS": str(seconds),
                         "PYTHONPATH": str(Path(__file__).parent.parent)}
     return subprocess.Popen([sys.executable, str(WORKER)], env=env, stderr=subprocess.DEVNULL)
 
 
-async def queue_jobs(nats_url, count) -> list[str]:
+async def queue_jobs(nats_url, count, ack_wait=2) -> list[str]:
     nc = await nats.connect(nats_url)
     js = nc.jetstream()
-    await bus.ensure_spine(js, ack_wait=2, max_deliver=4)
+    await bus.ensure_spine(js, ack_wait=ack_wait, max_deliver=4)
     params = to_proto(from_proto(params_pb2.JobParams(v2a=params_pb2.V2AParams(training_data_url="https://e.com/d.zip"))))
     ids = [f"job{index:03d}" for index in range(count)]
     for job_id in ids:
@@ -66,8 +79,9 @@ def wait_for(condition, timeout):
 
 async def test_two_workers_share_a_queue_and_handle_each_job_once(nats_url, tmp_path):
     log = tmp_path / "handled.log"
-    workers = [start_worker(nats_url, tmp_path, log, 0.3) for _ in range(2)]
-    try:
+    with ExitStack() as workers:
+        for _ in range(2):
+            workers.enter_context(running_worker(nats_url, tmp_path, log, 0.3))
         ids = await queue_jobs(nats_url, 12)
         assert await asyncio.to_thread(wait_for, lambda: len(handled(log)) >= 12, 60)
         await asyncio.sleep(1.5)  # anything handled twice would show up by now
@@ -75,56 +89,42 @@ async def test_two_workers_share_a_queue_and_handle_each_job_once(nats_url, tmp_
         assert sorted(job for job, _, _ in lines) == sorted(ids), "each job handled exactly once"
         assert len({pid for _, pid, _ in lines}) == 2, "both workers of the fleet took work"
         assert sorted(await queued(nats_url, "preprocess")) == sorted(ids), "each passed on to the next stage once"
-    finally:
-        for worker in workers:
-            worker.terminate()
-            worker.wait(timeout=20)
 
 
 async def test_a_worker_killed_mid_message_loses_nothing(nats_url, tmp_path):
     log = tmp_path / "handled.log"
-    doomed = start_worker(nats_url, tmp_path, log, 60)
-    try:
+    with running_worker(nats_url, tmp_path, log, 60) as doomed:
         [job_id] = (await queue_jobs(nats_url, 1))[:1]
         assert await asyncio.to_thread(wait_for, lambda: len(handled(log)) == 1, 30)
         doomed.send_signal(signal.SIGKILL)
         doomed.wait()
-        survivor = start_worker(nats_url, tmp_path, log, 0.1)
-        try:
-            assert await asyncio.to_thread(wait_for, lambda: len(handled(log)) == 2, 30), "message redelivered"
-            first, second = handled(log)
-            assert first[0] == second[0] == job_id
-            assert first[1] != second[1] and second[2] == "2", "another worker, second delivery"
-            assert await asyncio.to_thread(wait_for, lambda: False, 0.5) is False
-            assert await queued(nats_url, "preprocess") == [job_id]
-        finally:
-            survivor.terminate()
-            survivor.wait(timeout=20)
-    finally:
-        if doomed.poll() is None:
-            doomed.kill()
+    with running_worker(nats_url, tmp_path, log, 0.1):
+        assert await asyncio.to_thread(wait_for, lambda: len(handled(log)) == 2, 30), "message redelivered"
+        first, second = handled(log)
+        assert first[0] == second[0] == job_id
+        assert first[1] != second[1] and second[2] == "2", "another worker, second delivery"
+        await asyncio.sleep(3)  # past ack_wait: had the second delivery not been acked, a third would come
+        assert len(handled(log)) == 2
+        assert await queued(nats_url, "preprocess") == [job_id]
 
 
 async def test_graceful_shutdown_releases_unfinished_work(nats_url, tmp_path):
     log = tmp_path / "handled.log"
-    slow = start_worker(nats_url, tmp_path, log, 30)
-    await queue_jobs(nats_url, 1)
-    assert await asyncio.to_thread(wait_for, lambda: len(handled(log)) == 1, 30)
-    slow.send_signal(signal.SIGTERM)
-    # Released (nak) after a grace period, not left for ack_wait: a new worker gets it at once.
-    fast = start_worker(nats_url, tmp_path, log, 0.1)
-    try:
-        assert await asyncio.to_thread(wait_for, lambda: len(handled(log)) == 2, 30)
-        assert slow.wait(timeout=40) is not None
-    finally:
-        fast.terminate()
-        fast.wait(timeout=20)
+    # ack_wait 30 s: the grace period is 10 s, a redelivery by timeout would take 30 s.
+    with running_worker(nats_url, tmp_path, log, 60, ack_wait=30) as slow:
+        await queue_jobs(nats_url, 1, ack_wait=30)
+        assert await asyncio.to_thread(wait_for, lambda: len(handled(log)) == 1, 30)
+        slow.send_signal(signal.SIGTERM)
+        stopped_at = time.monotonic()
+        with running_worker(nats_url, tmp_path, log, 0.1, ack_wait=30):
+            assert await asyncio.to_thread(wait_for, lambda: len(handled(log)) == 2, 28)
+            assert time.monotonic() - stopped_at < 25, "released by the stopping worker, not by ack_wait"
+            assert slow.wait(timeout=40) is not None
 
 
 async def test_a_malformed_work_item_is_dropped_and_the_worker_goes_on(nats_url, tmp_path):
     log = tmp_path / "handled.log"
-    worker = start_worker(nats_url, tmp_path, log, 0.1)
-    try:
+    with running_worker(nats_url, tmp_path, log, 0.1) as worker:
         nc = await nats.connect(nats_url)
         js = nc.jetstream()
         await bus.ensure_spine(js, ack_wait=2, max_deliver=4)
@@ -133,14 +133,10 @@ async def test_a_malformed_work_item_is_dropped_and_the_worker_goes_on(nats_url,
         [job_id] = await queue_jobs(nats_url, 1)
         assert await asyncio.to_thread(wait_for, lambda: len(handled(log)) == 1, 30)
         assert handled(log)[0][0] == job_id and worker.poll() is None
-    finally:
-        worker.terminate()
-        worker.wait(timeout=20)
 
 
 async def test_a_user_error_fails_the_job_once_and_leaves_nothing_queued(nats_url, tmp_path):
-    worker = start_worker(nats_url, tmp_path, tmp_path / "handled.log", 0.1)
-    try:
+    with running_worker(nats_url, tmp_path, tmp_path / "handled.log", 0.1):
         nc = await nats.connect(nats_url)
         js = nc.jetstream()
         await bus.ensure_spine(js, ack_wait=2, max_deliver=4)
@@ -166,9 +162,6 @@ async def test_a_user_error_fails_the_job_once_and_leaves_nothing_queued(nats_ur
         assert len(started) == 1, "not retried"
         assert (await js.stream_info(bus.WORK_STREAM)).state.messages == 0
         await nc.close()
-    finally:
-        worker.terminate()
-        worker.wait(timeout=20)
 
 
 def test_a_job_whose_worker_dies_every_time_fails_instead_of_staying_stuck(make_stack, tmp_path):
@@ -185,17 +178,13 @@ def test_a_job_whose_worker_dies_every_time_fails_instead_of_staying_stuck(make_
         job = jobs.CreateJob(jobs_pb2.CreateJobRequest(params=params_pb2.JobParams(
             v2a=params_pb2.V2AParams(training_data_url="https://example.com/d.zip"))), metadata=key)
         for delivery in (1, 2):
-            worker = start_worker(nats_url, tmp_path, log, 60)
-            assert wait_for(lambda: len(handled(log)) == delivery, 30), f"delivery {delivery}"
-            worker.send_signal(signal.SIGKILL)
-            worker.wait()
-        survivor = start_worker(nats_url, tmp_path, log, 0.1)  # pulls, but is never handed the item again
-        try:
+            with running_worker(nats_url, tmp_path, log, 60) as worker:
+                assert wait_for(lambda: len(handled(log)) == delivery, 30), f"delivery {delivery}"
+                worker.send_signal(signal.SIGKILL)
+                worker.wait()
+        with running_worker(nats_url, tmp_path, log, 0.1):  # pulls, but is never handed the item again
             assert wait_for(lambda: jobs.GetJob(jobs_pb2.GetJobRequest(job_id=job.id), metadata=key).state
                             == jobs_pb2.FAILED, 30)
-        finally:
-            survivor.terminate()
-            survivor.wait(timeout=20)
         failed = jobs.GetJob(jobs_pb2.GetJobRequest(job_id=job.id), metadata=key)
         assert "internal error: ingest worker stopped" in failed.error and failed.billed_units == 0
     assert len(handled(log)) == 2
