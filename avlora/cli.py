@@ -3,6 +3,7 @@
 import argparse
 import sys
 from pathlib import Path
+from typing import Literal, get_args, get_origin
 
 import grpc
 from google.protobuf import json_format
@@ -27,12 +28,12 @@ def _parameter_flags(parser: argparse.ArgumentParser, mode: str) -> None:
             continue
         flags = [f"--{name.replace('_', '-')}"] + ([SHORT_FLAGS[name]] if name in SHORT_FLAGS else [])
         kind = field.annotation
+        if get_origin(kind) is Literal:  # e.g. rank: Literal[8, 16, ...] -> int; resolution -> str
+            kind = type(get_args(kind)[0])
         if kind is bool:
             parser.add_argument(*flags, dest=name, action=argparse.BooleanOptionalAction, default=None)
         else:
-            caster = {int: int, float: float}.get(kind, str) if isinstance(kind, type) else (
-                int if name == "rank" else str)
-            parser.add_argument(*flags, dest=name, type=caster, default=None,
+            parser.add_argument(*flags, dest=name, type=kind if kind in (int, float) else str, default=None,
                                 help=f"default: {field.default}")
     item = "PROMPT|VIDEO" if mode == "v2a" else "PROMPT|REFERENCE_VIDEO[|REFERENCE_AUDIO]"
     parser.add_argument("--validation", action="append", default=[], metavar=item,
