@@ -8,7 +8,6 @@ protobuf messages; every publish carries a message id so JetStream drops duplica
 import asyncio
 import socket
 import time
-import uuid
 from urllib.parse import urlparse
 
 import nats
@@ -109,10 +108,6 @@ async def publish_work(js, stage: str, work: events_pb2.StageWork) -> None:
     """Queues a job for a stage; a repeat (redelivered upstream stage) is dropped by JetStream."""
     await js.publish(work_subject(stage), work.SerializeToString(),
                      headers={"Nats-Msg-Id": f"{work.job_id}:{stage}"})
-
-
-def new_event(job_id: str, event_id: str | None = None, **kind) -> events_pb2.JobEvent:
-    return events_pb2.JobEvent(event_id=event_id or uuid.uuid4().hex, job_id=job_id, at=time.time(), **kind)
 
 
 async def publish_event(js, event: events_pb2.JobEvent) -> None:

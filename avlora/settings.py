@@ -2,6 +2,8 @@
 
 import os
 import socket
+import tempfile
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -22,7 +24,19 @@ class Settings:
     # Stage workers: how long a message may go without a heartbeat, and how often it is retried.
     ack_wait_s: float = field(default_factory=lambda: float(_env("ACK_WAIT_S", "30")))
     max_deliver: int = field(default_factory=lambda: int(_env("MAX_DELIVER", "4")))
+    # The artifact store: a local directory (default DATA_DIR/store) or s3://bucket/prefix.
+    store: str = field(default_factory=lambda: _env("STORE_URL", ""))
+    # Local space for the files a stage works on (downloads, extraction, media); default DATA_DIR/scratch.
+    scratch: str = field(default_factory=lambda: _env("SCRATCH_DIR", ""))
 
     @property
-    def store_dir(self) -> Path:
-        return self.data_dir / "store"
+    def store_url(self) -> str:
+        return self.store or str(self.data_dir / "store")
+
+    @contextmanager
+    def scratch_dir(self, prefix: str):
+        """A local scratch folder, removed with everything in it when the block ends."""
+        root = Path(self.scratch) if self.scratch else self.data_dir / "scratch"
+        root.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryDirectory(prefix=prefix, dir=root) as folder:
+            yield Path(folder)

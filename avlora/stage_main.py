@@ -4,7 +4,8 @@ import asyncio
 
 from avlora.service import Registration, configure_logging, serve
 from avlora.settings import Settings
-from avlora.worker import StageFunction, StageWorker
+from avlora.stage import StageFunction
+from avlora.worker import StageWorker
 
 
 def run_stage_process(stage: str, run: StageFunction, registrations: list[Registration]) -> None:

@@ -1,85 +1,27 @@
 """The stage worker: pulls a stage's work queue and runs the stage's plain function on each item.
 
-A stage is `run(ctx: StageContext)` returning its output (a URI, or the trainer's Outputs). This
-module is the only place that knows about acks, heartbeats, redelivery and events.
+The stage contract (`run(ctx)`, `UserError`, `JobCancelled`) is `avlora/stage.py`. This module is
+the only place that knows about acks, heartbeats, redelivery and the events they produce.
 """
 
 import asyncio
 import threading
 import time
 import traceback
-from collections.abc import Callable
-from dataclasses import dataclass, field
 
 import structlog
 
 from avlora import bus
-from avlora.params import JobParams, from_proto
+from avlora.params import from_proto
 from avlora.settings import Settings
-from avlora.store import ArtifactStore
-from avlora.v1 import events_pb2, jobs_pb2
+from avlora.stage import JobCancelled, JobContext, StageFunction, UserError, new_event
+from avlora.store import open_store
+from avlora.v1 import events_pb2
 
 log = structlog.get_logger()
-PROGRESS_INTERVAL_S = 0.5
 
 
-class UserError(Exception):
-    """The user's input is wrong: the job fails with this message, is not retried, is billed 0."""
-
-
-class JobCancelled(Exception):
-    """The job was cancelled while a stage ran it."""
-
-
-@dataclass
-class StageContext:
-    job_id: str
-    tenant: str
-    params: JobParams
-    input_uri: str
-    store: ArtifactStore
-    settings: Settings
-    stage: str
-    attempt: int = 1
-    emit: Callable[[events_pb2.JobEvent], None] = lambda event: None
-    cancel_flag: threading.Event = field(default_factory=threading.Event)
-    _last_progress: float = 0.0
-
-    @classmethod
-    def for_test(cls, job_id: str, params: JobParams, store: ArtifactStore, input_uri: str = "",
-                 stage: str = "test", settings: Settings | None = None) -> "StageContext":
-        """A context whose events land in `ctx.events`, for calling a stage without NATS."""
-        ctx = cls(job_id=job_id, tenant="test", params=params, input_uri=input_uri, store=store,
-                  settings=settings or Settings(), stage=stage)
-        ctx.events = []
-        ctx.emit = ctx.events.append
-        return ctx
-
-    def progress(self, done: int, total: int, unit: str, message: str = "", **metrics) -> None:
-        now = time.monotonic()
-        final = total > 0 and done >= total
-        if not final and not message and now - self._last_progress < PROGRESS_INTERVAL_S:
-            return
-        self._last_progress = now
-        progress = jobs_pb2.Progress(stage=self.stage, done=done, total=total, unit=unit,
-                                     message=message, **metrics)
-        self.emit(bus.new_event(self.job_id, progress=progress))
-
-    def log(self, message: str) -> None:
-        self.progress(0, 0, "", message)
-
-    def cancelled(self) -> bool:
-        return self.cancel_flag.is_set()
-
-    def raise_if_cancelled(self) -> None:
-        if self.cancelled():
-            raise JobCancelled()
-
-
-StageFunction = Callable[[StageContext], object]
-
-
-def run_in_daemon_thread(function: StageFunction, ctx: StageContext) -> asyncio.Future:
+def run_in_daemon_thread(function: StageFunction, ctx: JobContext) -> asyncio.Future:
     """Runs a stage in a daemon thread: a stage released at shutdown (its work redelivered elsewhere)
     must not keep the process alive, as a thread of asyncio's default executor would."""
     loop = asyncio.get_running_loop()
@@ -108,7 +50,7 @@ class StageWorker:
 
     def __init__(self, stage: str, run: StageFunction, settings: Settings):
         self.stage, self.run_stage, self.settings = stage, run, settings
-        self.store = ArtifactStore(settings.store_dir)
+        self.store = open_store(settings.store_url)
         self.stopping = asyncio.Event()
 
     async def serve(self) -> None:
@@ -162,10 +104,10 @@ class StageWorker:
         def emit(event: events_pb2.JobEvent) -> None:  # called from the stage's thread
             asyncio.run_coroutine_threadsafe(bus.publish_event(js, event), loop)
 
-        ctx = StageContext(job_id=job_id, tenant=work.tenant, params=params,
+        ctx = JobContext(job_id=job_id, tenant=work.tenant, params=params,
                            input_uri=work.input_uri, store=self.store, settings=self.settings,
                            stage=self.stage, attempt=attempt, emit=emit)
-        await bus.publish_event(js, bus.new_event(
+        await bus.publish_event(js, new_event(
             job_id, f"{job_id}:{self.stage}:started:{attempt}",
             started=events_pb2.StageStarted(stage=self.stage, worker=self.settings.worker_name, attempt=attempt)))
         keepalive = asyncio.create_task(self._keep_alive(message, kv, ctx))
@@ -197,7 +139,7 @@ class StageWorker:
             if self.stopping.is_set() and not await self._cancel_requested(js, job_id):
                 await message.nak()
                 return
-            await bus.publish_event(js, bus.new_event(
+            await bus.publish_event(js, new_event(
                 job_id, f"{job_id}:{stage}:cancelled", cancelled=events_pb2.StageCancelled(stage=stage)))
             await message.ack()
             return
@@ -214,19 +156,19 @@ class StageWorker:
             await bus.publish_work(js, bus.NEXT_STAGE[stage], events_pb2.StageWork(
                 job_id=job_id, tenant=work.tenant, params=work.params, input_uri=result))
         else:
-            await bus.publish_event(js, bus.new_event(
+            await bus.publish_event(js, new_event(
                 job_id, f"{job_id}:succeeded", succeeded=events_pb2.JobSucceeded(
                     outputs=result, steps_completed=ctx.params.number_of_steps)))
         await message.ack()
 
     async def _fail(self, js, job_id: str, reason: str, event_id: str) -> None:
-        await bus.publish_event(js, bus.new_event(
+        await bus.publish_event(js, new_event(
             job_id, event_id, failed=events_pb2.StageFailed(stage=self.stage, reason=reason)))
 
     async def _cancel_requested(self, js, job_id: str) -> bool:
         return await bus.is_cancelled(await js.key_value(bus.CANCEL_BUCKET), job_id)
 
-    async def _keep_alive(self, message, kv, ctx: StageContext) -> None:
+    async def _keep_alive(self, message, kv, ctx: JobContext) -> None:
         """Heartbeats the message so long work is not redelivered, and watches for cancellation."""
         last_beat = time.monotonic()
         while True:

@@ -22,7 +22,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from avlora.params import V2AParams  # noqa: E402
-from avlora.store import ArtifactStore  # noqa: E402
+from avlora.store import JobFiles, LocalStore  # noqa: E402
 from services.ingest.limits import IngestLimits  # noqa: E402
 from services.ingest.stage import ingest_dataset  # noqa: E402
 
@@ -60,10 +60,10 @@ def main() -> None:
         server = ThreadingHTTPServer(("127.0.0.1", 0), partial(QuietHandler, directory=str(folder)))
         threading.Thread(target=server.serve_forever, daemon=True).start()
         url = f"http://127.0.0.1:{server.server_address[1]}/clips.zip"
-        store = ArtifactStore(folder / "store")
+        store = LocalStore(folder / "store")
         limits = IngestLimits(allow_networks="127.0.0.0/8")
         params = V2AParams(training_data_url=url)
-        ingest_s = timed(lambda: ingest_dataset(params, store, store.job_dir("bench", "ingest"), limits=limits))
+        ingest_s = timed(lambda: ingest_dataset(params, store, JobFiles("bench"), folder / "scratch", limits=limits))
         server.shutdown()
         print(f"archive: {size_mb:.0f} MB, {args.clips} clips + captions (deflate)")
         print(f"avlora ingest (download over loopback + checks + extraction): {ingest_s:.2f} s, "

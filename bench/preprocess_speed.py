@@ -20,7 +20,7 @@ import av
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from avlora.params import V2AParams  # noqa: E402
-from avlora.store import ArtifactStore  # noqa: E402
+from avlora.store import LocalFiles, LocalStore  # noqa: E402
 from avlora.v1 import dataset_pb2  # noqa: E402
 from services.preprocess.clips import FitSettings, fit_item  # noqa: E402
 from services.preprocess.plan import plan_dataset  # noqa: E402
@@ -61,7 +61,7 @@ def main() -> None:
                        aspect_ratio=args.aspect, number_of_frames=args.frames, frame_rate=args.fps,
                        auto_scale_input=True)
     settings = FitSettings.training(params)
-    store = ArtifactStore(work / "store")
+    store = LocalStore(work / "store")
     print(f"bucket {settings.size[0]}x{settings.size[1]}, {settings.frames} frames at {settings.frame_rate} fps")
     print(f"{'clip':28} {'seconds':>7} {'checks':>7} {'fit':>7} {'decode':>7} {'ratio':>6}")
     planned = []
@@ -71,7 +71,7 @@ def main() -> None:
         manifest = dataset_pb2.Manifest(job_id="bench")
         manifest.files.add(name=path.name, uri=store.uri(key), kind=dataset_pb2.VIDEO)
         started = time.perf_counter()
-        plan = plan_dataset(manifest, params, store)
+        plan = plan_dataset(manifest, params, LocalFiles(store, work / "inputs"))
         checked = time.perf_counter()
         if not plan.items:
             print(f"{path.name:28} refused: {'; '.join(plan.report.errors) or plan.report.clips[0].reason}")

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from avlora.params import AV2AVParams, V2AParams
-from avlora.store import ArtifactStore
+from avlora.store import LocalFiles, LocalStore
 from avlora.v1 import dataset_pb2
 from tests.media import write_clip
 
@@ -31,7 +31,7 @@ def small_av2av(**overrides) -> AV2AVParams:
     return AV2AVParams(**values | overrides)
 
 
-def manifest_of(store: ArtifactStore, job_id: str, files: dict[str, dict | str | bytes],
+def manifest_of(store: LocalStore, job_id: str, files: dict[str, dict | str | bytes],
                 validation: list[dict] | None = None) -> dataset_pb2.Manifest:
     """Writes each file into the store (dict: write_clip arguments; str/bytes: the content) and
     returns the Manifest ingest would have written. validation: [{"prompt", "video": name,
@@ -87,8 +87,8 @@ def write_scenes(path: Path, colours: list[tuple[int, int, int]], seconds_each: 
 
 
 @pytest.fixture
-def store(tmp_path) -> ArtifactStore:
-    return ArtifactStore(tmp_path / "store")
+def store(tmp_path) -> LocalStore:
+    return LocalStore(tmp_path / "store")
 
 
 @pytest.fixture(scope="session")
@@ -96,3 +96,8 @@ def tiny_model_dir(tmp_path_factory) -> Path:
     from avlora.model.tiny import write_tiny_model
 
     return write_tiny_model(tmp_path_factory.mktemp("tiny-model") / "model")
+
+
+def inputs(store: LocalStore) -> LocalFiles:
+    """The store's files as the preprocess checks read them."""
+    return LocalFiles(store, store.root.parent / "inputs")

@@ -6,7 +6,7 @@ import os
 import time
 
 from avlora.stage_main import run_stage_process
-from avlora.worker import UserError
+from avlora.stage import UserError
 
 
 def record_and_wait(ctx):

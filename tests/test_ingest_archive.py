@@ -4,6 +4,7 @@ Every refusal must name the reason, leave nothing outside the job's ingest folde
 partly extracted files behind."""
 
 import struct
+import tempfile
 import uuid
 import zipfile
 import zlib
@@ -14,9 +15,9 @@ import pytest
 from media import write_clip, zip_files
 
 from avlora.params import AV2AVParams, V2AParams
-from avlora.store import ArtifactStore
+from avlora.store import LocalStore, JobFiles
 from avlora.v1 import dataset_pb2
-from avlora.worker import UserError
+from avlora.stage import UserError
 from services.ingest import archive
 from services.ingest.limits import IngestLimits
 from services.ingest.stage import ingest_dataset
@@ -32,32 +33,33 @@ def clips(tmp_path_factory) -> dict[str, Path]:
 
 
 @pytest.fixture
-def store(tmp_path) -> ArtifactStore:
-    return ArtifactStore(tmp_path / "store")
+def store(tmp_path) -> LocalStore:
+    return LocalStore(tmp_path / "store")
 
 
 def all_files(root: Path) -> set[Path]:
     return {path for path in root.rglob("*") if path.is_file()}
 
 
-def ingest(store: ArtifactStore, zip_path: Path, mode: str = "v2a", limits: IngestLimits = LIMITS):
+def ingest(store: LocalStore, zip_path: Path, mode: str = "v2a", limits: IngestLimits = LIMITS):
     """Runs ingest on `zip_path` as an upload; checks that nothing lands outside the job's folder."""
     upload_id = uuid.uuid4().hex
     store.put_file(f"uploads/{upload_id}", zip_path)
     params = (V2AParams if mode == "v2a" else AV2AVParams)(training_data_url=f"upload://{upload_id}")
-    work_dir = store.job_dir("job1", "ingest")
+    files, job_dir = JobFiles("job1"), store.root / "jobs/job1/ingest"
     before = all_files(store.root.parent)
-    try:
-        return ingest_dataset(params, store, work_dir, job_id="job1", limits=limits)
-    except UserError:
-        assert not (work_dir / "files").exists(), "partly extracted files were left behind"
-        raise
-    finally:
-        new_files = all_files(store.root.parent) - before
-        assert all(work_dir in path.parents for path in new_files), new_files
+    with tempfile.TemporaryDirectory(dir=store.root.parent) as scratch:
+        try:
+            return ingest_dataset(params, store, files, Path(scratch), limits=limits)
+        except UserError:
+            assert not store.list(files.extracted_dir), "partly extracted files were left behind"
+            raise
+        finally:
+            new_files = all_files(store.root.parent) - before
+            assert all(job_dir in path.parents or Path(scratch) in path.parents for path in new_files), new_files
 
 
-def refused(store: ArtifactStore, zip_path: Path, mode: str = "v2a", limits: IngestLimits = LIMITS) -> str:
+def refused(store: LocalStore, zip_path: Path, mode: str = "v2a", limits: IngestLimits = LIMITS) -> str:
     with pytest.raises(UserError) as error:
         ingest(store, zip_path, mode, limits)
     return str(error.value)
@@ -116,7 +118,7 @@ def test_good_archive_is_classified_and_extracted(store, tmp_path, clips):
         "extra.webm": ".webm videos are not accepted for v2a (accepted: .mp4 .mov .avi .mkv)",
         "inner.zip": "nested archive: not extracted", "__MACOSX/a/._clip1.mp4": "macOS metadata (__MACOSX)",
         ".DS_Store": "hidden file", "a/.hidden.mp4": "hidden file"}
-    assert manifest.job_id == "job1" and manifest.archive_uri.startswith("store://uploads/")
+    assert manifest.job_id == "job1" and manifest.archive_uri.startswith("upload://")
 
 
 def test_av2av_accepts_webm(store, tmp_path, clips):
@@ -157,7 +159,7 @@ def test_nested_zip_bomb_is_not_expanded(store, tmp_path, clips):
     assert [item.name for item in manifest.files] == ["clip.mp4"]
     ignored = [(item.name, item.reason) for item in manifest.ignored]
     assert ignored == [("bomb.zip", "nested archive: not extracted")]
-    extracted = all_files(store.job_dir("job1", "ingest") / "files")
+    extracted = all_files(store.root / JobFiles("job1").extracted_dir)
     assert sum(path.stat().st_size for path in extracted) == clips[".mp4"].stat().st_size
 
 
@@ -188,7 +190,7 @@ def test_lying_headers_are_caught_while_extracting(store, tmp_path, clips):
     with archive.open_archive(zip_path) as zip_file:  # and at most the claimed size was written
         plan = archive.plan_archive(zip_file, zip_path.stat().st_size, "v2a", LIMITS)
         with pytest.raises(UserError):
-            archive.extract(zip_file, plan, tmp_path / "out", LIMITS)
+            list(archive.extract(zip_file, plan, tmp_path / "out", LIMITS))
     assert [path.stat().st_size <= 1000 for path in all_files(tmp_path / "out")] == [True]
 
 
@@ -236,7 +238,7 @@ def test_truncated_and_non_zip_files_are_refused(store, tmp_path, clips):
     assert refused(store, empty) == "dataset archive is not a zip file"
 
 
-def test_missing_upload_is_refused(store):
+def test_missing_upload_is_refused(store, tmp_path):
     params = V2AParams(training_data_url="upload://0123456789abcdef")
     with pytest.raises(UserError, match=r"^dataset: upload upload://0123456789abcdef was not found"):
-        ingest_dataset(params, store, store.job_dir("job1", "ingest"), limits=LIMITS)
+        ingest_dataset(params, store, JobFiles("job1"), tmp_path / "scratch", limits=LIMITS)

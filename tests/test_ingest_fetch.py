@@ -13,9 +13,9 @@ import pytest
 from media import write_clip, zip_files
 
 from avlora.params import AV2AVParams, V2AParams
-from avlora.store import ArtifactStore
+from avlora.store import LocalStore
 from avlora.v1 import dataset_pb2
-from avlora.worker import JobCancelled, StageContext, UserError
+from avlora.stage import JobCancelled, JobContext, UserError
 from services.ingest import stage
 from services.ingest.fetch import download, is_allowed_address
 from services.ingest.limits import IngestLimits
@@ -215,8 +215,8 @@ def test_stage_ingests_over_http_and_is_idempotent(server, tmp_path, limits, cli
     server.hits.clear()
     params = V2AParams(training_data_url=f"{server.base}/files/data.zip",
                        validation=[{"prompt": "steps", "video_url": f"{server.base}/files/silent.mp4"}])
-    store = ArtifactStore(tmp_path / "store")
-    ctx = StageContext.for_test("job7", params, store, stage="ingest")
+    store = LocalStore(tmp_path / "store")
+    ctx = JobContext.for_test("job7", params, store, stage="ingest")
     uri = stage.run(ctx)
     assert uri == "store://jobs/job7/ingest/manifest.pb"
     manifest = dataset_pb2.Manifest.FromString(store.read_bytes(uri))
@@ -225,13 +225,13 @@ def test_stage_ingests_over_http_and_is_idempotent(server, tmp_path, limits, cli
     assert store.read_bytes(manifest.files[0].uri) == clip.read_bytes()
     assert store.read_bytes(manifest.validation[0].video_uri) == clip.read_bytes()
     assert manifest.validation[0].prompt == "steps"
-    assert manifest.archive_uri == "store://jobs/job7/ingest/dataset.zip"
+    assert manifest.archive_uri == params.training_data_url
     progress = [event.progress for event in ctx.events]
     assert any(p.unit == "bytes" and p.done == len(server.files["data.zip"]) for p in progress)
     assert any(p.unit == "files" and p.done == p.total == 2 for p in progress)
     assert any(p.message == "ignored notes.pdf: not a video or a caption" for p in progress)
     files_before = sorted(store.root.rglob("*"))
-    assert stage.run(StageContext.for_test("job7", params, store, stage="ingest")) == uri  # redelivery
+    assert stage.run(JobContext.for_test("job7", params, store, stage="ingest")) == uri  # redelivery
     assert sorted(store.root.rglob("*")) == files_before and sum(server.hits.values()) == 2
 
 
@@ -240,22 +240,22 @@ def test_validation_media_download_failure_names_the_entry(server, tmp_path, lim
     params = AV2AVParams(training_data_url=f"{server.base}/files/data.zip",
                          validation=[{"reference_video_url": f"{server.base}/files/data.zip",
                                       "reference_audio_url": f"{server.base}/status/404"}])
-    store = ArtifactStore(tmp_path / "store")
+    store = LocalStore(tmp_path / "store")
     with pytest.raises(UserError) as error:
-        stage.run(StageContext.for_test("job8", params, store, stage="ingest"))
+        stage.run(JobContext.for_test("job8", params, store, stage="ingest"))
     assert str(error.value) == f"validation[0] audio download failed: HTTP 404 for {server.base}/status/404"
     params = V2AParams(training_data_url=f"{server.base}/files/data.zip",
                        validation=[{"video_url": "file:///etc/passwd"}])
     with pytest.raises(UserError, match=r"^validation\[0\] video: unsupported URL file:///etc/passwd"):
-        stage.run(StageContext.for_test("job9", params, store, stage="ingest"))
+        stage.run(JobContext.for_test("job9", params, store, stage="ingest"))
 
 
 def test_cancelled_job_stops_the_download(server, tmp_path, limits):
     server.files["big"] = bytes(4 << 20)
-    store = ArtifactStore(tmp_path / "store")
+    store = LocalStore(tmp_path / "store")
     params = V2AParams(training_data_url=f"{server.base}/files/big")
-    ctx = StageContext.for_test("job10", params, store, stage="ingest")
+    ctx = JobContext.for_test("job10", params, store, stage="ingest")
     ctx.cancel_flag.set()
     with pytest.raises(JobCancelled):
         stage.run(ctx)
-    assert list(store.job_dir("job10", "ingest").iterdir()) == []
+    assert store.list("jobs/job10") == [] and not list(Path(ctx.settings.scratch).glob("ingest-job10-*"))

@@ -10,7 +10,7 @@ from media import write_clip, zip_files
 
 from avlora.auth import LedgerAuthenticator
 from avlora.params import AV2AVParams
-from avlora.store import ArtifactStore
+from avlora.store import LocalStore, JobFiles
 from avlora.v1 import stages_pb2, stages_pb2_grpc
 from services.ingest.limits import IngestLimits
 from services.ingest.server import IngestServicer
@@ -20,8 +20,8 @@ LIMIT = 1 << 20
 
 
 @pytest.fixture
-def store(tmp_path) -> ArtifactStore:
-    return ArtifactStore(tmp_path / "store")
+def store(tmp_path) -> LocalStore:
+    return LocalStore(tmp_path / "store")
 
 
 class AuthenticatedIngest:
@@ -72,7 +72,7 @@ def chunks(data: bytes, filename: str, sha256: str = "", size: int = 64 * 1024):
                                      sha256=sha256 if index == len(pieces) - 1 else "")
 
 
-def stored_uploads(store: ArtifactStore) -> list[Path]:
+def stored_uploads(store: LocalStore) -> list[Path]:
     return sorted((store.root / "uploads").glob("*")) if (store.root / "uploads").exists() else []
 
 
@@ -90,7 +90,7 @@ async def test_upload_stores_the_bytes_and_feeds_ingest(ingest_stub, store, tmp_
     video = await ingest_stub.Upload(chunks(clip.read_bytes(), "ref.mp4"))  # no checksum sent: still fine
     params = AV2AVParams(training_data_url=result.uri, validation=[
         {"prompt": "p", "reference_video_url": video.uri, "reference_audio_url": video.uri}])
-    manifest = ingest_dataset(params, store, store.job_dir("job1", "ingest"), limits=IngestLimits())
+    manifest = ingest_dataset(params, store, JobFiles("job1"), tmp_path / "scratch", limits=IngestLimits())
     assert sorted(item.name for item in manifest.files) == ["a.txt", "a_end.mp4", "a_start.mp4"]
     assert store.read_bytes(manifest.validation[0].video_uri) == clip.read_bytes()
     assert manifest.validation[0].audio_uri == manifest.validation[0].video_uri

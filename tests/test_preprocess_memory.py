@@ -11,13 +11,13 @@ import numpy as np
 
 CHILD = r"""
 import json, resource, sys
-from avlora.store import ArtifactStore
+from avlora.store import LocalStore
 from avlora.v1 import dataset_pb2
 from services.preprocess.checks import check_dataset
 from services.preprocess.clips import FitSettings, fit_item
-from tests.preprocess_fixtures import small_v2a
+from tests.preprocess_fixtures import inputs, small_v2a
 
-store = ArtifactStore(sys.argv[1])
+store = LocalStore(sys.argv[1])
 def manifest(name):
     m = dataset_pb2.Manifest(job_id="m")
     m.files.add(name=name, uri=store.uri(name), kind=dataset_pb2.VIDEO)
@@ -27,7 +27,7 @@ params = small_v2a(split_input_into_scenes=True, split_input_duration_threshold=
 for name in ("warmup.mp4", "long.mp4"):
     if name == "long.mp4":
         baseline = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    plan, _ = check_dataset(manifest(name), params, store)
+    plan, _ = check_dataset(manifest(name), params, inputs(store))
     for item in plan.items:  # one fitted clip (49 x 768 x 768 RGB: 87 MB) held at a time
         clip = fit_item(item, FitSettings.training(params))
         del clip

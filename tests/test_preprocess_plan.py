@@ -5,7 +5,7 @@ import numpy as np
 from services.preprocess.checks import check_dataset, inspect_dataset
 from services.preprocess.clips import FitSettings, fit_item
 from services.preprocess.plan import ALL_TOO_SHORT
-from tests.preprocess_fixtures import manifest_of, small_av2av, small_v2a, store, write_scenes  # noqa: F401
+from tests.preprocess_fixtures import inputs, manifest_of, small_av2av, small_v2a, store, write_scenes  # noqa: F401
 from tests.test_preprocess_fitting import indices, write_numbered_clip
 
 CLIP = dict(frames=12)          # 0.5 s at 24 fps: enough for 9 frames
@@ -19,7 +19,7 @@ def clips_by_name(report):
 def test_v2a_accepts_clips_with_captions_and_trigger_phrase(store):
     manifest = manifest_of(store, "j", {"walk.mp4": CLIP, "walk.txt": "  footsteps on\ngravel ", "rain.mov": CLIP,
                                         "stray.txt": "no clip"})
-    report = inspect_dataset(manifest, small_v2a(trigger_phrase="f0ley"), store)
+    report = inspect_dataset(manifest, small_v2a(trigger_phrase="f0ley"), inputs(store))
     assert report.ok and not report.errors
     clips = clips_by_name(report)
     assert clips["walk.mp4"].accepted and clips["walk.mp4"].caption == "f0ley footsteps on gravel"
@@ -31,7 +31,7 @@ def test_v2a_accepts_clips_with_captions_and_trigger_phrase(store):
 def test_every_silent_clip_is_named(store):
     manifest = manifest_of(store, "j", {"ok.mp4": CLIP, "sample02.mp4": CLIP | {"audio_rate": None},
                                         "sample03.mkv": CLIP | {"audio_rate": None}})
-    report = inspect_dataset(manifest, small_v2a(), store)
+    report = inspect_dataset(manifest, small_v2a(), inputs(store))
     assert not report.ok
     assert report.errors == ["sample02.mp4 has no audio track", "sample03.mkv has no audio track"]
 
@@ -41,25 +41,25 @@ def test_corrupt_truncated_and_audio_only_files_are_all_named(store, tmp_path):
     data = store.read_bytes(full.files[0].uri)
     manifest = manifest_of(store, "j", {"ok.mp4": CLIP, "garbage.mp4": b"\x00not a video" * 50,
                                         "cut.mp4": data[: len(data) // 2], "empty.avi": b""})
-    report = inspect_dataset(manifest, small_v2a(), store)
+    report = inspect_dataset(manifest, small_v2a(), inputs(store))
     assert len(report.errors) == 3
     for name in ("garbage.mp4", "cut.mp4", "empty.avi"):
         assert any(error.startswith(f"{name} is unreadable or corrupt") for error in report.errors)
 
 
 def test_a_digitally_silent_track_is_refused(store):
-    report = inspect_dataset(manifest_of(store, "j", {"hush.mp4": CLIP | {"tone_hz": 0}}), small_v2a(), store)
+    report = inspect_dataset(manifest_of(store, "j", {"hush.mp4": CLIP | {"tone_hz": 0}}), small_v2a(), inputs(store))
     assert report.errors == ["hush.mp4 has a silent audio track (no sound in the part used for training)"]
 
 
 def test_images_are_rejected(store):
-    report = inspect_dataset(manifest_of(store, "j", {"ok.mp4": CLIP, "photo.png": b"\x89PNG"}), small_v2a(), store)
+    report = inspect_dataset(manifest_of(store, "j", {"ok.mp4": CLIP, "photo.png": b"\x89PNG"}), small_v2a(), inputs(store))
     assert len(report.errors) == 1 and report.errors[0].startswith("photo.png is an image")
 
 
 def test_short_clips_are_skipped_and_reported(store):
     manifest = manifest_of(store, "j", {"long.mp4": CLIP, "short.mp4": SHORT})
-    report = inspect_dataset(manifest, small_v2a(), store)
+    report = inspect_dataset(manifest, small_v2a(), inputs(store))
     assert report.ok
     short = clips_by_name(report)["short.mp4"]
     assert not short.accepted and short.reason.startswith("short.mp4 is too short: 0.25 s gives 6 frames")
@@ -67,13 +67,13 @@ def test_short_clips_are_skipped_and_reported(store):
 
 def test_all_short_clips_fail_with_the_seed_message(store):
     manifest = manifest_of(store, "j", {"a.mp4": SHORT, "b.mkv": SHORT | {"fps": 60, "frames": 20}})
-    report = inspect_dataset(manifest, small_v2a(), store)
+    report = inspect_dataset(manifest, small_v2a(), inputs(store))
     assert report.errors == [ALL_TOO_SHORT]
 
 
 def test_auto_scale_input_accepts_short_clips(store):
     manifest = manifest_of(store, "j", {"a.mp4": SHORT, "b.webm": SHORT | {"fps": 30}})
-    plan, _ = check_dataset(manifest, small_v2a(auto_scale_input=True), store)
+    plan, _ = check_dataset(manifest, small_v2a(auto_scale_input=True), inputs(store))
     assert plan.report.ok and len(plan.items) == 2
     clip = fit_item(plan.items[0], FitSettings.training(small_v2a()))
     assert clip.frames.shape == (9, 288, 512, 3) and clip.audio.shape == (2, 6000)
@@ -85,7 +85,7 @@ def test_scene_splitting_cuts_long_clips_and_rechecks_audio(store):
     manifest = manifest_of(store, "j", {"short.mp4": CLIP})
     manifest.files.add(name="long.mp4", uri=store.uri("jobs/j/ingest/files/long.mp4"), kind=1)
     params = small_v2a(split_input_into_scenes=True, split_input_duration_threshold=1.0)
-    plan, _ = check_dataset(manifest, params, store)
+    plan, _ = check_dataset(manifest, params, inputs(store))
     names = [item.name for item in plan.items]
     assert names == ["short.mp4", "long.mp4 scene 1 (0.00-1.50 s)", "long.mp4 scene 2 (1.50-3.00 s)"]
     assert len(plan.report.errors) == 1
@@ -97,7 +97,7 @@ def test_scene_splitting_cuts_long_clips_and_rechecks_audio(store):
 def test_av2av_pairs_captions_and_trigger(store):
     manifest = manifest_of(store, "j", {"s1_start.mp4": CLIP, "s1_end.mp4": CLIP, "s1.txt": "neon street",
                                         "s2_start.mov": CLIP, "s2_end.mkv": CLIP})
-    report = inspect_dataset(manifest, small_av2av(trigger_phrase="av_st9le"), store)
+    report = inspect_dataset(manifest, small_av2av(trigger_phrase="av_st9le"), inputs(store))
     assert report.ok
     assert {clip.name: clip.caption for clip in report.clips} == {"s1": "av_st9le neon street", "s2": "av_st9le"}
 
@@ -105,7 +105,7 @@ def test_av2av_pairs_captions_and_trigger(store):
 def test_av2av_broken_pairs_are_clear_errors(store):
     manifest = manifest_of(store, "j", {"a_start.mp4": CLIP, "a_end.mp4": CLIP, "b_end.mp4": CLIP,
                                         "c_start.mp4": CLIP, "d.mp4": CLIP})
-    errors = inspect_dataset(manifest, small_av2av(), store).errors
+    errors = inspect_dataset(manifest, small_av2av(), inputs(store)).errors
     assert "b_end.mp4 is a target missing its reference (no b_start clip)" in errors
     assert "c_start.mp4 has no matching target (no c_end clip)" in errors
     assert any(error.startswith("d.mp4 is neither a reference nor a target") for error in errors)
@@ -114,18 +114,18 @@ def test_av2av_broken_pairs_are_clear_errors(store):
 
 def test_av2av_needs_audio_on_both_sides(store):
     manifest = manifest_of(store, "j", {"sample03_start.mp4": CLIP, "sample03_end.mp4": CLIP | {"audio_rate": None}})
-    assert inspect_dataset(manifest, small_av2av(), store).errors == ["sample03_end.mp4 has no audio track"]
+    assert inspect_dataset(manifest, small_av2av(), inputs(store)).errors == ["sample03_end.mp4 has no audio track"]
 
 
 def test_av2av_pair_with_one_short_side_is_skipped(store):
     manifest = manifest_of(store, "j", {"a_start.mp4": CLIP, "a_end.mp4": CLIP,
                                         "b_start.mp4": SHORT, "b_end.mp4": CLIP})
-    report = inspect_dataset(manifest, small_av2av(), store)
+    report = inspect_dataset(manifest, small_av2av(), inputs(store))
     clips = clips_by_name(report)
     assert report.ok and clips["a"].accepted and not clips["b"].accepted
     assert clips["b"].reason.startswith("b_start.mp4 is too short")
     only_short = manifest_of(store, "k", {"b_start.mp4": SHORT, "b_end.mp4": CLIP})
-    assert inspect_dataset(only_short, small_av2av(), store).errors == [ALL_TOO_SHORT]
+    assert inspect_dataset(only_short, small_av2av(), inputs(store)).errors == [ALL_TOO_SHORT]
 
 
 def test_av2av_reference_scaling_keeps_frame_zero_then_every_nth(store):
@@ -136,7 +136,7 @@ def test_av2av_reference_scaling_keeps_frame_zero_then_every_nth(store):
     params = small_av2av(aspect_ratio="1:1", validation_aspect_ratio="1:1", number_of_frames=17,
                          validation_number_of_frames=17, reference_downscale_factor=2,
                          reference_temporal_scale_factor=2)
-    plan, _ = check_dataset(manifest, params, store)
+    plan, _ = check_dataset(manifest, params, inputs(store))
     clip = fit_item(plan.items[0], FitSettings.training(params))
     assert clip.frames.shape == (17, 512, 512, 3) and clip.audio.shape == (2, round(17 / 24 * 16000))
     assert clip.reference_frames.shape == (9, 256, 256, 3)
@@ -149,19 +149,19 @@ def test_validation_reference_needs_audio_or_a_reference_audio(store):
     files = {"a_start.mp4": CLIP, "a_end.mp4": CLIP, "validation/silent.mp4": CLIP | {"audio_rate": None},
              "validation/voice.mp4": CLIP}
     manifest = manifest_of(store, "j", files, validation=[{"prompt": "p", "video": "validation/silent.mp4"}])
-    assert inspect_dataset(manifest, small_av2av(), store).errors == [
+    assert inspect_dataset(manifest, small_av2av(), inputs(store)).errors == [
         "validation[0]: the reference video silent.mp4 has no audio track and no reference_audio_url was "
         "given (the audio reference is taken from the reference video's own track)"]
     manifest = manifest_of(store, "k", files, validation=[
         {"prompt": "p", "video": "validation/silent.mp4", "audio": "validation/voice.mp4"}])
-    plan, validation = check_dataset(manifest, small_av2av(), store)
+    plan, validation = check_dataset(manifest, small_av2av(), inputs(store))
     assert plan.report.ok and validation[0].audio.label == "voice.mp4"
 
 
 def test_v2a_validation_video_may_be_silent_and_short(store):
     files = {"a.mp4": CLIP, "validation/silent.mp4": SHORT | {"audio_rate": None}}
     manifest = manifest_of(store, "j", files, validation=[{"prompt": "rain", "video": "validation/silent.mp4"}])
-    plan, validation = check_dataset(manifest, small_v2a(), store)
+    plan, validation = check_dataset(manifest, small_v2a(), inputs(store))
     assert plan.report.ok and validation[0].video.window.speed < 1
     from services.preprocess.validation import fit_validation
     fitted = fit_validation(validation[0], FitSettings.validation(small_v2a()))

@@ -4,7 +4,7 @@ import av
 import numpy as np
 import pytest
 
-from avlora.worker import UserError
+from avlora.stage import UserError
 from services.preprocess.probe import probe_media, require_audio
 from tests.media import write_clip
 

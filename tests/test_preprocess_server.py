@@ -5,7 +5,7 @@ import pytest
 
 from avlora.auth import LedgerAuthenticator
 from avlora.params import to_proto
-from avlora.store import ArtifactStore
+from avlora.store import LocalStore
 from avlora.v1 import stages_pb2, stages_pb2_grpc
 from services.preprocess.server import PreprocessServicer
 from tests.preprocess_fixtures import small_av2av, small_v2a
@@ -20,7 +20,7 @@ def ledger(make_stack):
 
 @pytest.fixture
 async def inspect(tmp_path, ledger):
-    store = ArtifactStore(tmp_path / "store")
+    store = LocalStore(tmp_path / "store")
     server = grpc.aio.server()
     servicer = PreprocessServicer(store, LedgerAuthenticator(ledger["ledger_addr"]))
     stages_pb2_grpc.add_PreprocessServiceServicer_to_server(servicer, server)

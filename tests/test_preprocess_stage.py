@@ -11,19 +11,19 @@ import pytest
 from safetensors.torch import load_file
 
 from avlora.settings import Settings
-from avlora.store import ArtifactStore
+from avlora.store import LocalStore
 from avlora.v1 import dataset_pb2
-from avlora.worker import StageContext, UserError
+from avlora.stage import JobContext, UserError
 from services.preprocess.stage import run
 from tests.preprocess_fixtures import manifest_of, small_av2av, small_v2a, tiny_model_dir  # noqa: F401
 
 CLIP = dict(frames=12)
 
 
-def context(store, job_id, params, manifest, model_dir) -> StageContext:
+def context(store, job_id, params, manifest, model_dir) -> JobContext:
     uri = store.write_bytes(f"jobs/{job_id}/ingest/manifest.pb", manifest.SerializeToString())
     settings = dataclasses.replace(Settings(), model_dir=str(model_dir))
-    return StageContext.for_test(job_id, params, store, uri, stage="preprocess", settings=settings)
+    return JobContext.for_test(job_id, params, store, uri, stage="preprocess", settings=settings)
 
 
 def tensors(store, uri):
@@ -32,7 +32,7 @@ def tensors(store, uri):
 
 @pytest.fixture(scope="module")
 def v2a_job(tmp_path_factory, tiny_model_dir):
-    store = ArtifactStore(tmp_path_factory.mktemp("v2a") / "store")
+    store = LocalStore(tmp_path_factory.mktemp("v2a") / "store")
     files = {"walk.mp4": CLIP | {"fps": 30, "audio_channels": 6, "audio_rate": 48000}, "walk.txt": "steps",
              "rain.mkv": CLIP | {"size": (48, 96), "audio_rate": 44100}, "tiny.mp4": dict(frames=4),
              "validation/silent.mp4": CLIP | {"audio_rate": None}}
@@ -94,7 +94,7 @@ def test_a_redelivered_job_reuses_the_cache(v2a_job):
 
 
 def test_av2av_training_set_carries_scaled_references(tmp_path, tiny_model_dir):
-    store = ArtifactStore(tmp_path / "store")
+    store = LocalStore(tmp_path / "store")
     files = {"s1_start.mp4": dict(frames=18), "s1_end.mov": dict(frames=18, audio_channels=2),
              "validation/ref.mp4": dict(frames=18, audio_rate=None), "validation/voice.mkv": dict(frames=18)}
     manifest = manifest_of(store, "av", files, validation=[
@@ -117,7 +117,7 @@ def test_av2av_training_set_carries_scaled_references(tmp_path, tiny_model_dir):
 
 
 def test_a_dataset_error_fails_the_stage_naming_the_file(tmp_path, tiny_model_dir):
-    store = ArtifactStore(tmp_path / "store")
+    store = LocalStore(tmp_path / "store")
     manifest = manifest_of(store, "bad", {"a_start.mp4": CLIP, "sample03_end.mp4": CLIP | {"audio_rate": None},
                                           "sample03_start.mp4": CLIP})
     with pytest.raises(UserError) as error:

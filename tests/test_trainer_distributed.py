@@ -11,13 +11,12 @@ from peft import get_peft_model_state_dict
 from safetensors.torch import load_file
 from trainer_sets import TrainerRun, trainer_environment
 
+from avlora.store import JobFiles
 from avlora.model.components import load_for_training
-from avlora.worker import JobCancelled
+from avlora.stage import JobCancelled
 from services.trainer import stage
-from services.trainer.checkpoints import checkpoint_key
 from services.trainer.data import load_sample, load_training_set, split_holdout
 from services.trainer.distributed import World
-from services.trainer.launcher import job_file_key
 from services.trainer.strategies import strategy_for
 from services.trainer.training import GRAD_CLIP_NORM, Trainer, TrainerOptions
 
@@ -64,7 +63,7 @@ def test_two_processes_train_the_job_and_rank_0_reports(job):
     assert steps[-1].done == steps[-1].total == 100 and len(steps) > 1
     assert all(p.audio_loss > 0 and p.rate > 0 for p in steps)
     assert steps[-1].validation_loss < steps[-1].baseline_validation_loss
-    assert torch.load(run.store.path(checkpoint_key("job")), weights_only=True)["step"] == 100
+    assert torch.load(run.store.path(JobFiles("job").checkpoint), weights_only=True)["step"] == 100
     for uri in (outputs.lora_file, outputs.lora_comfyui_file, outputs.config_file, outputs.audio):
         assert run.store.path(uri).stat().st_size > 0
     # An intermediate preview, announced by name; the final one is the output.
@@ -103,7 +102,7 @@ def test_the_ranks_average_their_gradients(job, tiny_model_dir):
         trainer.optimizer.zero_grad(set_to_none=True)
     assert all(ranks_differ)
     expected = get_peft_model_state_dict(model.transformer)
-    got = torch.load(run.store.path(checkpoint_key("job")), weights_only=True)["lora"]
+    got = torch.load(run.store.path(JobFiles("job").checkpoint), weights_only=True)["lora"]
     assert expected.keys() == got.keys()
     assert all(torch.allclose(expected[k], got[k], atol=1e-5) for k in expected)
 
@@ -111,7 +110,7 @@ def test_the_ranks_average_their_gradients(job, tiny_model_dir):
 def test_cancel_stops_every_process_and_the_job_resumes(job):
     run, _, outputs = job
     ctx = run.context("cancelled-job")
-    job_file = str(run.store.path(job_file_key("cancelled-job")))
+    job_file = "train-cancelled-job-"  # the rank processes' job file is in a scratch folder named so
     emit, running = ctx.emit, []
 
     def cancel_after_a_checkpoint(event):  # checkpoints every 25 steps
@@ -126,7 +125,7 @@ def test_cancel_stops_every_process_and_the_job_resumes(job):
     assert len(running) == 3  # the launcher and its two workers
     assert _processes_with(job_file) == []
     assert not run.store.exists("jobs/cancelled-job/outputs/outputs.pb")
-    saved = torch.load(run.store.path(checkpoint_key("cancelled-job")), weights_only=True)["step"]
+    saved = torch.load(run.store.path(JobFiles("cancelled-job").checkpoint), weights_only=True)["step"]
     assert 25 <= saved < 100 and saved % 25 == 0
 
     again = run.context("cancelled-job", attempt=2)

@@ -11,9 +11,9 @@ from diffusers import LTX2Pipeline
 from safetensors.torch import load_file
 from trainer_sets import TrainerRun, trainer_environment
 
-from avlora.worker import JobCancelled
+from avlora.store import JobFiles
+from avlora.stage import JobCancelled
 from services.trainer import stage
-from services.trainer.checkpoints import checkpoint_key
 
 ENV = {"AVLORA_TRAIN_CHECKPOINT_EVERY": "25", "AVLORA_TRAIN_VALIDATION_EVERY": "50",
        "AVLORA_TRAIN_SAMPLING_STEPS": "3", "AVLORA_TRAIN_DEVICE": "cpu"}
@@ -54,7 +54,7 @@ def test_v2a_job_learns_and_reports(v2a):
     assert config["mode"] == "v2a" and config["trigger_phrase"] == "bnc" and config["rank"] == config["alpha"] == 8
     assert "video_to_audio_attn.to_q" in config["target_modules"] and config["steps_completed"] == 100
     assert config["base_model"]["config_sha256"] and config["frame_rate"] == 24
-    state = torch.load(run.store.path(checkpoint_key("v2a-job")), weights_only=True)
+    state = torch.load(run.store.path(JobFiles("v2a-job").checkpoint), weights_only=True)
     assert state["step"] == 100 and state["lora"] and state["optimizer"]["state"]
     assert not (run.store.root / "jobs/v2a-job/train/previews").exists()  # a short job: the final preview only
 
@@ -128,7 +128,7 @@ def test_interrupted_job_resumes_from_its_checkpoint(v2a, env):
     ctx.emit = stop_after_60
     with pytest.raises(JobCancelled):
         stage.run(ctx)
-    saved = torch.load(run.store.path(checkpoint_key("resumed-job")), weights_only=True)["step"]
+    saved = torch.load(run.store.path(JobFiles("resumed-job").checkpoint), weights_only=True)["step"]
     assert 50 <= saved < 100 and saved % 25 == 0
     again = run.context("resumed-job", attempt=2)
     resumed = stage.run(again)

@@ -6,7 +6,7 @@ import torch.nn.functional as F
 from trainer_sets import build_training_set, make_params
 
 from avlora.model.components import load_for_training
-from avlora.store import ArtifactStore
+from avlora.store import LocalStore
 from services.trainer.data import load_sample, load_training_set, split_holdout
 from services.trainer.losses import diffusion_loss, draw_noise
 from services.trainer.strategies import strategy_for
@@ -15,7 +15,7 @@ from services.trainer.training import TrainerOptions, add_lora
 
 
 def _first_sample(tmp_path, model_dir, params):
-    store = ArtifactStore(tmp_path / "store")
+    store = LocalStore(tmp_path / "store")
     uri = build_training_set(store, model_dir, "job", params, clips=1, validations=0)
     entry = load_training_set(store, uri).samples[0]
     return load_sample(store, entry.name, entry.uri, params.mode)

@@ -15,9 +15,9 @@ from avlora.model.encode import (
 )
 from avlora.params import AV2AVParams, V2AParams
 from avlora.settings import Settings
-from avlora.store import ArtifactStore
+from avlora.store import LocalStore
 from avlora.v1 import dataset_pb2
-from avlora.worker import StageContext
+from avlora.stage import JobContext
 
 
 def make_params(mode: str, **overrides):
@@ -83,15 +83,15 @@ def build_training_set(store, model_dir, job_id: str, params, clips: int = 4, si
 
 
 class TrainerRun:
-    """A cached training set in a fresh store, and StageContexts that train it."""
+    """A cached training set in a fresh store, and JobContexts that train it."""
 
     def __init__(self, root: Path, model_dir: Path, mode: str = "v2a", validations: int = 1, **overrides):
-        self.model_dir, self.store = model_dir, ArtifactStore(root / "store")
+        self.model_dir, self.store = model_dir, LocalStore(root / "store")
         self.params = make_params(mode, **overrides)
         self.uri = build_training_set(self.store, model_dir, "set", self.params, validations=validations)
 
-    def context(self, job_id: str, input_uri: str = "", attempt: int = 1) -> StageContext:
-        ctx = StageContext.for_test(job_id, self.params, self.store, input_uri or self.uri, stage="train",
+    def context(self, job_id: str, input_uri: str = "", attempt: int = 1) -> JobContext:
+        ctx = JobContext.for_test(job_id, self.params, self.store, input_uri or self.uri, stage="train",
                                     settings=Settings(model_dir=str(self.model_dir)))
         ctx.attempt = attempt
         return ctx

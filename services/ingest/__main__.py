@@ -3,7 +3,7 @@
 from avlora.auth import LedgerAuthenticator
 from avlora.settings import Settings
 from avlora.stage_main import run_stage_process
-from avlora.store import ArtifactStore
+from avlora.store import open_store
 from avlora.v1 import stages_pb2_grpc
 from services.ingest.limits import IngestLimits
 from services.ingest.server import IngestServicer
@@ -11,7 +11,7 @@ from services.ingest.stage import run
 
 if __name__ == "__main__":
     settings = Settings()
-    servicer = IngestServicer(ArtifactStore(settings.store_dir), IngestLimits.from_env().max_download_bytes,
+    servicer = IngestServicer(open_store(settings.store_url), IngestLimits.from_env().max_download_bytes,
                               LedgerAuthenticator(settings.ledger_addr))
     run_stage_process("ingest", run, [(stages_pb2_grpc.add_IngestServiceServicer_to_server, servicer,
                                        "avlora.v1.IngestService")])

@@ -10,12 +10,12 @@ import re
 import stat
 import zipfile
 import zlib
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
 from avlora.v1 import dataset_pb2
-from avlora.worker import UserError
+from avlora.stage import UserError
 from services.ingest.limits import IngestLimits
 
 VIDEO_SUFFIXES = {"v2a": (".mp4", ".mov", ".avi", ".mkv"), "av2av": (".mp4", ".mov", ".webm", ".mkv", ".avi")}
@@ -92,10 +92,11 @@ def plan_archive(archive: zipfile.ZipFile, archive_size: int, mode: str, limits:
 
 def extract(archive: zipfile.ZipFile, plan: ArchivePlan, out_dir: Path, limits: IngestLimits,
             on_file: Callable[[int, int], None] | None = None,
-            checkpoint: Callable[[], None] | None = None) -> list[tuple[Entry, Path, int]]:
-    """Writes each planned entry to out_dir/<index><suffix>; returns (entry, path, size) triples."""
+            checkpoint: Callable[[], None] | None = None) -> Iterator[tuple[Entry, Path, int]]:
+    """Writes each planned entry to out_dir/<index><suffix> and yields (entry, path, size) as each
+    is complete (the caller may move it away before the next one is written)."""
     out_dir.mkdir(parents=True, exist_ok=True)
-    written, total = [], 0
+    total = 0
     for index, entry in enumerate(plan.entries):
         target = out_dir / f"{index:05d}{PurePosixPath(entry.name).suffix.lower()}"
         size = 0
@@ -108,10 +109,9 @@ def extract(archive: zipfile.ZipFile, plan: ArchivePlan, out_dir: Path, limits: 
                 out.write(chunk)
                 if checkpoint:
                     checkpoint()
-        written.append((entry, target, size))
         if on_file:
             on_file(index + 1, len(plan.entries))
-    return written
+        yield entry, target, size
 
 
 def _chunks(archive: zipfile.ZipFile, entry: Entry):

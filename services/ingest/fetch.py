@@ -16,7 +16,7 @@ from urllib.parse import urljoin
 
 import httpx
 
-from avlora.worker import UserError
+from avlora.stage import UserError
 from services.ingest.limits import IngestLimits
 
 REDIRECT_CODES = {301, 302, 303, 307, 308}

@@ -1,8 +1,9 @@
 """The ingest service's direct RPC: a client-streaming upload of a zip or a validation file."""
 
 import hashlib
-import os
 import secrets
+import tempfile
+from pathlib import Path
 
 import grpc
 
@@ -12,17 +13,18 @@ from avlora.v1 import stages_pb2, stages_pb2_grpc
 
 
 class IngestServicer(stages_pb2_grpc.IngestServiceServicer):
-    def __init__(self, store: ArtifactStore, max_upload_bytes: int, authenticator: LedgerAuthenticator):
+    def __init__(self, store: ArtifactStore, max_upload_bytes: int, authenticator: LedgerAuthenticator,
+                 scratch_dir: Path | None = None):
         self.store, self.max_upload_bytes, self.authenticator = store, max_upload_bytes, authenticator
+        self.scratch_dir = scratch_dir
 
     async def Upload(self, request_iterator, context: grpc.aio.ServicerContext) -> stages_pb2.UploadResult:
         """Stores the streamed bytes at upload://<random id> once complete and checked."""
         await self.authenticator.tenant(context)
         upload_id = secrets.token_hex(16)
-        path = self.store.path(f"uploads/{upload_id}")
-        part = path.with_name(f".{upload_id}.part")
         digest, size, claimed = hashlib.sha256(), 0, ""
-        try:
+        with tempfile.TemporaryDirectory(prefix="upload-", dir=self.scratch_dir) as scratch:
+            part = Path(scratch) / upload_id
             with open(part, "wb") as out:
                 async for chunk in request_iterator:
                     size += len(chunk.data)
@@ -37,7 +39,5 @@ class IngestServicer(stages_pb2_grpc.IngestServiceServicer):
             if claimed and claimed != digest.hexdigest():
                 await context.abort(grpc.StatusCode.DATA_LOSS, f"upload's sha256 {digest.hexdigest()} does "
                                     f"not match the {claimed} the client sent")
-            os.replace(part, path)
-        finally:
-            part.unlink(missing_ok=True)
+            uri = self.store.put_file(f"uploads/{upload_id}", part)
         return stages_pb2.UploadResult(uri=f"{UPLOAD_SCHEME}{upload_id}", size=size, sha256=digest.hexdigest())

@@ -3,13 +3,13 @@
 from avlora.auth import LedgerAuthenticator
 from avlora.settings import Settings
 from avlora.stage_main import run_stage_process
-from avlora.store import ArtifactStore
+from avlora.store import open_store
 from avlora.v1 import stages_pb2_grpc
 from services.preprocess.server import PreprocessServicer
 from services.preprocess.stage import run
 
 if __name__ == "__main__":
     settings = Settings()
-    servicer = PreprocessServicer(ArtifactStore(settings.store_dir), LedgerAuthenticator(settings.ledger_addr))
+    servicer = PreprocessServicer(open_store(settings.store_url), LedgerAuthenticator(settings.ledger_addr))
     run_stage_process("preprocess", run, [(stages_pb2_grpc.add_PreprocessServiceServicer_to_server, servicer,
                                            "avlora.v1.PreprocessService")])

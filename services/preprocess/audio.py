@@ -18,7 +18,7 @@ import av
 import av.filter
 import numpy as np
 
-from avlora.worker import UserError
+from avlora.stage import UserError
 from services.preprocess.fitting import SEEK_AFTER_S, Window
 from services.preprocess.probe import MediaInfo
 

@@ -1,24 +1,24 @@
 """The dry run: every dataset check (training clips and validation media) without encoding."""
 
 from avlora.params import JobParams
-from avlora.store import ArtifactStore
+from avlora.store import LocalFiles
 from avlora.v1 import dataset_pb2
 from services.preprocess.plan import DatasetPlan, Progress, plan_dataset
 from services.preprocess.validation import ValidationItem, plan_validation
 
 
-def check_dataset(manifest: dataset_pb2.Manifest, params: JobParams, store: ArtifactStore,
+def check_dataset(manifest: dataset_pb2.Manifest, params: JobParams, local: LocalFiles,
                   on_progress: Progress | None = None) -> tuple[DatasetPlan, list[ValidationItem]]:
     """The training plan and the validation items; every error found is in plan.report.errors."""
-    plan = plan_dataset(manifest, params, store, on_progress)
-    validation, errors = plan_validation(manifest, params, store)
+    plan = plan_dataset(manifest, params, local, on_progress)
+    validation, errors = plan_validation(manifest, params, local)
     plan.report.errors.extend(errors)
     plan.report.ok = not plan.report.errors
     return plan, validation
 
 
 def inspect_dataset(manifest: dataset_pb2.Manifest, params: JobParams,
-                    store: ArtifactStore) -> dataset_pb2.DatasetReport:
+                    local: LocalFiles) -> dataset_pb2.DatasetReport:
     """The report a real run would produce, without encoding anything."""
-    plan, _ = check_dataset(manifest, params, store)
+    plan, _ = check_dataset(manifest, params, local)
     return plan.report

@@ -29,7 +29,7 @@ import av
 import cv2
 import numpy as np
 
-from avlora.worker import UserError
+from avlora.stage import UserError
 from services.preprocess.probe import MediaInfo
 
 TIE_S = 1e-6       # timestamps this close count as a tie (the earlier frame wins)

@@ -5,7 +5,7 @@ archive (ingest's rule), so files are matched by base name whatever folder they 
 from dataclasses import dataclass
 from pathlib import Path
 
-from avlora.store import ArtifactStore
+from avlora.store import LocalFiles
 from avlora.v1 import dataset_pb2
 
 START, END = "_start", "_end"
@@ -51,12 +51,12 @@ def pair_clips(videos: list[dataset_pb2.ManifestFile]) -> tuple[list[ClipPair], 
     return pairs, errors
 
 
-def read_captions(files: list[dataset_pb2.ManifestFile], store: ArtifactStore) -> dict[str, str]:
+def read_captions(files: list[dataset_pb2.ManifestFile], local: LocalFiles) -> dict[str, str]:
     """Caption text by base name, whitespace collapsed (UTF-8, with a Latin-1 fallback)."""
     captions = {}
     for file in files:
         if file.kind == dataset_pb2.CAPTION:
-            with open(store.path(file.uri), "rb") as handle:
+            with open(local(file.uri), "rb") as handle:
                 data = handle.read(MAX_CAPTION_BYTES)
             try:
                 text = data.decode("utf-8-sig")

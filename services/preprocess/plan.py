@@ -7,9 +7,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from avlora.params import JobParams
-from avlora.store import ArtifactStore
+from avlora.store import LocalFiles
 from avlora.v1 import dataset_pb2
-from avlora.worker import UserError
+from avlora.stage import UserError
 from services.preprocess.audio import is_silent, read_audio
 from services.preprocess.fitting import Window, too_short_reason, training_window
 from services.preprocess.pairing import pair_clips, read_captions, stem, unused_captions, with_trigger
@@ -48,7 +48,7 @@ class DatasetPlan:
             raise UserError("; ".join(self.report.errors))
 
 
-def plan_dataset(manifest: dataset_pb2.Manifest, params: JobParams, store: ArtifactStore,
+def plan_dataset(manifest: dataset_pb2.Manifest, params: JobParams, local: LocalFiles,
                  on_progress: Progress | None = None) -> DatasetPlan:
     report = dataset_pb2.DatasetReport(ignored=list(manifest.ignored))
     errors = report.errors
@@ -64,12 +64,12 @@ def plan_dataset(manifest: dataset_pb2.Manifest, params: JobParams, store: Artif
         if on_progress:
             on_progress(done, len(videos), f"checking {video.name}")
         try:
-            infos[video.name] = info = probe_media(store.path(video.uri), video.name)
+            infos[video.name] = info = probe_media(local(video.uri), video.name)
             require_audio(info)
         except UserError as error:
             errors.append(str(error))
             report.clips.append(clip_report(video.name, infos.pop(video.name, None), False, str(error)))
-    captions = read_captions(list(manifest.files), store)
+    captions = read_captions(list(manifest.files), local)
     if params.mode == "v2a":
         items = _v2a_items(videos, infos, captions, params, report)
         named = {stem(video.name) for video in videos}

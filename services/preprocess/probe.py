@@ -8,7 +8,7 @@ from pathlib import Path
 
 import av
 
-from avlora.worker import UserError
+from avlora.stage import UserError
 
 
 @dataclass(frozen=True)

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from scenedetect import ContentDetector, detect
 from scenedetect.video_stream import VideoOpenFailure
 
-from avlora.worker import UserError
+from avlora.stage import UserError
 from services.preprocess.probe import MediaInfo
 
 MIN_SCENE_SECONDS = 0.5

@@ -3,14 +3,16 @@
 
 import asyncio
 import secrets
+import tempfile
+from pathlib import Path
 
 import grpc
 
 from avlora.auth import LedgerAuthenticator
 from avlora.params import InvalidParams, from_proto
-from avlora.store import ArtifactStore
+from avlora.store import ArtifactStore, JobFiles, LocalFiles
 from avlora.v1 import dataset_pb2, stages_pb2, stages_pb2_grpc
-from avlora.worker import UserError
+from avlora.stage import UserError
 from services.ingest.stage import ingest_dataset
 from services.preprocess.checks import inspect_dataset
 
@@ -32,9 +34,10 @@ class PreprocessServicer(stages_pb2_grpc.PreprocessServiceServicer):
     def inspect(self, params) -> dataset_pb2.DatasetReport:
         job_id = f"inspect-{secrets.token_hex(8)}"
         try:
-            manifest = ingest_dataset(params, self.store, self.store.job_dir(job_id, "ingest"), job_id=job_id)
-            return inspect_dataset(manifest, params, self.store)
+            with tempfile.TemporaryDirectory(prefix=f"{job_id}-") as work_dir:
+                manifest = ingest_dataset(params, self.store, JobFiles(job_id), Path(work_dir) / "ingest")
+                return inspect_dataset(manifest, params, LocalFiles(self.store, Path(work_dir) / "inputs"))
         except UserError as error:
             return dataset_pb2.DatasetReport(ok=False, errors=[str(error)])
         finally:
-            self.store.remove(f"jobs/{job_id}")
+            self.store.remove(JobFiles(job_id).root)

@@ -11,7 +11,8 @@ from pathlib import Path
 
 from avlora.params import AV2AVParams
 from avlora.v1 import dataset_pb2
-from avlora.worker import StageContext
+from avlora.stage import StageContext
+from avlora.store import LocalFiles
 from services.preprocess.checks import check_dataset
 from services.preprocess.clips import FitSettings, fit_item
 from services.preprocess.debug_archive import DebugArchive
@@ -22,50 +23,51 @@ from services.preprocess.validation import fit_validation
 
 def run(ctx: StageContext) -> str:
     """Preprocesses the job's dataset and returns the TrainingSet's URI."""
-    key = f"jobs/{ctx.job_id}/preprocess/training_set.pb"
-    if ctx.store.exists(key):
-        return ctx.store.uri(key)
-    manifest = dataset_pb2.Manifest.FromString(ctx.store.read_bytes(ctx.input_uri))
-    plan, validation = check_dataset(manifest, ctx.params, ctx.store,
+    if ctx.store.exists(ctx.files.training_set):
+        return ctx.store.uri(ctx.files.training_set)
+    with ctx.settings.scratch_dir(f"preprocess-{ctx.job_id}-") as scratch:
+        training_set = build_training_set(ctx, scratch)
+    return ctx.store.write_bytes(ctx.files.training_set, training_set.SerializeToString())
+
+
+def build_training_set(ctx: StageContext, scratch: Path) -> dataset_pb2.TrainingSet:
+    store = ctx.store
+    manifest = dataset_pb2.Manifest.FromString(store.read_bytes(ctx.input_uri))
+    plan, validation = check_dataset(manifest, ctx.params, LocalFiles(store, scratch / "inputs"),
                                      on_progress=lambda done, total, message: ctx.progress(done, total, "files", message))
     plan.raise_errors()
     ctx.log(summary(plan.report))
     builder = TrainingSetBuilder(ctx)
     training_set = builder.training_set(plan.report)
     settings = FitSettings.training(ctx.params)
-    archive = builder.debug_archive(settings)
+    archive = builder.debug_archive(settings, scratch)
     for index, item in enumerate(plan.items):
         ctx.raise_if_cancelled()
         sample_key = builder.key("samples", index, item, settings)
         clip = None
-        if archive is not None or not ctx.store.exists(sample_key):
+        if archive is not None or not store.exists(sample_key):
             clip = fit_item(item, settings)
         if archive is not None:
             archive.add(index, clip)
-        if not ctx.store.exists(sample_key):
-            ctx.store.write_bytes(sample_key, to_bytes(builder.encoder().training_sample(clip, settings)))
-        training_set.samples.add(name=item.name, uri=ctx.store.uri(sample_key), caption=item.caption)
+        uri = store.reuse_or_write(sample_key, lambda: to_bytes(builder.encoder().training_sample(clip, settings)))
+        training_set.samples.add(name=item.name, uri=uri, caption=item.caption)
         ctx.progress(index + 1, len(plan.items), "clips", f"encoded {item.name}")
     validation_settings = FitSettings.validation(ctx.params)
     for item in validation:
         ctx.raise_if_cancelled()
-        sample_key = builder.key("validation", item.index, item, validation_settings)
-        if not ctx.store.exists(sample_key):
-            fitted = fit_validation(item, validation_settings)
-            ctx.store.write_bytes(sample_key, to_bytes(builder.encoder().validation_sample(fitted, validation_settings)))
-        training_set.validation.add(index=item.index, prompt=item.prompt, uri=ctx.store.uri(sample_key))
+        uri = store.reuse_or_write(
+            builder.key("validation", item.index, item, validation_settings),
+            lambda: to_bytes(builder.encoder().validation_sample(fit_validation(item, validation_settings),
+                                                                 validation_settings)))
+        training_set.validation.add(index=item.index, prompt=item.prompt, uri=uri)
     negative = ctx.params.validation_negative_prompt
-    negative_key = builder.key("negative_prompt", 0, negative, None)
-    if not ctx.store.exists(negative_key):
-        ctx.store.write_bytes(negative_key, to_bytes(builder.encoder().prompt(negative)))
-    training_set.negative_prompt_uri = ctx.store.uri(negative_key)
+    training_set.negative_prompt_uri = store.reuse_or_write(builder.key("negative_prompt", 0, negative, None),
+                                                            lambda: to_bytes(builder.encoder().prompt(negative)))
     if archive is not None:
-        written = archive.close(plan.report)
-        training_set.debug_dataset_uri = ctx.store.put_file(builder.debug_key, written)
-        written.unlink()
+        training_set.debug_dataset_uri = store.put_file(ctx.files.debug_dataset, archive.close(plan.report))
     elif ctx.params.debug_dataset:
-        training_set.debug_dataset_uri = ctx.store.uri(builder.debug_key)
-    return ctx.store.write_bytes(key, training_set.SerializeToString())
+        training_set.debug_dataset_uri = store.uri(ctx.files.debug_dataset)
+    return training_set
 
 
 class TrainingSetBuilder:
@@ -73,24 +75,21 @@ class TrainingSetBuilder:
 
     def __init__(self, ctx: StageContext):
         self.ctx = ctx
-        self.prefix = f"jobs/{ctx.job_id}/preprocess"
-        self.debug_key = f"{self.prefix}/debug_dataset.zip"
         self._encoder: DatasetEncoder | None = None
 
     def key(self, folder: str, index: int, source: object, settings: FitSettings | None) -> str:
         digest = hashlib.sha256(repr((source, settings, self.ctx.settings.model_dir)).encode()).hexdigest()[:16]
-        return f"{self.prefix}/{folder}/{index:04d}-{digest}.safetensors"
+        return self.ctx.files.cached(folder, f"{index:04d}-{digest}.safetensors")
 
     def encoder(self) -> DatasetEncoder:
         if self._encoder is None:
             self._encoder = DatasetEncoder(self.ctx.settings.model_dir)
         return self._encoder
 
-    def debug_archive(self, settings: FitSettings) -> DebugArchive | None:
-        if not self.ctx.params.debug_dataset or self.ctx.store.exists(self.debug_key):
+    def debug_archive(self, settings: FitSettings, scratch: Path) -> DebugArchive | None:
+        if not self.ctx.params.debug_dataset or self.ctx.store.exists(self.ctx.files.debug_dataset):
             return None
-        work = self.ctx.store.job_dir(self.ctx.job_id, "preprocess")
-        return DebugArchive(Path(work) / "debug_dataset.writing.zip", settings)
+        return DebugArchive(scratch / "debug_dataset.zip", settings)
 
     def training_set(self, report: dataset_pb2.DatasetReport) -> dataset_pb2.TrainingSet:
         params = self.ctx.params

@@ -10,14 +10,14 @@ the validation settings.
   slowed down to fill the frames when shorter): a preview is never refused for its length."""
 
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import PurePosixPath
 
 import numpy as np
 
 from avlora.params import JobParams
-from avlora.store import ArtifactStore
+from avlora.store import LocalFiles, store_key
 from avlora.v1 import dataset_pb2
-from avlora.worker import UserError
+from avlora.stage import UserError
 from services.preprocess.clips import FitSettings, fit_frames, fit_reference_frames, fit_source_audio, target_crop
 from services.preprocess.fitting import training_window
 from services.preprocess.plan import ClipSource
@@ -41,28 +41,28 @@ class FittedValidation:
 
 
 def plan_validation(manifest: dataset_pb2.Manifest, params: JobParams,
-                    store: ArtifactStore) -> tuple[list[ValidationItem], list[str]]:
+                    local: LocalFiles) -> tuple[list[ValidationItem], list[str]]:
     """The validation items and one error per unusable entry."""
     items, errors = [], []
     settings = FitSettings.validation(params)
     for media in manifest.validation:
         label = f"validation[{media.index}]"
         try:
-            items.append(_validation_item(media, params.mode, settings, store, label))
+            items.append(_validation_item(media, params.mode, settings, local, label))
         except UserError as error:
             errors.append(f"{label}: {error}")
     return items, errors
 
 
-def _validation_item(media, mode: str, settings: FitSettings, store: ArtifactStore, label: str) -> ValidationItem:
-    video_name = Path(store.key(media.video_uri)).name
-    info = probe_media(store.path(media.video_uri), video_name)
+def _validation_item(media, mode: str, settings: FitSettings, local: LocalFiles, label: str) -> ValidationItem:
+    video_name = PurePosixPath(store_key(media.video_uri)).name
+    info = probe_media(local(media.video_uri), video_name)
     video = ClipSource(video_name, info, _window(info.duration, settings))
     if mode == "v2a":
         return ValidationItem(media.index, media.prompt, video, None)
     if media.audio_uri:
-        audio_name = Path(store.key(media.audio_uri)).name
-        audio_info = probe_media(store.path(media.audio_uri), audio_name, need_video=False)
+        audio_name = PurePosixPath(store_key(media.audio_uri)).name
+        audio_info = probe_media(local(media.audio_uri), audio_name, need_video=False)
         if not audio_info.has_audio:
             raise UserError(f"the reference audio {audio_name} has no audio track")
         return ValidationItem(media.index, media.prompt, video,

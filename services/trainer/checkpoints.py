@@ -1,25 +1,19 @@
 """Training checkpoints in the artifact store: LoRA weights, optimizer state, the sampling RNG, the
-step and the validation losses, written atomically and loadable with torch.load(weights_only=True)."""
-
-import io
+step and the validation losses; written through a scratch file and streamed in (never serialised
+whole in memory), loadable with torch.load(weights_only=True)."""
 
 import torch
 
-from avlora.store import ArtifactStore
-
-
-def checkpoint_key(job_id: str) -> str:
-    return f"jobs/{job_id}/train/checkpoint.pt"
+from avlora.store import ArtifactStore, JobFiles
 
 
 def save_checkpoint(store: ArtifactStore, job_id: str, state: dict) -> str:
-    buffer = io.BytesIO()
-    torch.save(state, buffer)
-    return store.write_bytes(checkpoint_key(job_id), buffer.getvalue())
+    return store.put_written(JobFiles(job_id).checkpoint, lambda path: torch.save(state, path))
 
 
 def load_checkpoint(store: ArtifactStore, job_id: str) -> dict | None:
-    key = checkpoint_key(job_id)
+    key = JobFiles(job_id).checkpoint
     if not store.exists(key):
         return None
-    return torch.load(store.path(key), map_location="cpu", weights_only=True)
+    with store.local_file(key) as path:
+        return torch.load(path, map_location="cpu", weights_only=True)

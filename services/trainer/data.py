@@ -4,7 +4,7 @@ import hashlib
 from dataclasses import dataclass
 
 import torch
-from safetensors.torch import load_file
+from safetensors.torch import load
 
 from avlora.model.encode import prompt_from_cache
 from avlora.store import ArtifactStore
@@ -49,7 +49,7 @@ class Sample:
 
 
 def load_prompt(store: ArtifactStore, uri: str) -> Prompt:
-    return _prompt(load_file(store.path(uri)))
+    return _prompt(load(store.read_bytes(uri)))
 
 
 REQUIRED_KEYS = {
@@ -62,7 +62,7 @@ REQUIRED_KEYS = {
 
 def load_sample(store: ArtifactStore, name: str, uri: str, mode: str, kind: str = "training") -> Sample:
     """Reads one cached sample; a file missing a key of its mode and kind is an internal error."""
-    tensors = load_file(store.path(uri))
+    tensors = load(store.read_bytes(uri))
     missing = [k for k in (*REQUIRED_KEYS[(mode, kind)], "prompt_embeds", "prompt_mask") if k not in tensors]
     if missing:
         raise ValueError(f"cached {kind} sample {name} ({uri}) lacks {', '.join(missing)}")

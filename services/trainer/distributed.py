@@ -19,7 +19,7 @@ import torch.distributed as dist
 
 from avlora.params import from_json
 from avlora.settings import Settings
-from avlora.store import ArtifactStore
+from avlora.store import JobFiles, open_store
 from services.trainer.stage import train
 from services.trainer.training import TrainerOptions
 
@@ -54,13 +54,19 @@ class World:
 
 
 class RankContext:
-    """What the training code needs from a StageContext, for one rank: reports go to stdout from
+    """The StageContext of one rank: reports go to stdout from
     rank 0 only; cancellation is the launcher's (the parent stops the processes)."""
 
     def __init__(self, job: dict, rank: int):
         self.job_id, self.params, self.input_uri = job["job_id"], from_json(job["params"]), job["input_uri"]
-        self.store, self.settings = ArtifactStore(job["store_root"]), Settings(model_dir=job["model_dir"])
+        settings = job["settings"]
+        self.settings = Settings(**{**settings, "data_dir": Path(settings["data_dir"])})
+        self.store = open_store(self.settings.store_url)
         self.rank = rank
+
+    @property
+    def files(self) -> JobFiles:
+        return JobFiles(self.job_id)
 
     def progress(self, done: int, total: int, unit: str, message: str = "", **metrics) -> None:
         if self.rank == 0:

@@ -4,6 +4,7 @@ on stdout) to the job's context, stops the launcher when the job is cancelled, a
 error. The processes read the job from a JSON file in the job's store directory. Should this process
 die, rank 0's next report hits the closed pipe and the launcher stops the other ranks."""
 
+import dataclasses
 import json
 import os
 import queue
@@ -11,6 +12,7 @@ import signal
 import subprocess
 import sys
 import threading
+from pathlib import Path
 
 import torch
 
@@ -25,17 +27,13 @@ def training_processes() -> int:
     return int(os.environ.get("AVLORA_TRAIN_PROCESSES") or default)
 
 
-def job_file_key(job_id: str) -> str:
-    return f"jobs/{job_id}/train/distributed.json"
-
-
-def write_job_file(ctx) -> str:
-    """What each rank needs to rebuild the job; returns the file's local path."""
+def write_job_file(ctx, folder: Path) -> str:
+    """What each rank needs to rebuild the job, as a JSON file in `folder`; returns its path."""
     job = {"job_id": ctx.job_id, "params": ctx.params.model_dump_json(), "input_uri": ctx.input_uri,
-           "store_root": str(ctx.store.root), "model_dir": ctx.settings.model_dir}
-    key = job_file_key(ctx.job_id)
-    ctx.store.write_bytes(key, json.dumps(job).encode())
-    return str(ctx.store.path(key))
+           "settings": dataclasses.asdict(ctx.settings)}
+    path = folder / "distributed.json"
+    path.write_text(json.dumps(job, default=str))
+    return str(path)
 
 
 def _stop(process: subprocess.Popen) -> None:
@@ -70,8 +68,13 @@ def _forward(ctx, line: str) -> str:
 
 def run_distributed(ctx, processes: int) -> None:
     """Trains the job on `processes` ranks; rank 0 writes the job's outputs, as in-process training."""
+    with ctx.settings.scratch_dir(f"train-{ctx.job_id}-") as folder:
+        _launch(ctx, processes, write_job_file(ctx, folder))
+
+
+def _launch(ctx, processes: int, job_file: str) -> None:
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={processes}",
-               "-m", "services.trainer.distributed", write_job_file(ctx)]
+               "-m", "services.trainer.distributed", job_file]
     ctx.log(f"training on {processes} processes")
     process = subprocess.Popen(command, stdout=subprocess.PIPE, text=True, start_new_session=True)
     lines: queue.Queue[str | None] = queue.Queue()

@@ -1,7 +1,6 @@
 """Validation previews: each validation entry (or, with none, a held-out training sample) is
 sampled with the current LoRA and decoded; v2a gives one WAV of all samples, av2av one MP4 reel."""
 
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -66,7 +65,4 @@ class PreviewRenderer:
 def render_to_store(renderer: PreviewRenderer, items: list[PreviewItem], store, key: str,
                     should_stop=lambda: False) -> str:
     """Renders into a temporary file and puts it in the store atomically; returns its URI."""
-    suffix = Path(key).suffix
-    with tempfile.TemporaryDirectory() as work:
-        path = renderer.render(items, Path(work) / f"preview{suffix}", should_stop)
-        return store.put_file(key, path)
+    return store.put_written(key, lambda path: renderer.render(items, path, should_stop))

@@ -4,9 +4,6 @@ Idempotent: a finished job returns its recorded outputs; an interrupted one resu
 checkpoint (services/trainer/training.py). With several GPUs, one job trains on all of them
 (services/trainer/launcher.py)."""
 
-import tempfile
-from pathlib import Path
-
 import torch
 
 from avlora.model.components import load_for_training, model_identity
@@ -22,10 +19,6 @@ from services.trainer.strategies import strategy_for
 from services.trainer.training import Trainer, TrainerOptions, autocast_for
 
 
-def outputs_key(job_id: str, name: str) -> str:
-    return f"jobs/{job_id}/outputs/{name}"
-
-
 def preview_items(ctx, training_set, held_out) -> list[PreviewItem]:
     """The validation entries at the validation frame rate; with none, the first held-out sample."""
     store = ctx.store
@@ -36,15 +29,8 @@ def preview_items(ctx, training_set, held_out) -> list[PreviewItem]:
     return [PreviewItem(held_out[0], ctx.params.frame_rate)]
 
 
-def _put(store, key: str, write) -> str:
-    """Writes a file with `write(path)` in a temp dir and puts it in the store atomically."""
-    with tempfile.TemporaryDirectory() as work:
-        path = write(Path(work) / Path(key).name)
-        return store.put_file(key, path)
-
-
 def run(ctx) -> jobs_pb2.Outputs:
-    done_key = outputs_key(ctx.job_id, "outputs.pb")
+    done_key = ctx.files.outputs_record
     if ctx.store.exists(done_key):
         return jobs_pb2.Outputs.FromString(ctx.store.read_bytes(done_key))
     if not ctx.settings.model_dir:
@@ -69,7 +55,7 @@ def run(ctx) -> jobs_pb2.Outputs:
 
 def train(ctx, options: TrainerOptions, device: torch.device, world=None) -> jobs_pb2.Outputs | None:
     """Trains the job on this device and, on the leading rank, writes and returns its outputs."""
-    store, job, model_dir = ctx.store, ctx.job_id, ctx.settings.model_dir
+    store, files, model_dir = ctx.store, ctx.files, ctx.settings.model_dir
     training_set = load_training_set(store, ctx.input_uri)
     dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
     model = load_for_training(model_dir, device, dtype)
@@ -84,8 +70,7 @@ def train(ctx, options: TrainerOptions, device: torch.device, world=None) -> job
     suffix = ".wav" if strategy.mode == "v2a" else ".mp4"
 
     def preview(step: int) -> None:
-        uri = render_to_store(renderer, items, store, f"jobs/{job}/train/previews/step{step:06d}{suffix}",
-                              ctx.cancelled)
+        uri = render_to_store(renderer, items, store, files.interval_preview(step, suffix), ctx.cancelled)
         ctx.log(f"validation preview at step {step}: {uri}")
 
     trainer = Trainer(ctx, model, strategy, train_samples, held_out, training_set.frame_rate or
@@ -98,19 +83,19 @@ def train(ctx, options: TrainerOptions, device: torch.device, world=None) -> job
     config = training_config(ctx.params, strategy, model_identity(model_dir), result.steps,
                              training_set.width, training_set.height, result)
     outputs = jobs_pb2.Outputs(
-        lora_file=_put(store, outputs_key(job, "lora.safetensors"),
-                       lambda p: write_diffusers_lora(transformer, p)),
-        lora_comfyui_file=_put(store, outputs_key(job, "lora_comfyui.safetensors"),
-                               lambda p: write_comfyui_lora(transformer, p)),
-        config_file=_put(store, outputs_key(job, "config.json"), lambda p: write_config(config, p)),
+        lora_file=store.put_written(files.output("lora.safetensors"),
+                                    lambda p: write_diffusers_lora(transformer, p)),
+        lora_comfyui_file=store.put_written(files.output("lora_comfyui.safetensors"),
+                                            lambda p: write_comfyui_lora(transformer, p)),
+        config_file=store.put_written(files.output("config.json"), lambda p: write_config(config, p)),
         debug_dataset=training_set.debug_dataset_uri if ctx.params.debug_dataset else "",
     )
     ctx.log("rendering validation previews")
-    preview_uri = render_to_store(renderer, items, store, outputs_key(job, f"preview{suffix}"), ctx.cancelled)
+    preview_uri = render_to_store(renderer, items, store, files.output(f"preview{suffix}"), ctx.cancelled)
     ctx.raise_if_cancelled()
     if strategy.mode == "v2a":
         outputs.audio = preview_uri
     else:
         outputs.video = preview_uri
-    store.write_bytes(outputs_key(job, "outputs.pb"), outputs.SerializeToString())
+    store.write_bytes(files.outputs_record, outputs.SerializeToString())
     return outputs

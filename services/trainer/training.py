@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 import torch
 from peft import LoraConfig, get_peft_model_state_dict, set_peft_model_state_dict
 
-from avlora.worker import JobCancelled
+from avlora.stage import JobCancelled
 from services.trainer import status
 from services.trainer.checkpoints import load_checkpoint, save_checkpoint
 from services.trainer.data import Sample
