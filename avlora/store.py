@@ -42,6 +42,8 @@ def store_key(uri_or_key: str) -> str:
 class ArtifactStore(ABC):
     """Keys are relative POSIX paths; methods accept a key or its store:// / upload:// URI."""
 
+    url: str  # what `open_store` opens this store from
+
     def uri(self, key: str) -> str:
         return SCHEME + store_key(key)
 
@@ -122,6 +124,7 @@ class LocalStore(ArtifactStore):
     def __init__(self, root: str | Path):
         self.root = Path(root).resolve()
         self.root.mkdir(parents=True, exist_ok=True)
+        self.url = str(self.root)
 
     def _path(self, uri_or_key: str) -> Path:
         return self.root / self.key(uri_or_key)

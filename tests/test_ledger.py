@@ -4,7 +4,7 @@ import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 
-from avlora import bus
+from avlora.stage import new_event
 from avlora.params import from_proto
 from avlora.v1 import events_pb2, jobs_pb2, params_pb2
 from services.ledger.db import make_engine, migrate
@@ -27,21 +27,21 @@ def params(mode="v2a", steps=2000):
 
 
 def started(job_id, stage, attempt=1):
-    return bus.new_event(job_id, f"{job_id}:{stage}:started:{attempt}",
+    return new_event(job_id, f"{job_id}:{stage}:started:{attempt}",
                          started=events_pb2.StageStarted(stage=stage, attempt=attempt))
 
 
 def succeeded(job_id):
-    return bus.new_event(job_id, f"{job_id}:succeeded", succeeded=events_pb2.JobSucceeded(
+    return new_event(job_id, f"{job_id}:succeeded", succeeded=events_pb2.JobSucceeded(
         outputs=jobs_pb2.Outputs(lora_file="store://x.safetensors"), steps_completed=10))
 
 
 def failed(job_id, reason="clip.mp4 has no audio track"):
-    return bus.new_event(job_id, f"{job_id}:failed", failed=events_pb2.StageFailed(stage="preprocess", reason=reason))
+    return new_event(job_id, f"{job_id}:failed", failed=events_pb2.StageFailed(stage="preprocess", reason=reason))
 
 
 def full_run(job_id):
-    progress = bus.new_event(job_id, progress=jobs_pb2.Progress(stage="train", done=5, total=10, unit="steps", loss=0.5))
+    progress = new_event(job_id, progress=jobs_pb2.Progress(stage="train", done=5, total=10, unit="steps", loss=0.5))
     return [started(job_id, "ingest"), started(job_id, "preprocess"), started(job_id, "train"), progress,
             succeeded(job_id)]
 
@@ -128,7 +128,7 @@ async def test_a_redelivered_stage_start_keeps_the_state_and_stale_progress_is_i
     await ledger.apply_event(started(job.id, "ingest", attempt=1))
     again = await ledger.apply_event(started(job.id, "ingest", attempt=2))
     assert again.applied and (await ledger.get_job("acme", job.id)).state == jobs_pb2.INGESTING
-    stale = bus.new_event(job.id, progress=jobs_pb2.Progress(stage="train", done=1, total=2))
+    stale = new_event(job.id, progress=jobs_pb2.Progress(stage="train", done=1, total=2))
     assert not (await ledger.apply_event(stale)).applied
 
 
@@ -174,8 +174,8 @@ async def test_a_log_line_keeps_the_known_progress_and_losses(ledger):
     job = await new_job(ledger)
     for event in full_run(job.id)[:3]:
         await ledger.apply_event(event)
-    await ledger.apply_event(bus.new_event(job.id, progress=jobs_pb2.Progress(
+    await ledger.apply_event(new_event(job.id, progress=jobs_pb2.Progress(
         stage="train", done=7, total=10, unit="steps", validation_loss=0.4, baseline_validation_loss=0.9)))
-    await ledger.apply_event(bus.new_event(job.id, progress=jobs_pb2.Progress(stage="train", message="rendering")))
+    await ledger.apply_event(new_event(job.id, progress=jobs_pb2.Progress(stage="train", message="rendering")))
     stored = jobs_pb2.Progress.FromString((await ledger.get_job("acme", job.id)).progress)
     assert (stored.done, stored.total, stored.validation_loss, stored.message) == (7, 10, 0.4, "rendering")

@@ -39,5 +39,5 @@ class IngestServicer(stages_pb2_grpc.IngestServiceServicer):
             if claimed and claimed != digest.hexdigest():
                 await context.abort(grpc.StatusCode.DATA_LOSS, f"upload's sha256 {digest.hexdigest()} does "
                                     f"not match the {claimed} the client sent")
-            uri = self.store.put_file(f"uploads/{upload_id}", part)
+            self.store.put_file(f"uploads/{upload_id}", part)
         return stages_pb2.UploadResult(uri=f"{UPLOAD_SCHEME}{upload_id}", size=size, sha256=digest.hexdigest())

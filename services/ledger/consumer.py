@@ -8,6 +8,7 @@ import structlog
 from google.protobuf.message import DecodeError
 
 from avlora import bus
+from avlora.stage import new_event
 from avlora.v1 import events_pb2
 from services.ledger.api import JobChanges
 from services.ledger.ledger import Ledger
@@ -55,7 +56,7 @@ async def fail_exhausted_work(nc, js, ledger: Ledger, changes: JobChanges) -> No
             work = events_pb2.StageWork.FromString(stored.data)
             stage = stored.subject.rsplit(".", 1)[-1]
             reason = f"{stage} worker stopped {advisory.get('deliveries', 'too many')} times on this job"
-            await ledger.apply_event(bus.new_event(
+            await ledger.apply_event(new_event(
                 work.job_id, f"{work.job_id}:{stage}:exhausted",
                 failed=events_pb2.StageFailed(stage=stage, reason=f"internal error: {reason}")))
             await js.delete_msg(bus.WORK_STREAM, advisory["stream_seq"])

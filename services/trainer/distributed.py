@@ -61,7 +61,7 @@ class RankContext:
         self.job_id, self.params, self.input_uri = job["job_id"], from_json(job["params"]), job["input_uri"]
         settings = job["settings"]
         self.settings = Settings(**{**settings, "data_dir": Path(settings["data_dir"])})
-        self.store = open_store(self.settings.store_url)
+        self.store = open_store(job["store_url"])
         self.rank = rank
 
     @property

@@ -30,7 +30,7 @@ def training_processes() -> int:
 def write_job_file(ctx, folder: Path) -> str:
     """What each rank needs to rebuild the job, as a JSON file in `folder`; returns its path."""
     job = {"job_id": ctx.job_id, "params": ctx.params.model_dump_json(), "input_uri": ctx.input_uri,
-           "settings": dataclasses.asdict(ctx.settings)}
+           "store_url": ctx.store.url, "settings": dataclasses.asdict(ctx.settings)}
     path = folder / "distributed.json"
     path.write_text(json.dumps(job, default=str))
     return str(path)
