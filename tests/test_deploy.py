@@ -1,0 +1,186 @@
+"""The Kubernetes deployment (deploy/k8s): every overlay builds with kustomize, every rendered object
+validates against the Kubernetes JSON schemas (kubernetes-validate, offline, strict) and KEDA's
+ScaledObject against KEDA's CRD models (cloudcoil-models-keda), and the manifests match the code:
+gRPC probes on the port the services listen on, the JetStream names in avlora/bus.py, a GPU for
+every trainer.
+
+kustomize is `kubectl kustomize` (or a `kustomize` binary) from the PATH; the test skips when
+neither is installed."""
+
+import base64
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+import yaml
+
+from avlora import bus
+
+K8S = Path(__file__).resolve().parents[1] / "deploy" / "k8s"
+OVERLAYS = ("local", "production", "production-gpu-preprocess")
+WORKERS = {"ingest": "ingest", "preprocess": "preprocess", "trainer": "train"}  # deployment -> stage
+SERVICES = ("ledger", *WORKERS)
+PORT = 50051
+# The nats-jetstream trigger's metadata (keda.sh/docs/scalers/nats-jetstream): the CRD types it as
+# a plain string map, so its keys are checked here against the documented parameters.
+NATS_TRIGGER_REQUIRED = {"natsServerMonitoringEndpoint", "account", "stream", "consumer", "lagThreshold"}
+NATS_TRIGGER_OPTIONAL = {"activationLagThreshold", "useHttps"}
+
+
+def _kustomize_command() -> list[str] | None:
+    if shutil.which("kubectl"):
+        return ["kubectl", "kustomize"]
+    if shutil.which("kustomize"):
+        return ["kustomize", "build"]
+    return None
+
+
+@pytest.fixture(scope="module")
+def rendered(tmp_path_factory) -> dict[str, list[dict]]:
+    command = _kustomize_command()
+    if command is None:
+        pytest.skip("neither `kubectl` (which has kustomize built in) nor `kustomize` is on the PATH")
+    tree = tmp_path_factory.mktemp("k8s") / "k8s"
+    shutil.copytree(K8S, tree)
+    # What an operator does before applying production: secrets.env from the example.
+    shutil.copy(tree / "overlays/production/secrets.env.example", tree / "overlays/production/secrets.env")
+    # Production with the optional GPU preprocess component.
+    variant = tree / "overlays/production-gpu-preprocess"
+    variant.mkdir()
+    (variant / "kustomization.yaml").write_text(
+        "apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\n"
+        "resources: [../production]\ncomponents: [../../components/preprocess-gpu]\n")
+    out = {}
+    for name in ("base", *OVERLAYS):
+        path = tree / ("base" if name == "base" else f"overlays/{name}")
+        result = subprocess.run([*command, str(path)], capture_output=True, text=True, timeout=120)
+        assert result.returncode == 0, f"kustomize build {name} failed:\n{result.stderr}"
+        out[name] = [doc for doc in yaml.safe_load_all(result.stdout) if doc]
+    return out
+
+
+def _one(objects, kind, name):
+    found = [o for o in objects if o["kind"] == kind and o["metadata"]["name"] == name]
+    assert len(found) == 1, f"expected one {kind}/{name}, found {len(found)}"
+    return found[0]
+
+
+def _container(deployment):
+    containers = deployment["spec"]["template"]["spec"]["containers"]
+    assert len(containers) == 1
+    return containers[0]
+
+
+ALL = ("base", *OVERLAYS)
+
+
+@pytest.mark.parametrize("overlay", ALL)
+def test_every_object_validates_against_the_kubernetes_schemas(rendered, overlay):
+    import kubernetes_validate
+
+    version = kubernetes_validate.latest_version()
+    for obj in rendered[overlay]:
+        if obj["apiVersion"].startswith("keda.sh/"):
+            continue  # a CRD: validated by test_scaled_objects_validate_against_the_keda_crd
+        kubernetes_validate.validate(obj, version, strict=True)
+
+
+@pytest.mark.parametrize("overlay", ALL)
+def test_scaled_objects_validate_against_the_keda_crd(rendered, overlay):
+    from cloudcoil.models.keda.v1alpha1 import ScaledObject
+
+    scaled = [o for o in rendered[overlay] if o["kind"] == "ScaledObject"]
+    assert {o["metadata"]["name"] for o in scaled} == {f"avlora-{w}" for w in WORKERS}
+    for obj in scaled:
+        model = ScaledObject.model_validate(obj)
+        # The models accept unknown fields; a field that does not survive the round trip is one
+        # the CRD does not have (a typo such as minReplicas).
+        assert model.model_dump(by_alias=True, exclude_none=True, mode="json") == obj
+
+
+@pytest.mark.parametrize("overlay", ALL)
+def test_every_service_has_grpc_probes_on_its_port(rendered, overlay):
+    objects = rendered[overlay]
+    config = next(o for o in objects if o["kind"] == "ConfigMap" and o["metadata"]["name"].startswith("avlora-config"))
+    assert config["data"]["AVLORA_GRPC_PORT"] == str(PORT)
+    for service in SERVICES:
+        deployment = _one(objects, "Deployment", f"avlora-{service}")
+        container = _container(deployment)
+        assert container["args"] == [f"services.{service}"]
+        for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
+            assert container[probe]["grpc"]["port"] == PORT, f"{service} {probe}"
+        assert {"name": "grpc", "containerPort": PORT, "protocol": "TCP"} in container["ports"]
+        refs = {next(iter(ref.values()))["name"] for ref in container["envFrom"]}
+        assert refs == {config["metadata"]["name"],
+                        next(o["metadata"]["name"] for o in objects if o["kind"] == "Secret")}
+        assert {"cpu", "memory"} <= set(container["resources"]["requests"])
+        assert "memory" in container["resources"]["limits"]
+        svc = _one(objects, "Service", f"avlora-{service}")
+        assert svc["spec"]["selector"] == deployment["spec"]["selector"]["matchLabels"]
+        assert [(p["port"], p["targetPort"]) for p in svc["spec"]["ports"]] == [(PORT, "grpc")]
+
+
+@pytest.mark.parametrize("overlay", ALL)
+def test_gpus(rendered, overlay):
+    objects = rendered[overlay]
+    trainer = _container(_one(objects, "Deployment", "avlora-trainer"))
+    assert trainer["resources"]["limits"]["nvidia.com/gpu"] == "1"
+    preprocess = _container(_one(objects, "Deployment", "avlora-preprocess"))
+    gpu_preprocess = overlay == "production-gpu-preprocess"
+    assert ("nvidia.com/gpu" in preprocess["resources"].get("limits", {})) == gpu_preprocess
+    assert preprocess["image"].split(":")[0].endswith("avlora-cuda") == gpu_preprocess
+    for service in ("ledger", "ingest"):
+        assert "nvidia.com/gpu" not in str(_one(objects, "Deployment", f"avlora-{service}"))
+
+
+@pytest.mark.parametrize("overlay", ALL)
+def test_fleets_scale_on_their_jetstream_consumers(rendered, overlay):
+    objects = rendered[overlay]
+    for deployment, stage in WORKERS.items():
+        scaled = _one(objects, "ScaledObject", f"avlora-{deployment}")["spec"]
+        assert scaled["scaleTargetRef"]["name"] == f"avlora-{deployment}"
+        assert "replicas" not in _one(objects, "Deployment", f"avlora-{deployment}")["spec"]
+        (trigger,) = scaled["triggers"]
+        assert trigger["type"] == "nats-jetstream"
+        meta = trigger["metadata"]
+        assert NATS_TRIGGER_REQUIRED <= set(meta) <= NATS_TRIGGER_REQUIRED | NATS_TRIGGER_OPTIONAL
+        assert meta["stream"] == bus.WORK_STREAM
+        assert meta["consumer"] == bus.consumer_name(stage)
+        assert int(meta["lagThreshold"]) >= 1
+        host, _, port = meta["natsServerMonitoringEndpoint"].rpartition(":")
+        assert host and port == "8222"
+        assert 0 <= scaled["minReplicaCount"] <= scaled["maxReplicaCount"]
+    assert _one(objects, "ScaledObject", "avlora-trainer")["spec"]["minReplicaCount"] == 0
+    # Ingest and preprocess serve direct RPCs (Upload, InspectDataset): never scaled to zero.
+    for deployment in ("ingest", "preprocess"):
+        assert _one(objects, "ScaledObject", f"avlora-{deployment}")["spec"]["minReplicaCount"] >= 1
+
+
+def _secret(objects):
+    (secret,) = [o for o in objects if o["kind"] == "Secret"]
+    return {k: base64.b64decode(v).decode() for k, v in secret.get("data", {}).items()}
+
+
+def test_production_uses_the_object_store_and_its_credentials(rendered):
+    objects = rendered["production"]
+    secret = _secret(objects)
+    assert {"AVLORA_DATABASE_URL", "AVLORA_INTERNAL_TOKEN", "AVLORA_STORE_URL", "AWS_ACCESS_KEY_ID",
+            "AWS_SECRET_ACCESS_KEY", "AWS_ENDPOINT_URL"} <= set(secret)
+    assert secret["AVLORA_STORE_URL"].startswith("s3://")
+    assert all(o["metadata"].get("namespace") == "avlora" for o in objects)
+    api = _one(objects, "Service", "avlora-api")
+    assert api["spec"]["selector"] == {"app.kubernetes.io/name": "avlora-ledger"}
+    # No shared volume: each pod's data dir is scratch.
+    assert not [o for o in objects if o["kind"] == "PersistentVolumeClaim" and o["metadata"]["name"] != "avlora-models"]
+
+
+def test_local_shares_one_local_path_store_and_needs_no_object_store(rendered):
+    objects = rendered["local"]
+    assert "AVLORA_STORE_URL" not in _secret(objects)
+    store = _one(objects, "PersistentVolumeClaim", "avlora-store")
+    assert store["spec"]["storageClassName"] == "local-path"
+    for service in SERVICES:
+        volumes = _one(objects, "Deployment", f"avlora-{service}")["spec"]["template"]["spec"]["volumes"]
+        data = next(v for v in volumes if v["name"] == "data")
+        assert data == {"name": "data", "persistentVolumeClaim": {"claimName": "avlora-store"}}
