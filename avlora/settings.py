@@ -1,4 +1,4 @@
-"""Service settings, read from environment variables (AVLORA_*)."""
+"""Service settings: `Settings.from_env()` reads AVLORA_<FIELD> variables (avlora/config.py)."""
 
 import os
 import socket
@@ -7,27 +7,32 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-
-def _env(name: str, default: str) -> str:
-    return os.environ.get(f"AVLORA_{name}", default)
+from avlora import config
 
 
 @dataclass(frozen=True)
 class Settings:
-    data_dir: Path = field(default_factory=lambda: Path(_env("DATA_DIR", ".state")).resolve())
-    nats_url: str = field(default_factory=lambda: _env("NATS_URL", "nats://127.0.0.1:4222"))
-    grpc_port: int = field(default_factory=lambda: int(_env("GRPC_PORT", "0")))
-    worker_name: str = field(default_factory=lambda: _env("WORKER_NAME", f"{socket.gethostname()}-{os.getpid()}"))
-    database_url: str = field(default_factory=lambda: _env("DATABASE_URL", ""))
-    ledger_addr: str = field(default_factory=lambda: _env("LEDGER_ADDR", "127.0.0.1:50051"))
-    model_dir: str = field(default_factory=lambda: _env("MODEL_DIR", ""))
-    # Stage workers: how long a message may go without a heartbeat, and how often it is retried.
-    ack_wait_s: float = field(default_factory=lambda: float(_env("ACK_WAIT_S", "30")))
-    max_deliver: int = field(default_factory=lambda: int(_env("MAX_DELIVER", "4")))
-    # The artifact store: a local directory (default DATA_DIR/store) or s3://bucket/prefix.
-    store: str = field(default_factory=lambda: _env("STORE_URL", ""))
-    # Local space for the files a stage works on (downloads, extraction, media); default DATA_DIR/scratch.
-    scratch: str = field(default_factory=lambda: _env("SCRATCH_DIR", ""))
+    ENV_PREFIX = ""
+    data_dir: Path = Path(".state")        # state of a service: the default store and scratch live here
+    nats_url: str = "nats://127.0.0.1:4222"
+    grpc_port: int = 0                     # 0: any free port (printed at start-up)
+    worker_name: str = field(default_factory=lambda: f"{socket.gethostname()}-{os.getpid()}")
+    database_url: str = ""                 # the ledger's; default SQLite in DATA_DIR
+    ledger_addr: str = "127.0.0.1:50051"
+    model_dir: str = ""                    # a local diffusers-format LTX-2.3 directory
+    ack_wait_s: float = 30.0               # how long a work item may go without a heartbeat
+    max_deliver: int = 4                   # how often a work item is tried
+    # the artifact store: a directory or s3://bucket/prefix; default DATA_DIR/store
+    store: str = field(default="", metadata={"env": "STORE_URL"})
+    # local space for the files a stage works on; default DATA_DIR/scratch
+    scratch: str = field(default="", metadata={"env": "SCRATCH_DIR"})
+
+    def __post_init__(self):
+        object.__setattr__(self, "data_dir", Path(self.data_dir).resolve())
+
+    @classmethod
+    def from_env(cls, **overrides) -> "Settings":
+        return config.from_env(cls, **overrides)
 
     @property
     def store_url(self) -> str:

@@ -10,6 +10,6 @@ from avlora.worker import StageWorker
 
 def run_stage_process(stage: str, run: StageFunction, registrations: list[Registration]) -> None:
     configure_logging()
-    settings = Settings()
+    settings = Settings.from_env()
     worker = StageWorker(stage, run, settings)
     asyncio.run(serve(stage, settings, registrations, background=[worker.serve], on_stop=worker.stop))

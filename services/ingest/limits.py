@@ -2,14 +2,16 @@
 AVLORA_INGEST_<FIELD> environment variable (e.g. AVLORA_INGEST_MAX_DOWNLOAD_BYTES)."""
 
 import ipaddress
-import os
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
+
+from avlora import config
 
 GiB = 1 << 30
 
 
 @dataclass(frozen=True)
 class IngestLimits:
+    ENV_PREFIX = "INGEST_"
     max_download_bytes: int = 8 * GiB       # a dataset zip or a validation file
     max_total_bytes: int = 16 * GiB         # everything extracted from one archive
     max_entry_bytes: int = 4 * GiB          # one extracted file
@@ -26,12 +28,7 @@ class IngestLimits:
 
     @classmethod
     def from_env(cls) -> "IngestLimits":
-        values = {}
-        for item in fields(cls):
-            raw = os.environ.get(f"AVLORA_INGEST_{item.name.upper()}")
-            if raw is not None:
-                values[item.name] = item.type(raw)
-        return cls(**values)
+        return config.from_env(cls)
 
     @property
     def allowed_networks(self) -> list[ipaddress.IPv4Network | ipaddress.IPv6Network]:

@@ -16,7 +16,7 @@ from services.ledger.ledger import Ledger
 
 
 async def main() -> None:
-    settings = Settings()
+    settings = Settings.from_env()
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     engine = make_engine(settings.database_url or f"sqlite:///{settings.data_dir / 'ledger.db'}")
     await migrate(engine)

@@ -8,4 +8,4 @@ from services.trainer.stage import run
 
 if __name__ == "__main__":
     run_stage_process("train", run, [(stages_pb2_grpc.add_TrainerServiceServicer_to_server,
-                                      TrainerServicer(Settings()), "avlora.v1.TrainerService")])
+                                      TrainerServicer(Settings.from_env()), "avlora.v1.TrainerService")])
