@@ -24,6 +24,8 @@ class Settings:
     # Stage workers: how long a message may go without a heartbeat, and how often it is retried.
     ack_wait_s: float = field(default_factory=lambda: float(_env("ACK_WAIT_S", "30")))
     max_deliver: int = field(default_factory=lambda: int(_env("MAX_DELIVER", "4")))
+    # Work items the ingest worker runs at once, so one slow download does not hold the others.
+    ingest_concurrency: int = field(default_factory=lambda: int(_env("INGEST_CONCURRENCY", "4")))
     # The artifact store: a local directory (default DATA_DIR/store) or s3://bucket/prefix.
     store: str = field(default_factory=lambda: _env("STORE_URL", ""))
     # Local space for the files a stage works on (downloads, extraction, media); default DATA_DIR/scratch.
