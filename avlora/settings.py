@@ -22,6 +22,7 @@ class Settings:
     model_dir: str = ""                    # a local diffusers-format LTX-2.3 directory
     ack_wait_s: float = 30.0               # how long a work item may go without a heartbeat
     max_deliver: int = 4                   # how often a work item is tried
+    ingest_concurrency: int = 4            # work items one ingest worker runs at once
     # the artifact store: a directory or s3://bucket/prefix; default DATA_DIR/store
     store: str = field(default="", metadata={"env": "STORE_URL"})
     # local space for the files a stage works on; default DATA_DIR/scratch

@@ -8,8 +8,10 @@ from avlora.stage import StageFunction
 from avlora.worker import StageWorker
 
 
-def run_stage_process(stage: str, run: StageFunction, registrations: list[Registration]) -> None:
+def run_stage_process(stage: str, run: StageFunction, registrations: list[Registration],
+                      concurrency: int = 1) -> None:
+    """Serves the registrations and runs the stage's worker on up to `concurrency` items at once."""
     configure_logging()
     settings = Settings.from_env()
-    worker = StageWorker(stage, run, settings)
+    worker = StageWorker(stage, run, settings, concurrency)
     asyncio.run(serve(stage, settings, registrations, background=[worker.serve], on_stop=worker.stop))

@@ -46,10 +46,12 @@ def run_in_daemon_thread(function: StageFunction, ctx: JobContext) -> asyncio.Fu
 
 
 class StageWorker:
-    """Runs one stage's function over its durable pull consumer until `stop()`."""
+    """Runs one stage's function over its durable pull consumer until `stop()`, on up to
+    `concurrency` work items at once (each with its own heartbeats and cancellation watch)."""
 
-    def __init__(self, stage: str, run: StageFunction, settings: Settings):
+    def __init__(self, stage: str, run: StageFunction, settings: Settings, concurrency: int = 1):
         self.stage, self.run_stage, self.settings = stage, run, settings
+        self.concurrency = max(1, concurrency)
         self.store = open_store(settings.store_url)
         self.stopping = asyncio.Event()
 
@@ -59,11 +61,15 @@ class StageWorker:
         await bus.ensure_spine(js, ack_wait=self.settings.ack_wait_s, max_deliver=self.settings.max_deliver)
         subscription = await js.pull_subscribe_bind(durable=bus.consumer_name(self.stage), stream=bus.WORK_STREAM)
         kv = await js.key_value(bus.CANCEL_BUCKET)
-        log.info("worker ready", stage=self.stage, worker=self.settings.worker_name)
+        log.info("worker ready", stage=self.stage, worker=self.settings.worker_name, concurrency=self.concurrency)
+        running: set[asyncio.Task] = set()
         try:
             while not self.stopping.is_set():
+                if len(running) >= self.concurrency:  # full: wait for an item to finish
+                    await asyncio.wait(running, timeout=1, return_when=asyncio.FIRST_COMPLETED)
+                    continue
                 try:
-                    messages = await subscription.fetch(1, timeout=1)
+                    messages = await subscription.fetch(self.concurrency - len(running), timeout=1)
                 except (asyncio.TimeoutError, TimeoutError):
                     continue
                 except Exception as error:  # connection blips: keep pulling
@@ -73,12 +79,19 @@ class StageWorker:
                     await asyncio.sleep(0.5)
                     continue
                 for message in messages:
-                    try:
-                        await self._handle(js, kv, message)
-                    except Exception:  # e.g. NATS unavailable mid-item: it is redelivered after ack_wait
-                        log.error("work item not settled", stage=self.stage, error=traceback.format_exc())
+                    task = asyncio.create_task(self._handle_logged(js, kv, message))
+                    running.add(task)
+                    task.add_done_callback(running.discard)
         finally:
+            if running:  # each item settles itself on stop: finished, or released for redelivery
+                await asyncio.wait(running)
             await bus.close(nc)
+
+    async def _handle_logged(self, js, kv, message) -> None:
+        try:
+            await self._handle(js, kv, message)
+        except Exception:  # e.g. NATS unavailable mid-item: it is redelivered after ack_wait
+            log.error("work item not settled", stage=self.stage, error=traceback.format_exc())
 
     def stop(self) -> None:
         self.stopping.set()

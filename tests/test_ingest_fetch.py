@@ -1,7 +1,11 @@
-"""Downloads from a real loopback HTTP server: retries, timeouts, size limits, redirects and the
-guard against requests to private addresses; and the ingest stage end to end over HTTP."""
+"""Downloads from a real loopback HTTP server: retries, timeouts, the minimum speed, bounded
+Retry-After waits, size limits, encoded bodies (a gzip bomb), redirects, the guard against requests
+to private addresses and redacted error texts; and the ingest stage end to end over HTTP."""
 
+import email.utils
+import gzip
 import ipaddress
+import re
 import sys
 import threading
 import time
@@ -21,6 +25,7 @@ from services.ingest.fetch import download, is_allowed_address
 from services.ingest.limits import IngestLimits
 
 BODY = b"x" * 300_000
+GZIP_BOMB = gzip.compress(bytes(64 << 20))  # ~64 KB on the wire, 64 MiB decoded
 
 
 class Handler(BaseHTTPRequestHandler):
@@ -61,6 +66,21 @@ class Handler(BaseHTTPRequestHandler):
                 self.wfile.write(b"a")
                 self.wfile.flush()
                 time.sleep(0.05)
+        elif route == "/drip":  # one byte every 0.1 s, for as long as the client listens
+            self.send_response(200)
+            self.send_header("Content-Length", "100000")
+            self.end_headers()
+            for _ in range(100000):
+                self.wfile.write(b"a")
+                self.wfile.flush()
+                time.sleep(0.1)
+        elif route == "/patient":
+            self.send_body(b"", code=429, headers={"Retry-After": "100000"})
+        elif route == "/patient-date":
+            later = email.utils.formatdate(time.time() + 3600, usegmt=True)
+            self.send_body(b"", code=503, headers={"Retry-After": later})
+        elif route == "/gzip-bomb":
+            self.send_body(GZIP_BOMB, headers={"Content-Encoding": "gzip", "Content-Type": "application/zip"})
         elif route == "/redirect":
             self.send_body(b"", code=302, headers={"Location": self.path.split("?to=", 1)[1]})
         elif route == "/loop":
@@ -202,6 +222,63 @@ def test_redirect_loops_are_bounded(server, tmp_path, limits):
     message = fetch_fails(server, "/loop", tmp_path, replace(limits, max_redirects=3))
     assert message == f"dataset download failed: more than 3 redirects for {server.base}/loop"
     assert server.hits["/loop"] == 4
+
+
+def test_a_dripping_download_is_abandoned_within_the_speed_window(server, tmp_path, limits):
+    slow = replace(limits, min_bytes_per_s=1000, slow_window_s=1.0)
+    start = time.monotonic()
+    message = fetch_fails(server, "/drip", tmp_path, slow)
+    assert time.monotonic() - start < 2.5, "abandoned within the window (+ one read)"
+    assert re.fullmatch(r"dataset download failed: too slow: \d+ bytes/s over the last 1\.\d s, under the minimum "
+                        rf"of 1000 bytes/s for {server.base}/drip", message), message
+    assert server.hits["/drip"] == 1, "a slow server is not retried"
+
+
+def test_a_huge_retry_after_is_not_waited_for(server, tmp_path, limits):
+    capped = replace(limits, max_retry_wait_s=1.0)
+    start = time.monotonic()
+    message = fetch_fails(server, "/patient", tmp_path, capped)
+    assert time.monotonic() - start < 1.0
+    assert message == ("dataset download failed: HTTP 429 (the server asks to retry after 100000 s, longer than "
+                       f"the 1 s ingest waits) for {server.base}/patient")
+    message = fetch_fails(server, "/patient-date", tmp_path, capped)
+    assert re.search(r"HTTP 503 \(the server asks to retry after 3\d{3}(\.\d+)? s, longer than the 1 s", message)
+
+
+def test_retries_stop_when_the_retry_budget_is_spent(server, tmp_path, limits):
+    budget = replace(limits, retries=10, backoff_s=0.4, retry_budget_s=1.0)  # waits 0.4, then 0.8 > 0.6 left
+    start = time.monotonic()
+    message = fetch_fails(server, "/status/503", tmp_path, budget)
+    assert time.monotonic() - start < 1.0
+    assert message == f"dataset download failed: HTTP 503 (after 2 attempts) for {server.base}/status/503"
+    assert server.hits["/status/503"] == 2
+
+
+def test_a_gzip_bomb_is_refused_before_it_is_decoded(server, tmp_path, limits):
+    decoded_size = int.from_bytes(GZIP_BOMB[-4:], "little")  # gzip's trailer: the decoded size
+    assert len(GZIP_BOMB) < 100_000 and decoded_size == 64 << 20
+    message = fetch_fails(server, "/gzip-bomb", tmp_path, replace(limits, max_download_bytes=8 << 20))
+    assert message == ("dataset download failed: the server sent a gzip-encoded body although an unencoded one "
+                       "was requested; encoded bodies are refused (they can expand without bound) "
+                       f"for {server.base}/gzip-bomb")
+    assert server.hits["/gzip-bomb"] == 1
+
+
+def test_error_texts_hide_credentials_and_control_characters(server, tmp_path, limits):
+    host = server.base.removeprefix("http://")
+    with pytest.raises(UserError) as error:
+        download(f"http://alice:s3cret@{host}/status/404", tmp_path / "a.bin", limits)
+    assert str(error.value) == f"dataset download failed: HTTP 404 for http://***@{host}/status/404"
+    with pytest.raises(UserError) as error:
+        download(f"http://bob:pw@{host}/files/a\r\nSet-Cookie: x\x1b[31m", tmp_path / "a.bin", limits)
+    message = str(error.value)
+    assert "pw" not in message and not re.search(r"[\x00-\x1f]", message)
+    assert message.endswith(f"for http://***@{host}/files/a%0D%0ASet-Cookie: x%1B[31m"), message
+    with pytest.raises(UserError) as error:
+        with stage.fetched("ftp://u:pw@h/x\x07", LocalStore(tmp_path / "store"), tmp_path / "a.bin", limits,
+                           "validation[0] video", progress=lambda *args: None, checkpoint=None):
+            pass
+    assert str(error.value) == "validation[0] video: unsupported URL ftp://***@h/x%07 (use http://, https:// or upload://)"
 
 
 @pytest.fixture(scope="module")

@@ -14,4 +14,5 @@ if __name__ == "__main__":
     servicer = IngestServicer(open_store(settings.store_url), IngestLimits.from_env().max_download_bytes,
                               LedgerAuthenticator(settings.ledger_addr))
     run_stage_process("ingest", run, [(stages_pb2_grpc.add_IngestServiceServicer_to_server, servicer,
-                                       "avlora.v1.IngestService")])
+                                       "avlora.v1.IngestService")],
+                      concurrency=settings.ingest_concurrency)

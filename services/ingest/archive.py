@@ -17,9 +17,8 @@ from pathlib import Path, PurePosixPath
 from avlora.v1 import dataset_pb2
 from avlora.stage import UserError
 from services.ingest.limits import IngestLimits
+from services.ingest.modes import ALL_VIDEO_SUFFIXES, IngestMode
 
-VIDEO_SUFFIXES = {"v2a": (".mp4", ".mov", ".avi", ".mkv"), "av2av": (".mp4", ".mov", ".webm", ".mkv", ".avi")}
-ALL_VIDEO_SUFFIXES = (".mp4", ".mov", ".avi", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv", ".flv", ".3gp")
 CAPTION_SUFFIXES = (".txt",)
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".gif", ".bmp", ".tif", ".tiff", ".heic", ".heif", ".avif")
 ARCHIVE_SUFFIXES = (".zip", ".tar", ".gz", ".tgz", ".bz2", ".xz", ".7z", ".rar")
@@ -53,7 +52,7 @@ def open_archive(path: Path) -> zipfile.ZipFile:
         raise UserError(f"dataset archive is corrupt or truncated ({error})") from None
 
 
-def plan_archive(archive: zipfile.ZipFile, archive_size: int, mode: str, limits: IngestLimits) -> ArchivePlan:
+def plan_archive(archive: zipfile.ZipFile, archive_size: int, mode: IngestMode, limits: IngestLimits) -> ArchivePlan:
     """Checks every entry against the limits and classifies it for `mode`, before extracting."""
     infos = archive.infolist()
     if len(infos) > limits.max_entries:
@@ -85,8 +84,8 @@ def plan_archive(archive: zipfile.ZipFile, archive_size: int, mode: str, limits:
         if images:
             raise UserError("image datasets are rejected: foley requires motion over time "
                             f"(the archive holds {images} images and no videos)")
-        raise UserError(f"dataset archive has no usable videos (accepted for {mode}: "
-                        f"{' '.join(VIDEO_SUFFIXES[mode])})")
+        raise UserError(f"dataset archive has no usable videos (accepted for {mode.name}: "
+                        f"{' '.join(mode.video_suffixes)})")
     return plan
 
 
@@ -143,7 +142,7 @@ def _checked_name(info: zipfile.ZipInfo) -> str:
     return name
 
 
-def _classify(name: str, mode: str) -> tuple[int, str]:
+def _classify(name: str, mode: IngestMode) -> tuple[int, str]:
     """(kind, reason): a reason means the file is ignored."""
     parts = name.rstrip("/").split("/")
     suffix = PurePosixPath(name).suffix.lower()
@@ -151,14 +150,14 @@ def _classify(name: str, mode: str) -> tuple[int, str]:
         return dataset_pb2.FILE_KIND_UNSPECIFIED, "macOS metadata (__MACOSX)"
     if any(part.startswith(".") for part in parts):
         return dataset_pb2.FILE_KIND_UNSPECIFIED, "hidden file"
-    if suffix in VIDEO_SUFFIXES[mode]:
+    if suffix in mode.video_suffixes:
         return VIDEO, ""
     if suffix in CAPTION_SUFFIXES:
         return CAPTION, ""
     if suffix in IMAGE_SUFFIXES:
         return dataset_pb2.IMAGE, "image: not used (foley requires motion over time)"
     if suffix in ALL_VIDEO_SUFFIXES:
-        return VIDEO, f"{suffix} videos are not accepted for {mode} (accepted: {' '.join(VIDEO_SUFFIXES[mode])})"
+        return VIDEO, f"{suffix} videos are not accepted for {mode.name} (accepted: {' '.join(mode.video_suffixes)})"
     if suffix in ARCHIVE_SUFFIXES:
         return dataset_pb2.FILE_KIND_UNSPECIFIED, "nested archive: not extracted"
     return dataset_pb2.FILE_KIND_UNSPECIFIED, "not a video or a caption"

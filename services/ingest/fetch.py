@@ -1,12 +1,18 @@
-"""Streaming http(s) download into a file: size limits, timeouts, bounded redirects, retries with
-backoff on transient failures, and a guard against server-side request forgery.
+"""Streaming http(s) download into a file: size limits, timeouts, a minimum speed, bounded
+redirects, retries with bounded backoff on transient failures, and a guard against server-side
+request forgery.
 
 The guard resolves every host (the first URL and each redirect target) and refuses non-public
 addresses unless a network is allowed by the limits; the request is then sent to the address that
-was checked (Host header and TLS server name kept), so a second DNS answer cannot swap it."""
+was checked (Host header and TLS server name kept), so a second DNS answer cannot swap it.
 
+Only unencoded bodies are accepted (a gzip-encoded response could expand without bound), and error
+texts never show a URL's credentials or raw control characters."""
+
+import email.utils
 import ipaddress
 import os
+import re
 import socket
 import time
 from collections.abc import Callable
@@ -20,7 +26,7 @@ from avlora.stage import UserError
 from services.ingest.limits import IngestLimits
 
 REDIRECT_CODES = {301, 302, 303, 307, 308}
-MAX_BACKOFF_S = 30.0
+CONTROL_CHARACTERS = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 
 ProgressCallback = Callable[[int, int], None]  # (bytes so far, declared total or 0)
 
@@ -36,21 +42,56 @@ class DownloadError(Exception):
 def download(url: str, dest: Path, limits: IngestLimits, label: str = "dataset",
              on_bytes: ProgressCallback | None = None, checkpoint: Callable[[], None] | None = None) -> int:
     """Downloads `url` into `dest` (via `dest.part`, renamed when complete) and returns its size.
-    Raises UserError("<label> download failed: <reason> for <url>") when it cannot."""
-    attempt = 1
+    Raises UserError("<label> download failed: <reason> for <url>") when it cannot; the URL is
+    shown as `redact_url` writes it."""
+    attempt, waited = 1, 0.0
     while True:
         try:
             return _download_once(url, Path(dest), limits, on_bytes, checkpoint)
         except DownloadError as error:
-            if not error.transient or attempt > limits.retries:
-                tries = f" (after {attempt} attempts)" if attempt > 1 else ""
-                raise UserError(f"{label} download failed: {error}{tries} for {url}") from None
-            time.sleep(min(max(limits.backoff_s * 2 ** (attempt - 1), error.retry_after), MAX_BACKOFF_S))
-            attempt += 1
+            reason = str(error).replace(url, redact_url(url))
+            wait = min(max(limits.backoff_s * 2 ** (attempt - 1), error.retry_after), limits.max_retry_wait_s)
+            if error.retry_after > limits.max_retry_wait_s:
+                reason += (f" (the server asks to retry after {error.retry_after:g} s, longer than the "
+                           f"{limits.max_retry_wait_s:g} s ingest waits)")
+            elif error.transient and attempt <= limits.retries and waited + wait <= limits.retry_budget_s:
+                _sleep(wait, checkpoint)
+                waited, attempt = waited + wait, attempt + 1
+                continue
+            tries = f" (after {attempt} attempts)" if attempt > 1 else ""
+            raise UserError(f"{label} download failed: {printable(reason)}{tries} for {redact_url(url)}") from None
+
+
+def redact_url(url: str) -> str:
+    """`url` as error texts show it: credentials (user:password@) replaced by ***, control
+    characters percent-encoded."""
+    scheme, separator, rest = url.partition("://")
+    if separator:
+        authority_end = min((rest.find(mark) for mark in "/?#" if mark in rest), default=len(rest))
+        authority = rest[:authority_end]
+        if "@" in authority:
+            rest = "***@" + authority.rsplit("@", 1)[1] + rest[authority_end:]
+    text = scheme + separator + rest
+    return CONTROL_CHARACTERS.sub(lambda match: f"%{ord(match.group()):02X}", text)
+
+
+def printable(text: str) -> str:
+    """`text` with control characters escaped (\\x0d), for error texts and logs."""
+    return CONTROL_CHARACTERS.sub(lambda match: f"\\x{ord(match.group()):02x}", text)
+
+
+def _sleep(seconds: float, checkpoint: Callable[[], None] | None) -> None:
+    """Waits `seconds`, noticing a cancellation at least every 0.5 s."""
+    end = time.monotonic() + seconds
+    while (left := end - time.monotonic()) > 0:
+        if checkpoint:
+            checkpoint()
+        time.sleep(min(left, 0.5))
 
 
 def _download_once(url: str, dest: Path, limits: IngestLimits, on_bytes, checkpoint) -> int:
-    timeout = httpx.Timeout(limits.read_timeout_s, connect=limits.connect_timeout_s)
+    # no single read may wait longer than the speed window, so a slow body is judged in time
+    timeout = httpx.Timeout(min(limits.read_timeout_s, limits.slow_window_s), connect=limits.connect_timeout_s)
     deadline = time.monotonic() + limits.total_timeout_s
     current = url
     with httpx.Client(timeout=timeout, follow_redirects=False, trust_env=False) as client:
@@ -75,30 +116,50 @@ def _check_status(response: httpx.Response) -> None:
     if code == 200:
         return
     if code == 429 or code >= 500:
-        retry_after = response.headers.get("retry-after", "")
         raise DownloadError(f"HTTP {code}", transient=True,
-                            retry_after=float(retry_after) if retry_after.isdigit() else 0.0)
+                            retry_after=_seconds_to_wait(response.headers.get("retry-after", "")))
     raise DownloadError(f"HTTP {code}", transient=False)
+
+
+def _seconds_to_wait(retry_after: str) -> float:
+    """A Retry-After header's delay: seconds, or an HTTP date; 0 when absent or unreadable."""
+    if retry_after.strip().isdigit():
+        return float(retry_after)
+    try:
+        return max(0.0, email.utils.parsedate_to_datetime(retry_after).timestamp() - time.time())
+    except (TypeError, ValueError):
+        return 0.0
 
 
 def _save(response: httpx.Response, dest: Path, limits: IngestLimits, deadline: float,
           on_bytes: ProgressCallback | None, checkpoint: Callable[[], None] | None) -> int:
+    encoding = response.headers.get("content-encoding", "").strip().lower()
+    if encoding not in ("", "identity"):
+        raise DownloadError(f"the server sent a {printable(encoding)}-encoded body although an unencoded one was "
+                            "requested; encoded bodies are refused (they can expand without bound)", transient=False)
     declared = response.headers.get("content-length", "")
     total = int(declared) if declared.isdigit() else 0
     if total > limits.max_download_bytes:
         raise DownloadError(f"the file is {total} bytes, over the limit of {limits.max_download_bytes} bytes",
                             transient=False)
     part = dest.with_name(dest.name + ".part")
-    size = 0
+    size, window_start, window_size = 0, time.monotonic(), 0
     try:
         with open(part, "wb") as out:
-            for chunk in response.iter_bytes():
+            for chunk in response.iter_raw():  # the bytes as sent: nothing is decoded
                 size += len(chunk)
                 if size > limits.max_download_bytes:
                     raise DownloadError(f"the file is over the limit of {limits.max_download_bytes} bytes",
                                         transient=False)
-                if time.monotonic() > deadline:
+                now = time.monotonic()
+                if now > deadline:
                     raise DownloadError(f"took longer than {limits.total_timeout_s:g} s", transient=False)
+                if now - window_start >= limits.slow_window_s:
+                    speed = (size - window_size) / (now - window_start)
+                    if speed < limits.min_bytes_per_s:
+                        raise DownloadError(f"too slow: {speed:.0f} bytes/s over the last {now - window_start:.1f} s, "
+                                            f"under the minimum of {limits.min_bytes_per_s} bytes/s", transient=False)
+                    window_start, window_size = now, size
                 out.write(chunk)
                 if on_bytes:
                     on_bytes(size, total)

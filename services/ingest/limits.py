@@ -21,9 +21,15 @@ class IngestLimits:
     connect_timeout_s: float = 10.0
     read_timeout_s: float = 30.0            # the longest wait for the next bytes
     total_timeout_s: float = 3600.0         # the longest one download may take
+    min_bytes_per_s: int = 32_768           # a download slower than this on average over
+    slow_window_s: float = 60.0             # ... a window of this many seconds is abandoned
     max_redirects: int = 5
     retries: int = 3                        # extra attempts after the first
     backoff_s: float = 0.5                  # doubled on each retry
+    max_retry_wait_s: float = 10.0          # the longest wait before a retry (a longer Retry-After fails)
+    retry_budget_s: float = 30.0            # all waits before retries of one download together
+    inspect_workers: int = 4                # InspectDataset calls running at once (each downloads)
+    inspect_queue: int = 8                  # further calls waiting; beyond that RESOURCE_EXHAUSTED
     allow_networks: str = ""                # comma-separated CIDRs allowed despite being non-public
 
     @classmethod

@@ -11,8 +11,9 @@ from avlora.stage import StageContext, Throttle, UserError
 from avlora.store import UPLOAD_SCHEME, ArtifactStore, JobFiles
 from avlora.v1 import dataset_pb2
 from services.ingest import archive
-from services.ingest.fetch import download
+from services.ingest.fetch import download, redact_url
 from services.ingest.limits import IngestLimits
+from services.ingest.modes import ingest_mode
 
 ProgressFunction = Callable[..., None]  # (done, total, unit, message)
 
@@ -36,6 +37,7 @@ def ingest_dataset(params: JobParams, store: ArtifactStore, files: JobFiles, wor
     job's `ingest/` files and fetches the validation media; returns the Manifest. Raises UserError
     for bad input."""
     limits = limits or IngestLimits.from_env()
+    mode = ingest_mode(params)
     work_dir = Path(work_dir)
     progress = on_progress or (lambda *args, **kwargs: None)
     manifest = dataset_pb2.Manifest(job_id=files.job_id, archive_uri=params.training_data_url)
@@ -44,7 +46,7 @@ def ingest_dataset(params: JobParams, store: ArtifactStore, files: JobFiles, wor
         with (fetched(params.training_data_url, store, work_dir / "dataset.zip", limits, "dataset", progress,
                       checkpoint) as archive_path,
               archive.open_archive(archive_path) as zip_file):
-            plan = archive.plan_archive(zip_file, archive_path.stat().st_size, params.mode, limits)
+            plan = archive.plan_archive(zip_file, archive_path.stat().st_size, mode, limits)
             on_file = _throttled(progress, "files", "extracting")
             for entry, path, size in archive.extract(zip_file, plan, work_dir / "files", limits, on_file,
                                                      checkpoint):
@@ -59,14 +61,11 @@ def ingest_dataset(params: JobParams, store: ArtifactStore, files: JobFiles, wor
         if on_log:
             on_log(f"ignored {item.name}: {item.reason}")
     for index, entry in enumerate(params.validation):
-        media = manifest.validation.add(index=index, prompt=entry.prompt)
-        video_url = entry.video_url if params.mode == "v2a" else entry.reference_video_url
-        media.video_uri = _fetch_media(video_url, store, files, work_dir, f"validation[{index}] video", limits,
-                                       progress, checkpoint)
-        audio_url = getattr(entry, "reference_audio_url", None)
-        if audio_url:
-            media.audio_uri = _fetch_media(audio_url, store, files, work_dir, f"validation[{index}] audio",
-                                           limits, progress, checkpoint)
+        uris = {kind: _fetch_media(url, store, files, work_dir, f"validation[{index}] {kind}", limits, progress,
+                                   checkpoint)
+                for kind, url in mode.validation_urls(entry)}
+        manifest.validation.add(index=index, prompt=entry.prompt, video_uri=uris["video"],
+                                audio_uri=uris.get("audio", ""))
     return manifest
 
 
@@ -79,7 +78,7 @@ def fetched(url: str, store: ArtifactStore, dest: Path, limits: IngestLimits, la
             yield path
         return
     if not url.startswith(("http://", "https://")):
-        raise UserError(f"{label}: unsupported URL {url} (use http://, https:// or upload://)")
+        raise UserError(f"{label}: unsupported URL {redact_url(url)} (use http://, https:// or upload://)")
     dest.parent.mkdir(parents=True, exist_ok=True)
     download(url, dest, limits, label, _throttled(progress, "bytes", f"downloading {label}"), checkpoint)
     yield dest
@@ -89,9 +88,9 @@ def upload_key(url: str, store: ArtifactStore, label: str) -> str:
     try:
         key = store.key(url)
     except ValueError:
-        raise UserError(f"{label}: {url} is not a valid upload reference") from None
+        raise UserError(f"{label}: {redact_url(url)} is not a valid upload reference") from None
     if not store.exists(key):
-        raise UserError(f"{label}: upload {url} was not found (upload the file again)")
+        raise UserError(f"{label}: upload {redact_url(url)} was not found (upload the file again)")
     return key
 
 

@@ -4,6 +4,8 @@
 import asyncio
 import secrets
 import tempfile
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import grpc
@@ -12,14 +14,21 @@ from avlora.auth import LedgerAuthenticator
 from avlora.params import InvalidParams, from_proto
 from avlora.store import ArtifactStore, JobFiles, LocalFiles
 from avlora.v1 import dataset_pb2, stages_pb2, stages_pb2_grpc
-from avlora.stage import UserError
+from avlora.stage import JobCancelled, UserError
+from services.ingest.limits import IngestLimits
 from services.ingest.stage import ingest_dataset
 from services.preprocess.checks import inspect_dataset
 
 
 class PreprocessServicer(stages_pb2_grpc.PreprocessServiceServicer):
-    def __init__(self, store: ArtifactStore, authenticator: LedgerAuthenticator):
+    def __init__(self, store: ArtifactStore, authenticator: LedgerAuthenticator, limits: IngestLimits | None = None):
         self.store, self.authenticator = store, authenticator
+        self.limits = limits or IngestLimits.from_env()
+        # Inspections download: they run on their own bounded pool, calls beyond the pool and its
+        # queue are refused at once, and a call whose client is gone stops, so slow URLs cannot
+        # exhaust the server.
+        self.pool = ThreadPoolExecutor(self.limits.inspect_workers, thread_name_prefix="inspect")
+        self.slots = threading.BoundedSemaphore(self.limits.inspect_workers + self.limits.inspect_queue)
 
     async def InspectDataset(self, request: stages_pb2.InspectDatasetRequest,
                              context: grpc.aio.ServicerContext) -> dataset_pb2.DatasetReport:
@@ -29,13 +38,29 @@ class PreprocessServicer(stages_pb2_grpc.PreprocessServiceServicer):
             params = from_proto(request.params)
         except InvalidParams as error:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(error))
-        return await asyncio.to_thread(self.inspect, params)
+        if not self.slots.acquire(blocking=False):
+            await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, "too many InspectDataset calls in progress "
+                                f"(limit {self.limits.inspect_workers} running + {self.limits.inspect_queue} "
+                                "waiting); retry later")
+        client_gone = threading.Event()
+        call = self.pool.submit(self.inspect, params, client_gone.is_set)
+        call.add_done_callback(lambda _: self.slots.release())  # when the work ends, not the RPC
+        try:
+            return await asyncio.wrap_future(call)
+        except asyncio.CancelledError:
+            client_gone.set()
+            raise
 
-    def inspect(self, params) -> dataset_pb2.DatasetReport:
+    def inspect(self, params, client_gone=lambda: False) -> dataset_pb2.DatasetReport:
+        def checkpoint() -> None:
+            if client_gone():
+                raise JobCancelled()
+
         job_id = f"inspect-{secrets.token_hex(8)}"
         try:
             with tempfile.TemporaryDirectory(prefix=f"{job_id}-") as work_dir:
-                manifest = ingest_dataset(params, self.store, JobFiles(job_id), Path(work_dir) / "ingest")
+                manifest = ingest_dataset(params, self.store, JobFiles(job_id), Path(work_dir) / "ingest",
+                                          checkpoint=checkpoint, limits=self.limits)
                 return inspect_dataset(manifest, params, LocalFiles(self.store, Path(work_dir) / "inputs"))
         except UserError as error:
             return dataset_pb2.DatasetReport(ok=False, errors=[str(error)])

@@ -1,0 +1,63 @@
+"""InspectDataset downloads like ingest: on a real grpc.aio server (a real ledger checks the key),
+slow URLs cannot exhaust it. Calls beyond its pool and queue are refused at once, and a call whose
+client gave up stops downloading and frees its place."""
+
+import asyncio
+import threading
+
+import grpc
+import pytest
+from test_ingest_fetch import Handler, Server
+
+from avlora.auth import LedgerAuthenticator
+from avlora.params import to_proto
+from avlora.store import LocalStore
+from avlora.v1 import stages_pb2, stages_pb2_grpc
+from services.ingest.limits import IngestLimits
+from services.preprocess.server import PreprocessServicer
+from tests.preprocess_fixtures import small_v2a
+
+
+@pytest.fixture
+def ledger(make_stack):
+    return make_stack(services=("ledger",)).info
+
+
+async def test_slow_inspections_cannot_exhaust_the_server(tmp_path, ledger):
+    httpd = Server(("127.0.0.1", 0), Handler)
+    httpd.files, httpd.hits = {"notes.zip": b"not a zip"}, {}
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    base = f"http://127.0.0.1:{httpd.server_address[1]}"
+    limits = IngestLimits(allow_networks="127.0.0.0/8", inspect_workers=1, inspect_queue=1)
+    server = grpc.aio.server()
+    stages_pb2_grpc.add_PreprocessServiceServicer_to_server(
+        PreprocessServicer(LocalStore(tmp_path / "store"), LedgerAuthenticator(ledger["ledger_addr"]), limits), server)
+    port = server.add_insecure_port("127.0.0.1:0")
+    await server.start()
+    channel = grpc.aio.insecure_channel(f"127.0.0.1:{port}")
+    stub = stages_pb2_grpc.PreprocessServiceStub(channel)
+
+    def call(path: str, timeout: float):
+        request = stages_pb2.InspectDatasetRequest(params=to_proto(small_v2a(training_data_url=base + path)))
+        return stub.InspectDataset(request, timeout=timeout, metadata=[("authorization", f"Bearer {ledger['api_key']}")])
+
+    try:
+        slow = [asyncio.ensure_future(call("/drip", timeout=3)) for _ in range(2)]  # one running, one waiting
+        await asyncio.sleep(1.5)
+        with pytest.raises(grpc.aio.AioRpcError) as error:
+            await call("/files/notes.zip", timeout=2)
+        assert error.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+        assert error.value.details() == ("too many InspectDataset calls in progress (limit 1 running + 1 waiting); "
+                                         "retry later")
+        for future in slow:
+            with pytest.raises(grpc.aio.AioRpcError) as error:
+                await future
+            assert error.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
+        await asyncio.sleep(0.5)
+        report = await call("/files/notes.zip", timeout=10)  # the abandoned downloads stopped: room again
+        assert not report.ok and report.errors == ["dataset archive is not a zip file"]
+        assert httpd.hits["/drip"] == 1, "the waiting call never started downloading once its client was gone"
+    finally:
+        await channel.close()
+        await server.stop(None)
+        httpd.shutdown()
