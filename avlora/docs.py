@@ -5,6 +5,7 @@
 A test fails when README.md differs from what this prints."""
 
 import argparse
+import json
 import sys
 from pathlib import Path
 from typing import Literal, get_args, get_origin
@@ -26,8 +27,7 @@ def _default(name: str, field) -> str:
     if name == "validation_negative_prompt":
         return "built-in (below)"
     value = field.get_default(call_default_factory=True)
-    return "`" + (str(value).lower() if isinstance(value, bool) else repr(value) if isinstance(value, str)
-                  else str(value)) + "`"
+    return f"`{json.dumps(value)}`"
 
 
 def _type(field) -> str:
