@@ -1,65 +1,84 @@
 """The `avlora` command line."""
 
 import argparse
+import json
 import sys
 from pathlib import Path
 from typing import Literal, get_args, get_origin
 
 import grpc
 from google.protobuf import json_format
+from google.protobuf.descriptor import FieldDescriptor
 
 from avlora.client import Endpoints, as_url
-from avlora.params import AV2AVParams, V2AParams
-from avlora.v1 import jobs_pb2, params_pb2, stages_pb2
+from avlora.params import MODES, CommonParams, field_rules
+from avlora.progress import JobView, state_name
+from avlora.v1 import jobs_pb2, stages_pb2
 
-SCHEMAS = {"v2a": V2AParams, "av2av": AV2AVParams}
 SHORT_FLAGS = {"number_of_steps": "--steps"}
-TERMINAL = {jobs_pb2.SUCCEEDED, jobs_pb2.FAILED, jobs_pb2.CANCELLED}
+NOT_FLAGS = ("mode", "training_data_url", "validation")  # the positional DATA and --validation
 
 
-def state_name(state: int) -> str:
-    return jobs_pb2.JobState.Name(state)
-
-
-def _parameter_flags(parser: argparse.ArgumentParser, mode: str) -> None:
-    """One flag per seed parameter, from the schema (defaults and ranges are checked server-side)."""
-    for name, field in SCHEMAS[mode].model_fields.items():
-        if name in ("mode", "training_data_url", "validation"):
+def _parameter_flags(parser: argparse.ArgumentParser, schema: type[CommonParams]) -> None:
+    """One flag per parameter of the mode's schema, its help the field's meaning, allowed values and
+    default (the server checks the values)."""
+    for name, field in schema.model_fields.items():
+        if name in NOT_FLAGS:
             continue
         flags = [f"--{name.replace('_', '-')}"] + ([SHORT_FLAGS[name]] if name in SHORT_FLAGS else [])
+        rules = field_rules(field)
+        default = "the built-in list" if name == "validation_negative_prompt" else field.default
+        text = f"{field.description}" + (f"; {rules}" if rules else "") + f" (default: {default})"
+        text = text.replace("%", "%%")
         kind = field.annotation
         if get_origin(kind) is Literal:  # e.g. rank: Literal[8, 16, ...] -> int; resolution -> str
             kind = type(get_args(kind)[0])
         if kind is bool:
-            parser.add_argument(*flags, dest=name, action=argparse.BooleanOptionalAction, default=None)
+            parser.add_argument(*flags, dest=name, action=argparse.BooleanOptionalAction, default=None, help=text)
         else:
             parser.add_argument(*flags, dest=name, type=kind if kind in (int, float) else str, default=None,
-                                help=f"default: {field.default}")
-    item = "PROMPT|VIDEO" if mode == "v2a" else "PROMPT|REFERENCE_VIDEO[|REFERENCE_AUDIO]"
-    parser.add_argument("--validation", action="append", default=[], metavar=item,
-                        help="a validation sample (at most 2); local files are uploaded")
+                                help=text)
+    parser.add_argument("--validation", action="append", default=[], metavar=_validation_metavar(schema),
+                        help=f"{schema.model_fields['validation'].description}; local files are uploaded")
 
 
-def build_params(args, endpoints: Endpoints) -> params_pb2.JobParams:
-    values = {name: getattr(args, name) for name in SCHEMAS[args.mode].model_fields
-              if name not in ("mode", "validation") and getattr(args, name, None) is not None}
+def validation_sample(schema: type[CommonParams], entry: str, endpoints: Endpoints) -> dict:
+    """`PROMPT|MEDIA[|MEDIA]` as the mode's validation sample, local files uploaded."""
+    prompt, *media = entry.split("|")
+    fields = schema.validation_model().media_fields()
+    required = [name for name, needed in fields.items() if needed]
+    if len(media) < len(required) or len(media) > len(fields):
+        raise SystemExit(f"--validation {entry!r}: expected {_validation_metavar(schema)}")
+    return {"prompt": prompt} | {name: as_url(endpoints, value) for name, value in zip(fields, media)}
+
+
+def _validation_metavar(schema: type[CommonParams]) -> str:
+    fields = schema.validation_model().media_fields()
+    return "PROMPT" + "".join(f"|{name.removesuffix('_url').upper()}" if required
+                              else f"[|{name.removesuffix('_url').upper()}]" for name, required in fields.items())
+
+
+def sent_values(args, endpoints: Endpoints) -> dict:
+    """The parameters the user gave (flags set, the dataset, validation samples), by field name."""
+    schema = MODES[args.mode]
+    values = {name: getattr(args, name) for name in schema.model_fields
+              if name not in NOT_FLAGS and getattr(args, name, None) is not None}
     values["training_data_url"] = as_url(endpoints, args.data)
-    validation = []
-    for entry in args.validation:
-        prompt, *media = entry.split("|")
-        if not media:
-            raise SystemExit(f"--validation {entry!r}: expected {'PROMPT|VIDEO' if args.mode == 'v2a' else 'PROMPT|REFERENCE_VIDEO'}")
-        if args.mode == "v2a":
-            validation.append({"prompt": prompt, "video_url": as_url(endpoints, media[0])})
-        else:
-            item = {"prompt": prompt, "reference_video_url": as_url(endpoints, media[0])}
-            if len(media) > 1:
-                item["reference_audio_url"] = as_url(endpoints, media[1])
-            validation.append(item)
-    values["validation"] = validation
-    inner = params_pb2.V2AParams() if args.mode == "v2a" else params_pb2.AV2AVParams()
-    json_format.ParseDict(values, inner)
-    return params_pb2.JobParams(**{args.mode: inner})
+    values["validation"] = [validation_sample(schema, entry, endpoints) for entry in args.validation]
+    return values
+
+
+def changed_by_server(sent: dict, job: jobs_pb2.Job) -> list[str]:
+    """'name sent → effective' for every flag the server stored differently (e.g. snapped frames)."""
+    effective = getattr(job.params, job.params.WhichOneof("mode"))
+    lines = []
+    for name, value in sent.items():
+        if name in NOT_FLAGS:
+            continue
+        now = getattr(effective, name)
+        if now != value and not (isinstance(value, float) and abs(now - value) <= 1e-9 * max(1.0, abs(value))):
+            lines.append(f"{name} {value} → {now}")
+    return lines
 
 
 def _call(function, *args, **kwargs):
@@ -69,8 +88,33 @@ def _call(function, *args, **kwargs):
         raise SystemExit(f"error: {error.code().name}: {error.details()}") from None
 
 
-def job_json(job: jobs_pb2.Job) -> str:
-    return json_format.MessageToJson(job, preserving_proto_field_name=True)
+INT64 = {FieldDescriptor.TYPE_INT64, FieldDescriptor.TYPE_UINT64, FieldDescriptor.TYPE_SINT64,
+         FieldDescriptor.TYPE_FIXED64, FieldDescriptor.TYPE_SFIXED64}
+
+
+def message_dict(message) -> dict:
+    """A message as JSON data, 64-bit integers as numbers (protobuf's JSON writes them as strings)."""
+    data = json_format.MessageToDict(message, preserving_proto_field_name=True)
+    _int64_as_numbers(message.DESCRIPTOR, data)
+    return data
+
+
+def _int64_as_numbers(descriptor, data: dict) -> None:
+    for field in descriptor.fields:
+        if field.name not in data:
+            continue
+        values = data[field.name] if field.is_repeated else [data[field.name]]
+        if field.type in INT64:
+            numbers = [int(value) for value in values]
+            data[field.name] = numbers if field.is_repeated else numbers[0]
+        elif field.message_type is not None and not field.message_type.full_name.startswith("google.protobuf."):
+            for value in values:
+                if isinstance(value, dict):
+                    _int64_as_numbers(field.message_type, value)
+
+
+def to_json(message) -> str:
+    return json.dumps(message_dict(message), indent=2)
 
 
 def describe(job: jobs_pb2.Job, endpoints: Endpoints | None = None) -> str:
@@ -82,7 +126,7 @@ def describe(job: jobs_pb2.Job, endpoints: Endpoints | None = None) -> str:
         lines.append(f"  validation loss {progress.validation_loss:.4f} (untrained {progress.baseline_validation_loss:.4f})")
     if job.error:
         lines.append(f"  error: {job.error}")
-    for name, value in json_format.MessageToDict(job.outputs, preserving_proto_field_name=True).items():
+    for name, value in message_dict(job.outputs).items():
         lines.append(f"  {name}: {endpoints.local_path(value) if endpoints else value}")
     lines.append(f"  billed {job.billed_units} units x {job.unit_price} = {job.cost:.4f}")
     return "\n".join(lines)
@@ -90,19 +134,22 @@ def describe(job: jobs_pb2.Job, endpoints: Endpoints | None = None) -> str:
 
 def cmd_submit(args) -> int:
     endpoints = Endpoints.find(args.data_dir)
-    request = jobs_pb2.CreateJobRequest(params=build_params(args, endpoints), request_id=args.request_id or "")
+    sent = sent_values(args, endpoints)
+    request = jobs_pb2.CreateJobRequest(params=MODES[args.mode].message(sent), request_id=args.request_id or "")
     job = _call(endpoints.jobs().CreateJob, request, metadata=endpoints.auth, timeout=60)
-    print(job_json(job) if args.json else job.id)
+    for change in changed_by_server(sent, job):
+        print(f"note: the server set {change}", file=sys.stderr)
+    print(to_json(job) if args.json else job.id)
     return 0
 
 
 def cmd_inspect(args) -> int:
     """Every dataset check, without encoding or training: free, and nothing is recorded."""
     endpoints = Endpoints.find(args.data_dir)
-    request = stages_pb2.InspectDatasetRequest(params=build_params(args, endpoints))
+    request = stages_pb2.InspectDatasetRequest(params=MODES[args.mode].message(sent_values(args, endpoints)))
     report = _call(endpoints.preprocess_stub().InspectDataset, request, metadata=endpoints.auth, timeout=3600)
     if args.json:
-        print(json_format.MessageToJson(report, preserving_proto_field_name=True))
+        print(to_json(report))
         return 0 if report.ok else 1
     for clip in report.clips:
         verdict = "ok     " if clip.accepted else "skipped"
@@ -116,32 +163,16 @@ def cmd_inspect(args) -> int:
     return 0 if report.ok else 1
 
 
-def watch(endpoints: Endpoints, job_id: str, quiet: bool = False) -> jobs_pb2.Job:
-    """Follows a job to its end with a progress bar per stage; returns the final job."""
-    from tqdm import tqdm
-    bar, stage, job = None, None, None
+def watch(endpoints: Endpoints, job_id: str, out=sys.stdout) -> jobs_pb2.Job:
+    """Follows a job to its end, showing its progress on `out`; returns the final job."""
+    view, job = JobView(out), None
     try:
         for job in endpoints.jobs().WatchJob(jobs_pb2.GetJobRequest(job_id=job_id), metadata=endpoints.auth):
-            progress = job.progress
-            key = (progress.stage or state_name(job.state), progress.unit)
-            if not quiet and key != stage and progress.total:
-                if bar:
-                    bar.close()
-                bar, stage = tqdm(total=progress.total, desc=key[0], unit=f" {progress.unit}" if progress.unit else "it"), key
-            if bar and progress.total:
-                bar.n = min(progress.done, bar.total)
-                postfix = {"loss": f"{progress.loss:.4f}"} if progress.loss else {}
-                if progress.validation_loss:
-                    postfix["val"] = f"{progress.validation_loss:.4f}"
-                bar.set_postfix(postfix, refresh=False)
-                bar.refresh()
-            elif not quiet and progress.message:
-                tqdm.write(f"[{state_name(job.state)}] {progress.message}")
+            view.update(job)
     except grpc.RpcError as error:
+        view.close()
         raise SystemExit(f"error: {error.code().name}: {error.details()}") from None
-    finally:
-        if bar:
-            bar.close()
+    view.close(job)
     return job
 
 
@@ -155,7 +186,7 @@ def cmd_watch(args) -> int:
 def cmd_status(args) -> int:
     endpoints = Endpoints.find(args.data_dir)
     job = _call(endpoints.jobs().GetJob, jobs_pb2.GetJobRequest(job_id=args.job), metadata=endpoints.auth, timeout=30)
-    print(job_json(job) if args.json else describe(job, endpoints))
+    print(to_json(job) if args.json else describe(job, endpoints))
     return 0
 
 
@@ -171,9 +202,26 @@ def cmd_list(args) -> int:
 
 def cmd_cancel(args) -> int:
     endpoints = Endpoints.find(args.data_dir)
+    before = _call(endpoints.jobs().GetJob, jobs_pb2.GetJobRequest(job_id=args.job), metadata=endpoints.auth, timeout=30)
+    if before.state in ENDED:
+        return _already_ended(before, "had already")
     job = _call(endpoints.jobs().CancelJob, jobs_pb2.CancelJobRequest(job_id=args.job), metadata=endpoints.auth, timeout=30)
-    print(f"job {job.id}: {state_name(job.state)}")
+    if job.state in ENDED and job.state != jobs_pb2.CANCELLED:
+        return _already_ended(job, "ended before the cancel arrived:")
+    print(to_json(job) if args.json else f"job {job.id}: {state_name(job.state)}")
     return 0
+
+
+ENDED = (jobs_pb2.SUCCEEDED, jobs_pb2.FAILED, jobs_pb2.CANCELLED)
+
+
+def _already_ended(job: jobs_pb2.Job, how: str) -> int:
+    """Nothing to cancel. Exit 0 when the job is cancelled anyway, 1 when it finished otherwise."""
+    if job.state == jobs_pb2.CANCELLED:
+        print(f"job {job.id} was already cancelled")
+        return 0
+    print(f"job {job.id} {how} finished: {state_name(job.state)}; nothing to cancel")
+    return 1
 
 
 def cmd_usage(args) -> int:
@@ -181,7 +229,7 @@ def cmd_usage(args) -> int:
     usage = _call(endpoints.jobs().GetUsage, jobs_pb2.GetUsageRequest(job_id=args.job or ""),
                   metadata=endpoints.auth, timeout=30)
     if args.json:
-        print(json_format.MessageToJson(usage, preserving_proto_field_name=True))
+        print(to_json(usage))
         return 0
     for line in usage.lines:
         print(f"{line.job_id}  {line.mode:5}  {state_name(line.state):10}  {line.units:6} units  {line.cost:.4f}")
@@ -219,13 +267,14 @@ def main(argv: list[str] | None = None) -> int:
     for command, function, text in (("submit", cmd_submit, "submit a training job"),
                                     ("inspect", cmd_inspect, "check a dataset without training (free)")):
         modes = commands.add_parser(command, parents=[data_dir], help=text).add_subparsers(dest="mode", required=True)
-        for mode in SCHEMAS:
-            sub = modes.add_parser(mode, parents=[data_dir], help=f"{command} {mode}")
+        for mode, schema in MODES.items():
+            sub = modes.add_parser(mode, parents=[data_dir], help=schema.__doc__.split(":")[0],
+                                   description=schema.__doc__)
             sub.add_argument("data", help="a local .zip (uploaded) or an http(s)/upload:// URL")
             sub.add_argument("--json", action="store_true")
             if command == "submit":
                 sub.add_argument("--request-id", help="makes a retried submit return the same job")
-            _parameter_flags(sub, mode)
+            _parameter_flags(sub, schema)
             sub.set_defaults(run=function)
     for name, function, text in (("watch", cmd_watch, "follow a job; exit 0 only if it succeeds"),
                                  ("status", cmd_status, "show a job"), ("cancel", cmd_cancel, "cancel a job")):
@@ -235,7 +284,7 @@ def main(argv: list[str] | None = None) -> int:
         sub.set_defaults(run=function)
     listing = commands.add_parser("list", parents=[data_dir], help="list your jobs")
     listing.add_argument("--state", choices=[s for s in jobs_pb2.JobState.keys() if s != "JOB_STATE_UNSPECIFIED"])
-    listing.add_argument("--mode", choices=list(SCHEMAS))
+    listing.add_argument("--mode", choices=list(MODES))
     listing.add_argument("--limit", type=int, default=50)
     listing.set_defaults(run=cmd_list)
     usage = commands.add_parser("usage", parents=[data_dir], help="billed units and cost")
@@ -243,7 +292,7 @@ def main(argv: list[str] | None = None) -> int:
     usage.add_argument("--json", action="store_true")
     usage.set_defaults(run=cmd_usage)
     demo = commands.add_parser("demo-data", parents=[data_dir], help="write a small synthetic dataset")
-    demo.add_argument("mode", choices=list(SCHEMAS))
+    demo.add_argument("mode", choices=list(MODES))
     demo.add_argument("out")
     demo.set_defaults(run=cmd_demo_data)
     model = commands.add_parser("model", parents=[data_dir], help="model utilities")

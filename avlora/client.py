@@ -30,8 +30,10 @@ class Endpoints:
         api = env.get("AVLORA_ADDR") or info.get("ledger_addr")
         key = env.get("AVLORA_API_KEY") or info.get("api_key")
         if not api or not key:
-            raise SystemExit(f"no stack found: run `avlora up` (looked for {stack_file}) "
-                             "or set AVLORA_ADDR and AVLORA_API_KEY")
+            raise SystemExit(
+                f"no stack found: {stack_file} does not exist. Start one with `avlora up`, point to the "
+                "directory of a running one with --data-dir DIR (or AVLORA_DATA_DIR=DIR), or set "
+                "AVLORA_ADDR and AVLORA_API_KEY to reach a remote one")
         return cls(api=api, api_key=key, ingest=env.get("AVLORA_INGEST_ADDR") or info.get("ingest_addr", ""),
                    preprocess=env.get("AVLORA_PREPROCESS_ADDR") or info.get("preprocess_addr", ""),
                    store_dir=info.get("store_dir", ""))

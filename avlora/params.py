@@ -2,11 +2,13 @@
 and enum, the frame snapping and the reference-factor rules. The gRPC layer converts to and from
 the protobuf messages; everything else reads these models."""
 
-from typing import Annotated, Literal
+from typing import Annotated, ClassVar, Literal, Union, get_args, get_origin
 
 from google.protobuf import json_format
 from pydantic import (BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, field_validator,
                       model_validator)
+
+from pydantic.fields import FieldInfo
 
 from avlora.v1 import params_pb2
 
@@ -30,6 +32,30 @@ DEFAULT_NEGATIVE_PROMPT = (
 )
 
 
+def _bucket_table() -> str:
+    """The resolution table in words: 'with aspect_ratio 16:9 / 1:1 / 9:16: low 512x288 / ...'."""
+    ratios = get_args(AspectRatio)
+    rows = [f"{name} " + " / ".join("%dx%d" % RESOLUTION_BUCKETS[(name, ratio)] for ratio in ratios)
+            for name in get_args(ResolutionName)]
+    return f"with aspect_ratio {' / '.join(ratios)}: " + ", ".join(rows)
+
+
+def field_rules(field: FieldInfo) -> str:
+    """A field's allowed values in words: 'one of 8, 16, 32', '100 to 20000', '> 0 and <= 1.0'."""
+    if get_origin(field.annotation) is Literal:
+        return "one of " + ", ".join(str(value) for value in get_args(field.annotation))
+    bounds = {type(item).__name__: value for item in field.metadata
+              for value in [getattr(item, name, None) for name in ("ge", "gt", "le", "lt", "max_length")]
+              if value is not None}
+    if "Ge" in bounds and "Le" in bounds:
+        return f"{bounds['Ge']} to {bounds['Le']}"
+    words = {"Ge": ">=", "Gt": ">", "Le": "<=", "Lt": "<", "MaxLen": "at most"}
+    parts = [f"{words[kind]} {value}" for kind, value in bounds.items() if kind in words]
+    if "MaxLen" in bounds and get_origin(field.annotation) is list:
+        parts = [f"at most {bounds['MaxLen']} entries"]
+    return " and ".join(parts)
+
+
 def snap_frames(frames: int) -> int:
     """Snaps a frame count down to the nearest value with frames % 8 == 1."""
     return frames - ((frames - 1) % 8)
@@ -40,43 +66,65 @@ def billable_units(number_of_steps: int) -> int:
     return max(100, number_of_steps)
 
 
-class V2AValidation(BaseModel):
+class ValidationSample(BaseModel):
+    """One validation preview: a prompt, then the media it is made from (URLs, in field order)."""
+
     model_config = ConfigDict(extra="forbid")
-    prompt: str = ""
-    video_url: str = Field(min_length=1)
+    prompt: str = Field("", description="the text prompt of the preview")
+
+    @classmethod
+    def media_fields(cls) -> dict[str, bool]:
+        """The media URL fields, in order, each with whether it is required."""
+        return {name: field.is_required() for name, field in cls.model_fields.items() if name != "prompt"}
 
 
-class AV2AVValidation(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    prompt: str = ""
-    reference_video_url: str = Field(min_length=1)
-    reference_audio_url: str | None = None
+class V2AValidation(ValidationSample):
+    video_url: str = Field(min_length=1, description="a video the LoRA generates a soundtrack for")
+
+
+class AV2AVValidation(ValidationSample):
+    reference_video_url: str = Field(min_length=1, description=(
+        "the reference clip; its audio track is the audio reference unless reference_audio_url is given"))
+    reference_audio_url: str | None = Field(None, description="a separate audio reference")
 
 
 class CommonParams(BaseModel):
     """Parameters both seed pages share, with their defaults and ranges."""
 
     model_config = ConfigDict(extra="forbid", validate_default=True)
+    proto: ClassVar[type]  # the mode's message in params.proto
 
-    training_data_url: str = Field(min_length=1)
-    trigger_phrase: str = ""
-    rank: Literal[8, 16, 32, 64, 128] = 32
-    number_of_steps: int = Field(2000, ge=100, le=20000)
-    learning_rate: float = Field(0.0002, gt=0, le=1.0)
-    number_of_frames: int = Field(89, ge=9, le=121)
-    frame_rate: int = Field(24, ge=8, le=60)
-    resolution: ResolutionName = "medium"
-    aspect_ratio: AspectRatio = "1:1"
-    auto_scale_input: bool = False
-    split_input_into_scenes: bool = False
-    split_input_duration_threshold: float = Field(30.0, ge=1.0, le=60.0)
-    validation_negative_prompt: str = DEFAULT_NEGATIVE_PROMPT
-    validation_number_of_frames: int = Field(89, ge=9, le=121)
-    validation_frame_rate: int = Field(24, ge=8, le=60)
-    validation_resolution: ResolutionName = "high"
-    validation_aspect_ratio: AspectRatio = "1:1"
-    stg_scale: float = Field(1.0, ge=0.0, le=3.0)
-    debug_dataset: bool = False
+    training_data_url: str = Field(
+        min_length=1, description="the .zip of training clips: an http(s):// URL or an upload:// reference")
+    trigger_phrase: str = Field("", description="prepended to every caption; use it in prompts at inference")
+    rank: Literal[8, 16, 32, 64, 128] = Field(32, description="LoRA rank: the adapter's capacity")
+    number_of_steps: int = Field(2000, ge=100, le=20000,
+                                 description="optimizer steps; billed as max(100, steps) units")
+    learning_rate: float = Field(0.0002, gt=0, le=1.0, description="optimizer step size")
+    number_of_frames: int = Field(89, ge=9, le=121, description=(
+        "frames per training clip, snapped down to frames % 8 == 1 (90 becomes 89); shorter clips "
+        "are skipped unless auto_scale_input"))
+    frame_rate: int = Field(24, ge=8, le=60, description="frames per second clips are retimed to")
+    resolution: ResolutionName = Field("medium", description=f"training size bucket; {_bucket_table()}")
+    aspect_ratio: AspectRatio = Field("1:1", description="training aspect ratio; clips are scaled to fill it and centre-cropped")
+    auto_scale_input: bool = Field(False, description=(
+        "retime clips shorter than number_of_frames to fill it instead of skipping them"))
+    split_input_into_scenes: bool = Field(False, description=(
+        "cut clips longer than split_input_duration_threshold at scene changes (v2a only)"))
+    split_input_duration_threshold: float = Field(30.0, ge=1.0, le=60.0, description=(
+        "seconds above which a clip is split into scenes, when splitting is on"))
+    validation_negative_prompt: str = Field(DEFAULT_NEGATIVE_PROMPT, description=(
+        "what validation previews steer away from (default: a built-in list of quality faults)"))
+    validation_number_of_frames: int = Field(89, ge=9, le=121, description=(
+        "frames per validation preview, snapped down to frames % 8 == 1"))
+    validation_frame_rate: int = Field(24, ge=8, le=60, description="frames per second of validation previews")
+    validation_resolution: ResolutionName = Field("high", description=(
+        "size bucket of validation previews (the same table as resolution)"))
+    validation_aspect_ratio: AspectRatio = Field("1:1", description="aspect ratio of validation previews")
+    stg_scale: float = Field(1.0, ge=0.0, le=3.0, description=(
+        "spatio-temporal guidance strength of validation previews; 0 turns it off"))
+    debug_dataset: bool = Field(False, description=(
+        "also return an archive of the fitted clips, their audio and captions, for inspection"))
 
     @field_validator("training_data_url")
     @classmethod
@@ -100,18 +148,45 @@ class CommonParams(BaseModel):
         return RESOLUTION_BUCKETS[(self.validation_resolution, self.validation_aspect_ratio)]
 
 
+    @classmethod
+    def mode_name(cls) -> str:
+        return cls.model_fields["mode"].default
+
+    @classmethod
+    def validation_model(cls) -> type[ValidationSample]:
+        return get_args(cls.model_fields["validation"].annotation)[0]
+
+    @classmethod
+    def message(cls, values: dict) -> params_pb2.JobParams:
+        """A JobParams message of this mode from plain field values (as JSON would spell them)."""
+        inner = cls.proto()
+        json_format.ParseDict(values, inner)
+        return params_pb2.JobParams(**{cls.mode_name(): inner})
+
+
 class V2AParams(CommonParams):
+    """Video to audio (foley): the video is fixed conditioning; the LoRA learns to generate its soundtrack."""
+
+    proto: ClassVar = params_pb2.V2AParams
     mode: Literal["v2a"] = "v2a"
-    validation: list[V2AValidation] = Field(default_factory=list, max_length=2)
+    validation: list[V2AValidation] = Field(default_factory=list, max_length=2, description=(
+        "up to 2 preview samples, each a prompt and a video to generate audio for"))
 
 
 class AV2AVParams(CommonParams):
+    """Audio+video to audio+video: a reference clip (video and audio) conditions a generated target clip."""
+
+    proto: ClassVar = params_pb2.AV2AVParams
     mode: Literal["av2av"] = "av2av"
-    reference_downscale_factor: int = Field(1, ge=1, le=8)
-    reference_temporal_scale_factor: int = Field(1, ge=1, le=8)
-    audio_normalize: bool = True
-    audio_preserve_pitch: bool = True
-    validation: list[AV2AVValidation] = Field(default_factory=list, max_length=2)
+    reference_downscale_factor: int = Field(1, ge=1, le=8, description=(
+        "shrink the reference video by this factor before encoding; width/factor and height/factor "
+        "must be multiples of 32 at the training and validation sizes"))
+    reference_temporal_scale_factor: int = Field(1, ge=1, le=8, description=(
+        "keep every n-th reference frame; (frames - 1) / factor must be a multiple of 8 for both frame counts"))
+    audio_normalize: bool = Field(True, description="peak-normalize every clip's audio")
+    audio_preserve_pitch: bool = Field(True, description="keep the pitch when audio is stretched to a retimed clip")
+    validation: list[AV2AVValidation] = Field(default_factory=list, max_length=2, description=(
+        "up to 2 preview samples, each a prompt, a reference video and optionally a reference audio"))
 
     @model_validator(mode="after")
     def _reference_rules(self) -> "AV2AVParams":
@@ -138,6 +213,8 @@ class AV2AVParams(CommonParams):
 
 
 JobParams = V2AParams | AV2AVParams
+# Every mode by name. A new mode is one params class here (and its message in params.proto).
+MODES: dict[str, type[CommonParams]] = {model.mode_name(): model for model in (V2AParams, AV2AVParams)}
 
 
 class InvalidParams(ValueError):
@@ -159,22 +236,18 @@ def from_proto(message: params_pb2.JobParams) -> JobParams:
     if mode is None:
         raise InvalidParams("params: exactly one of v2a or av2av is required")
     data = json_format.MessageToDict(getattr(message, mode), preserving_proto_field_name=True)
-    model = V2AParams if mode == "v2a" else AV2AVParams
     try:
-        return model.model_validate(data)
+        return MODES[mode].model_validate(data)
     except ValidationError as error:
         raise InvalidParams(_describe(error)) from None
 
 
 def to_proto(params: JobParams) -> params_pb2.JobParams:
     """The effective parameters as a JobParams message, every field set."""
-    data = params.model_dump(exclude={"mode"}, exclude_none=True)
-    inner = params_pb2.V2AParams() if params.mode == "v2a" else params_pb2.AV2AVParams()
-    json_format.ParseDict(data, inner)
-    return params_pb2.JobParams(**{params.mode: inner})
+    return type(params).message(params.model_dump(exclude={"mode"}, exclude_none=True))
 
 
-_STORED = TypeAdapter(Annotated[V2AParams | AV2AVParams, Field(discriminator="mode")])
+_STORED = TypeAdapter(Annotated[Union[tuple(MODES.values())], Field(discriminator="mode")])
 
 
 def from_json(text: str) -> JobParams:

@@ -2,6 +2,7 @@
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -54,10 +55,19 @@ def status(data_dir, job_id) -> dict:
 def test_v2a_job_end_to_end_through_the_cli(stack_dir, tmp_path):
     data = write_demo_dataset("v2a", tmp_path / "demo.zip", clips=4, frames=17, size=(96, 96))
     silent = write_validation_clip(tmp_path / "silent.mp4", "v2a", frames=17, size=(96, 96))
-    job_id = cli(stack_dir, "submit", "v2a", data, "--steps", "100", "--trigger-phrase", "bnc3",
-                 "--validation", f"bnc3 a ball|{silent}", *SMALL).stdout.strip()
+    submitted = cli(stack_dir, "submit", "v2a", data, "--steps", "100", "--trigger-phrase", "bnc3",
+                    "--validation", f"bnc3 a ball|{silent}", *SMALL, "--validation-number-of-frames", "18")
+    job_id = submitted.stdout.strip()
+    assert submitted.stderr == "note: the server set validation_number_of_frames 18 → 17\n"
     watched = cli(stack_dir, "watch", job_id, check=False)
     assert watched.returncode == 0, watched.stdout + watched.stderr
+    # Not a terminal: plain lines, each phase ended once with its full count, the summary on its own lines.
+    lines = watched.stdout.splitlines()
+    assert "\r" not in watched.stdout and "\x1b" not in watched.stdout
+    assert len([line for line in lines if re.fullmatch(r"preprocess files 4/4 in [\dm]+s", line)]) == 1, lines
+    assert len([line for line in lines if re.fullmatch(r"train steps 100/100 in [\dm]+s \(.*loss [\d.]+.*\)", line)]) == 1, lines
+    assert lines.count("[SUCCEEDED]") == 1 and f"job {job_id} (v2a): SUCCEEDED" in lines
+    assert all(line.count("[") <= 1 for line in lines), lines
     job = status(stack_dir, job_id)
     assert job["state"] == "SUCCEEDED" and job["params"]["v2a"]["number_of_frames"] == 17
     outputs = job["outputs"]
@@ -67,12 +77,12 @@ def test_v2a_job_end_to_end_through_the_cli(stack_dir, tmp_path):
         assert (store / uri.removeprefix("store://")).stat().st_size > 0
     config = json.loads((store / outputs["config_file"].removeprefix("store://")).read_text())
     assert config["trigger_phrase"] == "bnc3"
-    assert job["billed_units"] == "100" and job["cost"] == pytest.approx(0.49)
+    assert job["billed_units"] == 100 and job["cost"] == pytest.approx(0.49)
     # It learned: the held-out validation loss is below the untrained model's.
     assert job["progress"]["validation_loss"] < job["progress"]["baseline_validation_loss"]
     assert "validation loss" in cli(stack_dir, "status", job_id).stdout
     usage = json.loads(cli(stack_dir, "usage", "--json").stdout)
-    assert usage["total_units"] == "100"
+    assert usage["total_units"] == 100
     assert job_id in cli(stack_dir, "list").stdout
 
 
@@ -84,7 +94,7 @@ def test_av2av_job_end_to_end_through_the_cli(stack_dir, tmp_path):
     assert cli(stack_dir, "watch", job_id, check=False).returncode == 0, status(stack_dir, job_id)
     job = status(stack_dir, job_id)
     assert {"lora_file", "config_file", "video"} <= set(job["outputs"])
-    assert job["billed_units"] == "100" and job["cost"] == pytest.approx(0.68)
+    assert job["billed_units"] == 100 and job["cost"] == pytest.approx(0.68)
 
 
 def test_a_bad_dataset_fails_with_the_file_named_and_is_billed_zero(stack_dir, tmp_path):
@@ -96,7 +106,10 @@ def test_a_bad_dataset_fails_with_the_file_named_and_is_billed_zero(stack_dir, t
     assert watched.returncode == 1
     job = status(stack_dir, job_id)
     assert job["state"] == "FAILED" and "quiet.mp4" in job["error"] and "audio" in job["error"]
-    assert job.get("billed_units", "0") == "0"
+    assert job.get("billed_units", 0) == 0
+    cancelled = cli(stack_dir, "cancel", job_id, check=False)
+    assert cancelled.returncode == 1
+    assert cancelled.stdout == f"job {job_id} had already finished: FAILED; nothing to cancel\n"
 
 
 def test_inspect_reports_what_is_wrong_before_paying(stack_dir, tmp_path):
@@ -151,7 +164,7 @@ def test_broken_and_hostile_archives_fail_billed_zero_and_ingest_keeps_serving(s
         for name, job_id in jobs.items():
             job = wait_until_ended(stack_dir, job_id)
             assert job["state"] == "FAILED" and expected[name].lower() in job["error"].lower(), (name, job)
-            assert job.get("billed_units", "0") == "0"
+            assert job.get("billed_units", 0) == 0
     finally:
         server.shutdown()
     assert not (stack_dir / "escape.mp4").exists() and not (stack_dir.parent / "escape.mp4").exists()
@@ -186,7 +199,8 @@ def test_cancelling_a_running_job(stack_dir, tmp_path):
     assert "CANCELLED" in cli(stack_dir, "cancel", job_id).stdout
     assert cli(stack_dir, "watch", job_id, check=False).returncode == 1
     job = status(stack_dir, job_id)
-    assert job["state"] == "CANCELLED" and job.get("billed_units", "0") == "0"
+    assert job["state"] == "CANCELLED" and job.get("billed_units", 0) == 0
+    assert cli(stack_dir, "cancel", job_id).stdout == f"job {job_id} was already cancelled\n"
     # The trainer stops within seconds: it reports no job any more.
     info = json.loads((stack_dir / "stack.json").read_text())
     with grpc.insecure_channel(info["trainer_addr"]) as channel:
