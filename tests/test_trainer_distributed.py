@@ -12,13 +12,14 @@ from safetensors.torch import load_file
 from trainer_sets import TrainerRun, trainer_environment
 
 from avlora.store import JobFiles
+from avlora.model.cache import V2A_KEYS
 from avlora.model.components import load_for_training
 from avlora.stage import JobCancelled
 from services.trainer import stage
 from services.trainer.data import load_sample, load_training_set, split_holdout
 from services.trainer.distributed import World
 from services.trainer.strategies import strategy_for
-from services.trainer.training import GRAD_CLIP_NORM, Trainer, TrainerOptions
+from services.trainer.training import GRAD_CLIP_NORM, Trainer, TrainerOptions, learning_rate
 
 ENV = {"AVLORA_TRAIN_PROCESSES": "2", "AVLORA_TRAIN_DEVICE": "cpu", "AVLORA_TRAIN_CHECKPOINT_EVERY": "25",
        "AVLORA_TRAIN_VALIDATION_EVERY": "50", "AVLORA_TRAIN_PREVIEW_EVERY": "50",
@@ -80,13 +81,13 @@ def test_the_ranks_average_their_gradients(job, tiny_model_dir):
     its own clip and noise (which differ: one rank's gradient alone would give another LoRA)."""
     run, _, _ = job
     training_set = load_training_set(run.store, run.uri)
-    samples = [load_sample(run.store, s.name, s.uri, "v2a") for s in training_set.samples]
+    samples = [load_sample(run.store, s.name, s.uri, V2A_KEYS) for s in training_set.samples]
     train_samples, held_out = split_holdout(samples)
     model = load_for_training(tiny_model_dir)
     trainer = Trainer(run.context("reference"), model, strategy_for(run.params), train_samples, held_out,
                       training_set.frame_rate, TrainerOptions.from_env())
     ranks_differ = []
-    for _ in range(run.params.number_of_steps):
+    for step in range(run.params.number_of_steps):
         shared = trainer.generator.get_state()
         for world in (World(0, 2), World(1, 2)):
             trainer.generator.set_state(shared)
@@ -98,6 +99,8 @@ def test_the_ranks_average_their_gradients(job, tiny_model_dir):
         for param in trainer.params:
             param.grad /= 2
         torch.nn.utils.clip_grad_norm_(trainer.params, GRAD_CLIP_NORM)
+        for group in trainer.optimizer.param_groups:
+            group["lr"] = learning_rate(run.params.learning_rate, step, run.params.number_of_steps)
         trainer.optimizer.step()
         trainer.optimizer.zero_grad(set_to_none=True)
     assert all(ranks_differ)

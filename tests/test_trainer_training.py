@@ -18,7 +18,7 @@ def _first_sample(tmp_path, model_dir, params):
     store = LocalStore(tmp_path / "store")
     uri = build_training_set(store, model_dir, "job", params, clips=1, validations=0)
     entry = load_training_set(store, uri).samples[0]
-    return load_sample(store, entry.name, entry.uri, params.mode)
+    return load_sample(store, entry.name, entry.uri, strategy_for(params).cache_keys)
 
 
 def test_v2a_scores_audio_only(tmp_path, tiny_model_dir):
@@ -90,7 +90,7 @@ def test_sigmas_shift_with_token_count():
     generator = torch.Generator().manual_seed(0)
     few = torch.tensor([sample_sigma(100, generator) for _ in range(400)])
     many = torch.tensor([sample_sigma(4096, generator) for _ in range(400)])
-    assert few.median() < many.median() and 0 < few.min() and many.max() < 1
+    assert few.median() < many.median() and 1e-3 <= few.min() and many.max() <= 1
 
 
 def test_previews_run_at_intervals_by_default():

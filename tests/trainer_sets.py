@@ -92,7 +92,8 @@ class TrainerRun:
 
     def context(self, job_id: str, input_uri: str = "", attempt: int = 1) -> JobContext:
         ctx = JobContext.for_test(job_id, self.params, self.store, input_uri or self.uri, stage="train",
-                                    settings=Settings(model_dir=str(self.model_dir)))
+                                    settings=Settings(model_dir=str(self.model_dir), store=str(self.store.root),
+                                                      data_dir=self.store.root.parent))
         ctx.attempt = attempt
         return ctx
 

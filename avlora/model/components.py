@@ -16,6 +16,8 @@ from diffusers import (
 from diffusers.pipelines.ltx2 import LTX2TextConnectors, LTX2Vocoder, LTX2VocoderWithBWE
 from transformers import AutoTokenizer, Gemma3ForConditionalGeneration
 
+from avlora.model.encode import text_length
+
 
 @dataclass
 class Encoders:
@@ -24,6 +26,7 @@ class Encoders:
     audio_vae: AutoencoderKLLTX2Audio
     text_encoder: Gemma3ForConditionalGeneration
     tokenizer: object
+    text_length: int  # prompts are padded to this many tokens (avlora.model.encode.text_length)
 
 
 @dataclass
@@ -59,24 +62,31 @@ def load_encoders(model_dir: str | Path, device: str | torch.device = "cpu",
     path = _check_dir(model_dir)
     tokenizer = AutoTokenizer.from_pretrained(path / "tokenizer", local_files_only=True)
     tokenizer.padding_side = "left"
+    connectors = json.loads((path / "connectors" / "config.json").read_text())
+    registers = connectors.get("video_connector_num_learnable_registers", 128)
     return Encoders(
         vae=_load(AutoencoderKLLTX2Video, path, "vae", device, dtype),
         audio_vae=_load(AutoencoderKLLTX2Audio, path, "audio_vae", device, dtype),
         text_encoder=_load(Gemma3ForConditionalGeneration, path, "text_encoder", device, dtype),
         tokenizer=tokenizer,
+        text_length=text_length(tokenizer, registers),
     )
 
 
 def load_for_training(model_dir: str | Path, device: str | torch.device = "cpu",
-                      dtype: torch.dtype = torch.float32) -> TrainingModel:
-    """All weights frozen (the trainer adds the LoRA); no text encoder."""
+                      dtype: torch.dtype = torch.float32,
+                      decoders_device: str | torch.device | None = None) -> TrainingModel:
+    """All weights frozen (the trainer adds the LoRA); no text encoder. The decoders (video VAE,
+    audio VAE, vocoder) go to `decoders_device` (default: `device`); the trainer keeps them on the
+    host and moves them to the GPU only while a preview decodes."""
     path = _check_dir(model_dir)
+    decoders_device = decoders_device or device
     return TrainingModel(
         transformer=_load(LTX2VideoTransformer3DModel, path, "transformer", device, dtype),
         connectors=_load(LTX2TextConnectors, path, "connectors", device, dtype),
-        vae=_load(AutoencoderKLLTX2Video, path, "vae", device, dtype),
-        audio_vae=_load(AutoencoderKLLTX2Audio, path, "audio_vae", device, dtype),
-        vocoder=_load(_vocoder_class(path), path, "vocoder", device, dtype),
+        vae=_load(AutoencoderKLLTX2Video, path, "vae", decoders_device, dtype),
+        audio_vae=_load(AutoencoderKLLTX2Audio, path, "audio_vae", decoders_device, dtype),
+        vocoder=_load(_vocoder_class(path), path, "vocoder", decoders_device, dtype),
         scheduler=FlowMatchEulerDiscreteScheduler.from_pretrained(path / "scheduler", local_files_only=True),
     )
 

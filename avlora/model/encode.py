@@ -3,18 +3,26 @@
 Cached latents are in the transformer's space: normalised with the VAEs' latent statistics and
 unpacked. Video: [128, F', H', W'] with F' = (F - 1) / 8 + 1, H' = H / 32, W' = W / 32. Audio:
 [8, T', 16], 25 latents per second. Prompts are cached compactly: only the valid (unpadded)
-rows of the text encoder's stacked hidden states, plus the full-length mask."""
+rows of the text encoder's stacked hidden states, plus the full-length mask (TEXT_LENGTH tokens,
+left-padded, as Lightricks' Gemma tokenizer wrapper and diffusers' LTX2Pipeline pad them). The
+tensor keys of the cache are in avlora.model.cache."""
 
 import math
 
 import torch
 from diffusers import LTX2Pipeline
 
+from avlora.model.cache import PROMPT_EMBEDS, PROMPT_MASK
+
 AUDIO_SAMPLE_RATE = 16000
 AUDIO_LATENTS_PER_SECOND = 25
 MEL_BINS = 64
 HOP_LENGTH = 160
 N_FFT = 1024
+# Prompts are padded to 1024 tokens (ltx-core TOKENIZER_MAX_LENGTH, diffusers max_sequence_length),
+# never to tokenizer.model_max_length (often a 1e30 placeholder); the connectors need a multiple of
+# their 128 registers.
+TEXT_LENGTH = 1024
 
 
 def audio_latent_count(num_frames: int, frame_rate: float) -> int:
@@ -110,12 +118,22 @@ def decode_audio(audio_vae, vocoder, latents: torch.Tensor) -> torch.Tensor:
     return vocoder(mel.to(vocoder.dtype))[0].float().cpu()
 
 
+def text_length(tokenizer, registers: int | None = None) -> int:
+    """The padded prompt length: TEXT_LENGTH, or a smaller model's own maximum (the tiny model's 32,
+    from its tokenizer directory); checked against the connectors' register count when given."""
+    length = int(min(TEXT_LENGTH, tokenizer.model_max_length))
+    if registers and length % registers:
+        raise ValueError(f"text length {length} is not a multiple of the connectors' {registers} registers")
+    return length
+
+
 @torch.no_grad()
-def encode_prompts(text_encoder, tokenizer, prompts: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
+def encode_prompts(text_encoder, tokenizer, prompts: list[str],
+                   length: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """Prompts -> (stacked hidden states of every text-encoder layer [B, L, hidden * (layers + 1)],
-    mask [B, L] int64), left-padded to the tokenizer's model_max_length: what the connectors take."""
+    mask [B, L] int64), left-padded to `length` (default text_length(tokenizer)): what the connectors take."""
     tokenizer.padding_side = "left"
-    tokens = tokenizer([p.strip() for p in prompts], padding="max_length", max_length=tokenizer.model_max_length,
+    tokens = tokenizer([p.strip() for p in prompts], padding="max_length", max_length=length or text_length(tokenizer),
                        truncation=True, add_special_tokens=True, return_tensors="pt")
     ids, mask = tokens.input_ids.to(text_encoder.device), tokens.attention_mask.to(text_encoder.device)
     hidden = text_encoder(input_ids=ids, attention_mask=mask, output_hidden_states=True).hidden_states
@@ -123,14 +141,14 @@ def encode_prompts(text_encoder, tokenizer, prompts: list[str]) -> tuple[torch.T
 
 
 def prompt_to_cache(embeds: torch.Tensor, mask: torch.Tensor) -> dict[str, torch.Tensor]:
-    """One prompt's (embeds [L, D], mask [L]) -> {"prompt_embeds": valid rows [n, D], "prompt_mask": [L]}."""
-    return {"prompt_embeds": embeds[mask.bool()].contiguous().cpu(), "prompt_mask": mask.to(torch.int64).cpu()}
+    """One prompt's (embeds [L, D], mask [L]) -> {PROMPT_EMBEDS: valid rows [n, D], PROMPT_MASK: [L]}."""
+    return {PROMPT_EMBEDS: embeds[mask.bool()].contiguous().cpu(), PROMPT_MASK: mask.to(torch.int64).cpu()}
 
 
 def prompt_from_cache(tensors: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
     """The inverse of prompt_to_cache: (embeds [1, L, D] with zero padding rows, mask [1, L])."""
-    mask = tensors["prompt_mask"]
-    rows = tensors["prompt_embeds"]
+    mask = tensors[PROMPT_MASK]
+    rows = tensors[PROMPT_EMBEDS]
     embeds = rows.new_zeros(mask.shape[0], rows.shape[-1])
     embeds[mask.bool()] = rows
     return embeds.unsqueeze(0), mask.unsqueeze(0)

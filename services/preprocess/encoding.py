@@ -1,4 +1,4 @@
-"""Fitted media -> the tensors the trainer reads (keys as in .notes/model-ready.md), through the
+"""Fitted media -> the tensors the trainer reads (keys in avlora.model.cache), through the
 encoders of avlora.model. One safetensors file per training item, validation item and the
 negative prompt."""
 
@@ -6,6 +6,7 @@ import numpy as np
 import torch
 from safetensors.torch import save
 
+from avlora.model.cache import AUDIO_LATENTS, REF_AUDIO_LATENTS, REF_VIDEO_LATENTS, VIDEO_LATENTS
 from avlora.model.components import load_encoders
 from avlora.model.encode import audio_latent_count, encode_audio, encode_prompts, encode_video, prompt_to_cache
 from services.preprocess.clips import FitSettings, FittedClip
@@ -23,8 +24,9 @@ class DatasetEncoder:
         self.encoders = load_encoders(model_dir, device, dtype)
 
     def prompt(self, text: str) -> Tensors:
-        """`prompt_embeds` (the valid rows) and `prompt_mask` of one prompt."""
-        embeds, mask = encode_prompts(self.encoders.text_encoder, self.encoders.tokenizer, [text])
+        """The prompt keys (the valid rows and the mask) of one prompt."""
+        embeds, mask = encode_prompts(self.encoders.text_encoder, self.encoders.tokenizer, [text],
+                                      self.encoders.text_length)
         return prompt_to_cache(embeds[0], mask[0])
 
     def video(self, frames: np.ndarray) -> torch.Tensor:
@@ -35,18 +37,18 @@ class DatasetEncoder:
         return encode_audio(self.encoders.audio_vae, torch.from_numpy(audio), num_latents=latents).cpu()
 
     def training_sample(self, clip: FittedClip, settings: FitSettings) -> Tensors:
-        tensors = {"video_latents": self.video(clip.frames), "audio_latents": self.audio(clip.audio, settings)}
+        tensors = {VIDEO_LATENTS: self.video(clip.frames), AUDIO_LATENTS: self.audio(clip.audio, settings)}
         if clip.reference_frames is not None:
-            tensors["ref_video_latents"] = self.video(clip.reference_frames)
-            tensors["ref_audio_latents"] = self.audio(clip.reference_audio, settings)
+            tensors[REF_VIDEO_LATENTS] = self.video(clip.reference_frames)
+            tensors[REF_AUDIO_LATENTS] = self.audio(clip.reference_audio, settings)
         return tensors | self.prompt(clip.caption)
 
     def validation_sample(self, fitted: FittedValidation, settings: FitSettings) -> Tensors:
         if fitted.audio is None:
-            tensors = {"video_latents": self.video(fitted.frames)}
+            tensors = {VIDEO_LATENTS: self.video(fitted.frames)}
         else:
-            tensors = {"ref_video_latents": self.video(fitted.frames),
-                       "ref_audio_latents": self.audio(fitted.audio, settings)}
+            tensors = {REF_VIDEO_LATENTS: self.video(fitted.frames),
+                       REF_AUDIO_LATENTS: self.audio(fitted.audio, settings)}
         return tensors | self.prompt(fitted.prompt)
 
 

@@ -1,4 +1,5 @@
-"""The cached training set as tensors: the keys preprocessing writes (see .notes/model-ready.md)."""
+"""The cached training set as tensors (the keys preprocessing writes: avlora.model.cache). Samples
+stay on the host (pinned when training on a GPU) and move to the device one at a time."""
 
 import hashlib
 from dataclasses import dataclass
@@ -6,6 +7,10 @@ from dataclasses import dataclass
 import torch
 from safetensors.torch import load
 
+from avlora.model.cache import (
+    AUDIO_LATENTS, PROMPT_EMBEDS, PROMPT_KEYS, PROMPT_MASK, REF_AUDIO_LATENTS, REF_VIDEO_LATENTS, VIDEO_LATENTS,
+    ModeKeys,
+)
 from avlora.model.encode import prompt_from_cache
 from avlora.store import ArtifactStore
 from avlora.v1 import dataset_pb2
@@ -24,11 +29,12 @@ class Prompt:
 
     def expand(self, device, dtype) -> tuple[torch.Tensor, torch.Tensor]:
         """(embeds [1, L, D] with zero rows where padded, mask [1, L]) on the device."""
-        return prompt_from_cache({"prompt_embeds": self.rows.to(device, dtype), "prompt_mask": self.mask.to(device)})
+        return prompt_from_cache({PROMPT_EMBEDS: self.rows.to(device, dtype, non_blocking=True),
+                                  PROMPT_MASK: self.mask.to(device, non_blocking=True)})
 
 
 def _prompt(tensors: dict[str, torch.Tensor]) -> Prompt:
-    return Prompt(tensors["prompt_embeds"], tensors["prompt_mask"])
+    return Prompt(tensors[PROMPT_EMBEDS], tensors[PROMPT_MASK])
 
 
 @dataclass
@@ -43,33 +49,31 @@ class Sample:
     ref_audio: torch.Tensor | None = None
 
     def to(self, device: torch.device, dtype: torch.dtype) -> "Sample":
-        move = lambda t: None if t is None else t.to(device, dtype)  # noqa: E731
+        move = lambda t: None if t is None else t.to(device, dtype, non_blocking=True)  # noqa: E731
         return Sample(self.name, self.prompt, move(self.video), move(self.audio), move(self.ref_video),
                       move(self.ref_audio))
+
+    def pinned(self) -> "Sample":
+        """The same sample in page-locked host memory (fast asynchronous copies to a GPU)."""
+        pin = lambda t: None if t is None else t.pin_memory()  # noqa: E731
+        return Sample(self.name, Prompt(pin(self.prompt.rows), pin(self.prompt.mask)), pin(self.video),
+                      pin(self.audio), pin(self.ref_video), pin(self.ref_audio))
 
 
 def load_prompt(store: ArtifactStore, uri: str) -> Prompt:
     return _prompt(load(store.read_bytes(uri)))
 
 
-REQUIRED_KEYS = {
-    ("v2a", "training"): ("video_latents", "audio_latents"),
-    ("v2a", "validation"): ("video_latents",),
-    ("av2av", "training"): ("video_latents", "audio_latents", "ref_video_latents", "ref_audio_latents"),
-    ("av2av", "validation"): ("ref_video_latents", "ref_audio_latents"),
-}
-
-
-def load_sample(store: ArtifactStore, name: str, uri: str, mode: str, kind: str = "training") -> Sample:
-    """Reads one cached sample; a file missing a key of its mode and kind is an internal error."""
+def load_sample(store: ArtifactStore, name: str, uri: str, keys: ModeKeys, kind: str = "training") -> Sample:
+    """Reads one cached sample (`kind`: "training" or "validation", whose keys `keys` names); a file
+    missing a key is an internal error."""
     tensors = load(store.read_bytes(uri))
-    missing = [k for k in (*REQUIRED_KEYS[(mode, kind)], "prompt_embeds", "prompt_mask") if k not in tensors]
+    missing = [k for k in (*getattr(keys, kind), *PROMPT_KEYS) if k not in tensors]
     if missing:
         raise ValueError(f"cached {kind} sample {name} ({uri}) lacks {', '.join(missing)}")
     batch = lambda key: tensors[key].unsqueeze(0).float() if key in tensors else None  # noqa: E731
-    return Sample(name=name, prompt=_prompt(tensors), video=batch("video_latents"),
-                  audio=batch("audio_latents"), ref_video=batch("ref_video_latents"),
-                  ref_audio=batch("ref_audio_latents"))
+    return Sample(name=name, prompt=_prompt(tensors), video=batch(VIDEO_LATENTS), audio=batch(AUDIO_LATENTS),
+                  ref_video=batch(REF_VIDEO_LATENTS), ref_audio=batch(REF_AUDIO_LATENTS))
 
 
 def _held_out(name: str) -> bool:

@@ -1,6 +1,7 @@
 """The flow-matching loss over the generated streams, and a validation loss with fixed noise and
 sigmas (so that values from different steps compare)."""
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 import torch
@@ -49,26 +50,16 @@ def diffusion_loss(transformer, text: Text, video: Stream, audio: Stream,
     return total, {name: float(value.detach()) for name, value in parts.items()}
 
 
-@dataclass
-class ValidationCase:
-    text: Text
-    video: Stream
-    audio: Stream
-    noise: Noise
-
-
-def validation_cases(held_out: list[tuple[Text, Stream, Stream]]) -> list[ValidationCase]:
-    """Each held-out sample at each of VALIDATION_SIGMAS, with noise from a fixed seed."""
-    generator = torch.Generator().manual_seed(VALIDATION_SEED)
-    return [ValidationCase(text, video, audio, draw_noise(video, audio, generator, (sigma, sigma)))
-            for text, video, audio in held_out for sigma in VALIDATION_SIGMAS]
-
-
 @torch.no_grad()
-def validation_loss(transformer, cases: list[ValidationCase], autocast) -> float:
-    total = 0.0
-    for case in cases:
-        with autocast():
-            loss, _ = diffusion_loss(transformer, case.text, case.video, case.audio, case.noise)
-        total += float(loss)
-    return total / max(1, len(cases))
+def validation_loss(transformer, held_out: Iterable[tuple[Text, Stream, Stream]], autocast) -> float:
+    """The mean loss of each held-out (text, video, audio) at each of VALIDATION_SIGMAS, with noise
+    from a fixed seed (so values from different steps compare). `held_out` may be prepared lazily."""
+    generator = torch.Generator().manual_seed(VALIDATION_SEED)
+    total, count = 0.0, 0
+    for text, video, audio in held_out:
+        for sigma in VALIDATION_SIGMAS:
+            noise = draw_noise(video, audio, generator, (sigma, sigma))
+            with autocast():
+                loss, _ = diffusion_loss(transformer, text, video, audio, noise)
+            total, count = total + float(loss), count + 1
+    return total / max(1, count)

@@ -1,6 +1,8 @@
 """Validation previews: each validation entry (or, with none, a held-out training sample) is
-sampled with the current LoRA and decoded; v2a gives one WAV of all samples, av2av one MP4 reel."""
+sampled with the current LoRA and decoded; the strategy writes them (v2a one WAV of all samples,
+av2av one MP4 reel). The decoders live on the host and visit the GPU only while a preview decodes."""
 
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -8,7 +10,7 @@ import torch
 
 from avlora.model.encode import audio_latent_count, decode_audio, decode_video
 from services.trainer.data import Sample
-from services.trainer.media import fit_duration, write_reel, write_wav
+from services.trainer.media import fit_duration
 from services.trainer.sampling import generate
 from services.trainer.tokens import encode_text
 
@@ -19,50 +21,63 @@ class PreviewItem:
     fps: int
 
 
-def target_shape(conditioning: Sample, spatial: int, temporal: int) -> tuple[int, int, int]:
-    """The generated video's latent grid: v2a the input video's; av2av the reference's, scaled back up."""
-    if conditioning.video is not None:
-        return tuple(conditioning.video.shape[2:])
-    frames, height, width = conditioning.ref_video.shape[2:]
-    return ((frames - 1) * temporal + 1, height * spatial, width * spatial)
-
-
 def pixel_frames(shape: tuple[int, int, int]) -> int:
     return (shape[0] - 1) * 8 + 1
+
+
+@contextmanager
+def visiting(modules, device: torch.device):
+    """The modules on `device` for the duration, back on their own device afterwards."""
+    homes = [next(m.parameters()).device for m in modules]
+    for module in modules:
+        module.to(device)
+    try:
+        yield
+    finally:
+        for module, home in zip(modules, homes):
+            module.to(home)
+        if device.type == "cuda":
+            torch.cuda.empty_cache()
 
 
 class PreviewRenderer:
     def __init__(self, model, strategy, negative_prompt, steps: int, stg_scale: float, autocast, seed: int = 0):
         self.model, self.strategy, self.steps, self.stg_scale = model, strategy, steps, stg_scale
         self.autocast, self.seed = autocast, seed
-        self.negative = encode_text(model.connectors, negative_prompt)
+        self.negative_prompt = negative_prompt
 
-    def render(self, items: list[PreviewItem], out_path: Path, should_stop=lambda: False) -> Path:
-        """Writes the preview for these items (WAV for v2a, MP4 reel for av2av) to out_path."""
-        device = self.model.transformer.device
+    def render(self, items: list[PreviewItem], out_path: Path, should_stop=lambda: False,
+               progress=lambda done, total, message: None) -> Path:
+        """Writes the preview for these items to out_path; `progress(step, steps, "preview i/n")`
+        after every sampling step."""
+        model, device = self.model, self.model.transformer.device
         generator = torch.Generator().manual_seed(self.seed)
-        rate = self.model.vocoder.config.output_sampling_rate
-        spatial, temporal = (self.strategy.reference_downscale_factor, self.strategy.reference_temporal_scale_factor)
+        rate = model.vocoder.config.output_sampling_rate
+        negative = encode_text(model.connectors, self.negative_prompt)
         clips = []
-        for item in items:
+        for number, item in enumerate(items, 1):
             conditioning = item.conditioning.to(device, torch.float32)
-            shape = target_shape(conditioning, spatial, temporal)
+            shape = self.strategy.target_shape(conditioning)
             frames = pixel_frames(shape)
             audio_count = (conditioning.ref_audio.shape[2] if conditioning.ref_audio is not None
                            else audio_latent_count(frames, item.fps))
-            text = encode_text(self.model.connectors, conditioning.prompt)
-            result = generate(self.model, self.strategy, conditioning, text, self.negative, item.fps, shape,
-                              audio_count, self.steps, self.stg_scale, generator, self.autocast, should_stop)
-            sound = fit_duration(decode_audio(self.model.audio_vae, self.model.vocoder, result.audio[0]),
-                                 frames / item.fps, rate)
-            video = decode_video(self.model.vae, result.video[0]) if self.strategy.mode == "av2av" else None
+            text = encode_text(model.connectors, conditioning.prompt)
+            label = f"preview {number}/{len(items)}"
+            result = generate(model, self.strategy, conditioning, text, negative, item.fps, shape, audio_count,
+                              self.steps, self.stg_scale, generator, self.autocast, should_stop,
+                              on_step=lambda done, total: progress(done, total, label))
+            with visiting([model.audio_vae, model.vocoder], device):
+                sound = fit_duration(decode_audio(model.audio_vae, model.vocoder, result.audio[0]),
+                                     frames / item.fps, rate)
+            video = None
+            if self.strategy.decodes_video:
+                with visiting([model.vae], device):
+                    video = decode_video(model.vae, result.video[0])
             clips.append((video, sound))
-        if self.strategy.mode == "v2a":
-            return write_wav(out_path, [sound for _, sound in clips], rate)
-        return write_reel(out_path, clips, items[0].fps, rate)
+        return self.strategy.write_preview(out_path, clips, items[0].fps, rate)
 
 
 def render_to_store(renderer: PreviewRenderer, items: list[PreviewItem], store, key: str,
-                    should_stop=lambda: False) -> str:
+                    should_stop=lambda: False, progress=lambda done, total, message: None) -> str:
     """Renders into a temporary file and puts it in the store atomically; returns its URI."""
-    return store.put_written(key, lambda path: renderer.render(items, path, should_stop))
+    return store.put_written(key, lambda path: renderer.render(items, path, should_stop, progress))

@@ -1,7 +1,13 @@
-"""Custom Euler samplers over the transformer (the stock pipelines cannot freeze a video or take
+"""Custom Euler sampler over the transformer (the stock pipelines cannot freeze a video or take
 audio references): v2a generates audio for a frozen video; av2av generates video and audio from
-appended references. Classifier-free guidance against the negative prompt, and spatio-temporal
-guidance (perturbed self-attention in one block; stg_scale 0 turns it off)."""
+appended references.
+
+Guidance as Lightricks' validation (ltx-core MultiModalGuider) and diffusers' LTX2Pipeline, per
+modality on the denoised (x0) predictions: x0 = c + (cfg - 1)(c - u_text) + stg (c - u_perturbed)
++ (modality - 1)(c - u_isolated), then rescaled towards c's spread (guidance rescale). The passes:
+positive prompt; negative prompt for the modalities that use CFG (the others keep the positive one);
+self-attention perturbed in one block for the modalities that use STG (v2a: the audio only);
+audio<->video cross-attention skipped (modality isolation)."""
 
 import copy
 from dataclasses import dataclass
@@ -10,11 +16,11 @@ import numpy as np
 import torch
 
 from services.trainer.data import Sample
-from services.trainer.strategies import Strategy
-from services.trainer.tokens import Text, predict, shift_for_tokens, unpack_audio, unpack_video
+from services.trainer.strategies import Guidance, Strategy
+from services.trainer.tokens import (
+    Text, perturbed_self_attention, predict, shift_for_tokens, unpack_audio, unpack_video,
+)
 
-VIDEO_GUIDANCE = 3.0   # LTX-2.3's suggested CFG scales: video 3, audio 7
-AUDIO_GUIDANCE = 7.0
 STG_BLOCK_REAL = 28    # the block LTX-2.3 perturbs for STG
 
 
@@ -30,55 +36,74 @@ def euler_sigmas(scheduler, steps: int, video_tokens: int) -> list[float]:
     return [float(s) for s in scheduler.sigmas]
 
 
+def guided(positive: torch.Tensor, negative: torch.Tensor | None, perturbed: torch.Tensor | None,
+           isolated: torch.Tensor | None, guidance: Guidance) -> torch.Tensor:
+    """One modality's guided x0 from its passes' x0 predictions (a pass the guidance does not use may be None)."""
+    result = positive
+    if guidance.cfg != 1:
+        result = result + (guidance.cfg - 1) * (positive - negative)
+    if guidance.stg != 0:
+        result = result + guidance.stg * (positive - perturbed)
+    if guidance.modality != 1:
+        result = result + (guidance.modality - 1) * (positive - isolated)
+    if guidance.rescale != 0:
+        factor = positive.std() / result.std()
+        result = result * (guidance.rescale * factor + (1 - guidance.rescale))
+    return result
+
+
 @dataclass
 class Generation:
     video: torch.Tensor  # [1, 128, F', H', W'] normalised latents (v2a: the frozen input video)
     audio: torch.Tensor  # [1, 8, T', 16]
 
 
-def placeholder(strategy: Strategy, conditioning: Sample, video_shape: tuple[int, int, int],
-                audio_count: int) -> Sample:
-    """The sample the sampler starts from: conditioning kept, generated targets as zeros of the
-    right shape (their values are never read: generated streams start from noise)."""
-    device = (conditioning.video if conditioning.video is not None else conditioning.ref_video).device
-    audio = torch.zeros(1, 8, audio_count, 16, device=device)
-    video = conditioning.video if strategy.mode == "v2a" else torch.zeros(1, 128, *video_shape, device=device)
-    return Sample(conditioning.name, conditioning.prompt, video, audio, conditioning.ref_video,
-                  conditioning.ref_audio)
-
-
 @torch.no_grad()
 def generate(model, strategy: Strategy, conditioning: Sample, text: Text, negative: Text, fps: float,
              video_shape: tuple[int, int, int], audio_count: int, steps: int, stg_scale: float,
-             generator: torch.Generator, autocast, should_stop=lambda: False) -> Generation:
+             generator: torch.Generator, autocast, should_stop=lambda: False,
+             on_step=lambda done, total: None) -> Generation:
     transformer = model.transformer
     transformer.eval()
-    video, audio = strategy.streams(transformer, placeholder(strategy, conditioning, video_shape, audio_count), fps)
+    video, audio = strategy.streams(transformer, strategy.placeholder(conditioning, video_shape, audio_count), fps)
     video_state = torch.randn(video.target.shape, generator=generator).to(video.target.device)
     audio_state = torch.randn(audio.target.shape, generator=generator).to(audio.target.device)
     if not video.generated:
         video_state = video.target
-    sigmas = euler_sigmas(model.scheduler, steps, video.count)
+    video_guidance, audio_guidance = strategy.guidance(stg_scale)
+    uses = lambda test: any(test(g) for g in (video_guidance, audio_guidance))  # noqa: E731
+    # The CFG pass gives the negative prompt only to the modalities that use CFG.
+    cfg_text = Text(negative.video if video_guidance.cfg != 1 else text.video,
+                    negative.audio if audio_guidance.cfg != 1 else text.audio, text.mask)
     blocks = [stg_block(transformer)]
-    for sigma, next_sigma in zip(sigmas[:-1], sigmas[1:]):
+    sigmas = euler_sigmas(model.scheduler, steps, video.count)
+    for step, (sigma, next_sigma) in enumerate(zip(sigmas[:-1], sigmas[1:])):
         if should_stop():
             break
 
-        def velocity(prompt: Text, stg: list[int] | None = None):
+        def denoised(prompt: Text, isolate: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
             with autocast():
-                v, a = predict(transformer, prompt, video, audio, video_state, audio_state, sigma, sigma, stg)
-            return v.float(), a.float()
+                v, a = predict(transformer, prompt, video, audio, video_state, audio_state, sigma, sigma, isolate)
+            return video_state - sigma * v.float(), audio_state - sigma * a.float()
 
-        video_v, audio_v = velocity(text)
-        uncond_v, uncond_a = velocity(negative)
-        guided_v = video_v + (VIDEO_GUIDANCE - 1) * (video_v - uncond_v)
-        guided_a = audio_v + (AUDIO_GUIDANCE - 1) * (audio_v - uncond_a)
-        if stg_scale > 0:
-            perturbed_v, perturbed_a = velocity(text, blocks)
-            guided_v = guided_v + stg_scale * (video_v - perturbed_v)
-            guided_a = guided_a + stg_scale * (audio_v - perturbed_a)
+        positive = denoised(text)
+        negative_x0 = denoised(cfg_text) if uses(lambda g: g.cfg != 1) else (None, None)
+        perturbed = (None, None)
+        if uses(lambda g: g.stg != 0):
+            with perturbed_self_attention(transformer, blocks, video_guidance.stg != 0, audio_guidance.stg != 0):
+                perturbed = denoised(text)
+        isolated = denoised(text, isolate=True) if uses(lambda g: g.modality != 1) else (None, None)
         if video.generated:
-            video_state = video_state + (next_sigma - sigma) * guided_v
-        audio_state = audio_state + (next_sigma - sigma) * guided_a
+            x0 = guided(positive[0], negative_x0[0], perturbed[0], isolated[0], video_guidance)
+            video_state = _euler(video_state, x0, sigma, next_sigma)
+        x0 = guided(positive[1], negative_x0[1], perturbed[1], isolated[1], audio_guidance)
+        audio_state = _euler(audio_state, x0, sigma, next_sigma)
+        on_step(step + 1, len(sigmas) - 1)
     shape = tuple(video_shape) if video.generated else tuple(conditioning.video.shape[2:])
     return Generation(unpack_video(video_state, shape), unpack_audio(audio_state))
+
+
+def _euler(state: torch.Tensor, x0: torch.Tensor, sigma: float, next_sigma: float) -> torch.Tensor:
+    """One Euler step of the flow from sigma to next_sigma, with velocity (state - x0) / sigma."""
+    return state + (next_sigma - sigma) * (state - x0) / sigma
+

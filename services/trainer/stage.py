@@ -12,18 +12,18 @@ from services.trainer import status
 from services.trainer.data import load_prompt, load_sample, load_training_set, split_holdout
 from services.trainer.launcher import run_distributed, training_processes
 from services.trainer.lora_files import (
-    training_config, write_comfyui_lora, write_config, write_diffusers_lora,
+    lora_metadata, training_config, write_comfyui_lora, write_config, write_diffusers_lora,
 )
 from services.trainer.previews import PreviewItem, PreviewRenderer, render_to_store
 from services.trainer.strategies import strategy_for
 from services.trainer.training import Trainer, TrainerOptions, autocast_for
 
 
-def preview_items(ctx, training_set, held_out) -> list[PreviewItem]:
+def preview_items(ctx, strategy, training_set, held_out) -> list[PreviewItem]:
     """The validation entries at the validation frame rate; with none, the first held-out sample."""
     store = ctx.store
     if training_set.validation:
-        return [PreviewItem(load_sample(store, f"validation{v.index}", v.uri, ctx.params.mode, "validation"),
+        return [PreviewItem(load_sample(store, f"validation{v.index}", v.uri, strategy.cache_keys, "validation"),
                             ctx.params.validation_frame_rate)
                 for v in sorted(training_set.validation, key=lambda v: v.index)]
     return [PreviewItem(held_out[0], ctx.params.frame_rate)]
@@ -58,19 +58,23 @@ def train(ctx, options: TrainerOptions, device: torch.device, world=None) -> job
     store, files, model_dir = ctx.store, ctx.files, ctx.settings.model_dir
     training_set = load_training_set(store, ctx.input_uri)
     dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
-    model = load_for_training(model_dir, device, dtype)
+    model = load_for_training(model_dir, device, dtype, decoders_device="cpu")
     strategy = strategy_for(ctx.params)
-    samples = [load_sample(store, s.name, s.uri, ctx.params.mode) for s in training_set.samples]
+    samples = [load_sample(store, s.name, s.uri, strategy.cache_keys) for s in training_set.samples]
     if not samples:
         raise ValueError(f"training set {ctx.input_uri} has no samples")
     train_samples, held_out = split_holdout(samples)
     renderer = PreviewRenderer(model, strategy, load_prompt(store, training_set.negative_prompt_uri),
                                options.sampling_steps, ctx.params.stg_scale, autocast_for(device), options.seed)
-    items = preview_items(ctx, training_set, held_out)
-    suffix = ".wav" if strategy.mode == "v2a" else ".mp4"
+    items = preview_items(ctx, strategy, training_set, held_out)
+    suffix = strategy.preview_suffix
+
+    def sampling_progress(done: int, total: int, message: str) -> None:
+        ctx.progress(done, total, "sampling steps", message)
 
     def preview(step: int) -> None:
-        uri = render_to_store(renderer, items, store, files.interval_preview(step, suffix), ctx.cancelled)
+        uri = render_to_store(renderer, items, store, files.interval_preview(step, suffix), ctx.cancelled,
+                              sampling_progress)
         ctx.log(f"validation preview at step {step}: {uri}")
 
     trainer = Trainer(ctx, model, strategy, train_samples, held_out, training_set.frame_rate or
@@ -80,22 +84,22 @@ def train(ctx, options: TrainerOptions, device: torch.device, world=None) -> job
         return None
     ctx.log(f"validation loss {result.validation_loss:.4f} (untrained {result.baseline_validation_loss:.4f})")
     transformer = model.transformer
-    config = training_config(ctx.params, strategy, model_identity(model_dir), result.steps,
-                             training_set.width, training_set.height, result)
+    identity = model_identity(model_dir)
+    config = training_config(ctx.params, strategy, identity, result.steps, training_set.width,
+                             training_set.height, result)
+    metadata = lora_metadata(ctx.params, strategy, identity)
     outputs = jobs_pb2.Outputs(
         lora_file=store.put_written(files.output("lora.safetensors"),
-                                    lambda p: write_diffusers_lora(transformer, p)),
+                                    lambda p: write_diffusers_lora(transformer, p, metadata)),
         lora_comfyui_file=store.put_written(files.output("lora_comfyui.safetensors"),
-                                            lambda p: write_comfyui_lora(transformer, p)),
+                                            lambda p: write_comfyui_lora(transformer, p, metadata)),
         config_file=store.put_written(files.output("config.json"), lambda p: write_config(config, p)),
         debug_dataset=training_set.debug_dataset_uri if ctx.params.debug_dataset else "",
     )
     ctx.log("rendering validation previews")
-    preview_uri = render_to_store(renderer, items, store, files.output(f"preview{suffix}"), ctx.cancelled)
+    preview_uri = render_to_store(renderer, items, store, files.output(f"preview{suffix}"), ctx.cancelled,
+                                  sampling_progress)
     ctx.raise_if_cancelled()
-    if strategy.mode == "v2a":
-        outputs.audio = preview_uri
-    else:
-        outputs.video = preview_uri
+    setattr(outputs, strategy.output_field, preview_uri)
     store.write_bytes(files.outputs_record, outputs.SerializeToString())
     return outputs

@@ -1,6 +1,7 @@
 """How a clip becomes the transformer's input: packed tokens, RoPE coordinates, per-token timesteps,
 and the one forward call that training and sampling share."""
 
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import torch
@@ -52,13 +53,17 @@ def unpack_audio(tokens: torch.Tensor, mel_bins: int = 16) -> torch.Tensor:
 
 def video_coords(transformer, shape: tuple[int, int, int], fps: float, spatial_factor: int = 1,
                  temporal_factor: int = 1) -> torch.Tensor:
-    """RoPE positions ([start, end) in seconds and pixels) of a latent grid (F', H', W'). A reference
-    downscaled by `spatial_factor` and subsampled by `temporal_factor` (it keeps frames 0, t, 2t, ...)
-    is placed on the positions of the target frames it came from."""
-    coords = transformer.rope.prepare_video_coords(1, *shape, transformer.proj_in.weight.device, fps=fps)
-    frame = 1.0 / fps
-    coords[:, 0, :, 0] *= temporal_factor  # first frame covered: j -> j * t
-    coords[:, 0, :, 1] = (coords[:, 0, :, 1] - frame) * temporal_factor + frame  # last: j -> j * t
+    """RoPE positions ([start, end) in seconds and pixels) of a latent grid (F', H', W').
+
+    A reference at 1/`spatial_factor` of the size that kept frames 0, 1, 1+S, 1+2S, ... (S =
+    `temporal_factor`) is placed as Lightricks' IC-LoRA places it (ltx-core VideoConditionByReferenceLatent,
+    ltx-trainer FlexibleStrategy): its own grid at fps / S, moved back by (S - 1) target frames and
+    clamped at 0, sides times the spatial factor. Reference latent frame k >= 1 then covers target
+    frames [8S(k - 1) + 1, 8Sk + 1), the span of target latent frames S(k - 1) + 1 ... Sk."""
+    coords = transformer.rope.prepare_video_coords(1, *shape, transformer.proj_in.weight.device,
+                                                   fps=fps / temporal_factor)
+    if temporal_factor != 1:
+        coords[:, 0] = (coords[:, 0] - (temporal_factor - 1) / fps).clamp(min=0)
     coords[:, 1:] *= spatial_factor
     return coords
 
@@ -72,9 +77,31 @@ def shift_for_tokens(count: int) -> float:
     return 0.95 + (count - 1024) * (2.05 - 0.95) / (4096 - 1024)
 
 
+# Lightricks' shifted logit-normal timestep sampler (ltx-trainer ShiftedLogitNormalTimestepSampler,
+# with the defaults every preset uses): the logit-normal's 0.5th..99.9th percentiles are stretched
+# onto [0, 1], draws below SIGMA_EPS are reflected above it, and 10 % of draws are uniform.
+SIGMA_STD = 1.0
+SIGMA_EPS = 1e-3
+UNIFORM_FRACTION = 0.1
+NORMAL_QUANTILE_LOW = -2.5758   # the standard normal's 0.5th percentile
+NORMAL_QUANTILE_HIGH = 3.0902   # and its 99.9th
+
+
+def sample_sigmas(count: int, draws: int, generator: torch.Generator) -> torch.Tensor:
+    """`draws` sigmas in [SIGMA_EPS, 1] for a modality with `count` tokens (float32, CPU)."""
+    mu = shift_for_tokens(count)
+    logistic = torch.sigmoid(mu + SIGMA_STD * torch.randn(draws, generator=generator))
+    low = torch.sigmoid(torch.tensor(mu + NORMAL_QUANTILE_LOW * SIGMA_STD))
+    high = torch.sigmoid(torch.tensor(mu + NORMAL_QUANTILE_HIGH * SIGMA_STD))
+    stretched = (logistic - low) / (high - low)
+    reflected = torch.where(stretched >= SIGMA_EPS, stretched, 2 * SIGMA_EPS - stretched).clamp(0, 1)
+    uniform = (1 - SIGMA_EPS) * torch.rand(draws, generator=generator) + SIGMA_EPS
+    return torch.where(torch.rand(draws, generator=generator) > UNIFORM_FRACTION, reflected, uniform)
+
+
 def sample_sigma(count: int, generator: torch.Generator) -> float:
-    """A shifted logit-normal sigma for a modality with `count` tokens."""
-    return float(torch.sigmoid(torch.randn(1, generator=generator) + shift_for_tokens(count)))
+    """One training sigma for a modality with `count` tokens (see sample_sigmas)."""
+    return float(sample_sigmas(count, 1, generator))
 
 
 @torch.no_grad()
@@ -100,21 +127,40 @@ def _tokens(stream: Stream, state: torch.Tensor) -> torch.Tensor:
     return tokens if stream.reference is None else torch.cat([tokens, stream.reference], dim=1)
 
 
+@contextmanager
+def perturbed_self_attention(transformer, blocks: list[int], video: bool, audio: bool):
+    """STG perturbation of one modality or both: in `blocks`, the chosen self-attentions (video
+    `attn1`, audio `audio_attn1`) output their value projection (each token attends only to itself),
+    as ltx-core's SKIP_VIDEO_SELF_ATTN / SKIP_AUDIO_SELF_ATTN. diffusers' own STG always perturbs both."""
+    def perturb(module, args, kwargs):
+        return args, kwargs | {"perturbation_mask": None, "all_perturbed": True}
+
+    handles = [attn.register_forward_pre_hook(perturb, with_kwargs=True)
+               for index in blocks for chosen, attn in ((video, transformer.transformer_blocks[index].attn1),
+                                                         (audio, transformer.transformer_blocks[index].audio_attn1))
+               if chosen]
+    try:
+        yield
+    finally:
+        for handle in handles:
+            handle.remove()
+
+
 def predict(transformer, text: Text, video: Stream, audio: Stream, video_state: torch.Tensor,
             audio_state: torch.Tensor, video_sigma: float, audio_sigma: float,
-            stg_blocks: list[int] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+            isolate_modalities: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
     """The transformer's velocity (noise - clean) for the target tokens of both streams, given the
-    current noisy states of the generated streams (ignored for frozen ones)."""
+    current noisy states of the generated streams (ignored for frozen ones). `isolate_modalities`
+    skips the audio<->video cross-attention (the modality-guidance pass)."""
     device = video.target.device
     video_t, video_s = _timesteps(video, video_sigma, device)
     audio_t, audio_s = _timesteps(audio, audio_sigma, device)
-    perturbation = torch.zeros(1, device=device) if stg_blocks else None
     video_out, audio_out = transformer(
         hidden_states=_tokens(video, video_state), audio_hidden_states=_tokens(audio, audio_state),
         encoder_hidden_states=text.video, audio_encoder_hidden_states=text.audio,
         timestep=video_t, audio_timestep=audio_t, sigma=video_s, audio_sigma=audio_s,
         encoder_attention_mask=text.mask, audio_encoder_attention_mask=text.mask,
         video_coords=video.coords, audio_coords=audio.coords, use_cross_timestep=True,
-        spatio_temporal_guidance_blocks=stg_blocks, perturbation_mask=perturbation, return_dict=False,
+        isolate_modalities=isolate_modalities, return_dict=False,
     )
     return video_out[:, :video.count], audio_out[:, :audio.count]

@@ -1,5 +1,6 @@
 """The training loop, one for both modes (the strategy says what is noised and scored): LoRA on the
-strategy's modules, AdamW with gradient clipping, bf16 autocast and gradient checkpointing on a GPU
+strategy's modules, AdamW with gradient clipping and a linear learning-rate decay (Lightricks'
+presets), samples on the host moved to the device one per step, bf16 autocast and gradient checkpointing on a GPU
 (fp32 on the CPU), progress at a bounded rate, a held-out validation loss at intervals with the
 untrained baseline, atomic checkpoints every N steps, resume from the last one, prompt cancellation.
 With a `world` (services/trainer/distributed.py) each rank trains on its own clips, the gradients are
@@ -17,12 +18,30 @@ from avlora.stage import JobCancelled
 from services.trainer import status
 from services.trainer.checkpoints import load_checkpoint, save_checkpoint
 from services.trainer.data import Sample
-from services.trainer.losses import diffusion_loss, draw_noise, validation_cases, validation_loss
+from services.trainer.losses import diffusion_loss, draw_noise, validation_loss
 from services.trainer.strategies import Strategy
 from services.trainer.tokens import encode_text
 
+# As Lightricks' ltx-trainer presets: AdamW with torch's defaults but the learning rate (weight decay
+# 0.01), gradient norm clipped at 1, learning rate decayed linearly to 10 % over the run, no warm-up.
 GRAD_CLIP_NORM = 1.0
-WEIGHT_DECAY = 1e-4
+WEIGHT_DECAY = 0.01
+ADAM_BETAS = (0.9, 0.999)
+ADAM_EPS = 1e-8
+FINAL_LR_FACTOR = 0.1
+
+
+def learning_rate(base: float, step: int, total: int) -> float:
+    """The learning rate of (0-based) step `step` of `total`: torch's LinearLR from 1.0 to FINAL_LR_FACTOR."""
+    return base * (1 - (1 - FINAL_LR_FACTOR) * min(step, total) / total)
+
+
+def optimiser_config(base_lr: float) -> dict:
+    """What config.json records about the optimiser and its schedule."""
+    return {"optimizer": {"name": "AdamW", "learning_rate": base_lr, "weight_decay": WEIGHT_DECAY,
+                          "betas": list(ADAM_BETAS), "eps": ADAM_EPS, "max_grad_norm": GRAD_CLIP_NORM},
+            "lr_schedule": {"type": "linear", "start_factor": 1.0, "end_factor": FINAL_LR_FACTOR,
+                            "warmup_steps": 0}}
 
 
 def _env_int(name: str, default: int) -> int:
@@ -95,10 +114,13 @@ class Trainer:
         self.params = add_lora(transformer, strategy, ctx.params.rank, options.seed)
         if self.device.type == "cuda":
             transformer.enable_gradient_checkpointing()
-        self.optimizer = torch.optim.AdamW(self.params, lr=ctx.params.learning_rate, weight_decay=WEIGHT_DECAY)
+        self.optimizer = torch.optim.AdamW(self.params, lr=ctx.params.learning_rate, weight_decay=WEIGHT_DECAY,
+                                           betas=ADAM_BETAS, eps=ADAM_EPS)
         self.generator = torch.Generator().manual_seed(options.seed)
-        self.examples = [self._prepare(s) for s in samples]
-        self.validation = validation_cases([self._prepare(s) for s in held_out])
+        # On the host (pinned for fast copies to a GPU); one sample at a time goes to the device.
+        host = (lambda s: s.pinned()) if self.device.type == "cuda" else (lambda s: s)  # noqa: E731
+        self.samples = [host(s) for s in samples]
+        self.held_out = [host(s) for s in held_out]
 
     def _prepare(self, sample: Sample):
         """(text, video stream, audio stream) of a sample, on the device, text through the connectors."""
@@ -118,12 +140,12 @@ class Trainer:
 
     def validation_loss(self) -> float:
         self.model.transformer.eval()
-        return validation_loss(self.model.transformer, self.validation, self.autocast)
+        return validation_loss(self.model.transformer, (self._prepare(s) for s in self.held_out), self.autocast)
 
     def backward(self, generator: torch.Generator) -> tuple[float, dict[str, float]]:
         """Draws one clip from the set and its noise, and adds its loss's gradients to the LoRA's."""
-        index = int(torch.randint(len(self.examples), (1,), generator=generator))
-        text, video, audio = self.examples[index]
+        index = int(torch.randint(len(self.samples), (1,), generator=generator))
+        text, video, audio = self._prepare(self.samples[index])
         noise = draw_noise(video, audio, generator)
         if not self.model.transformer.training:
             self.model.transformer.train()
@@ -132,14 +154,16 @@ class Trainer:
         loss.backward()
         return float(loss.detach()), parts
 
-    def step(self) -> tuple[float, dict[str, float]]:
-        """One optimisation step on one clip (per rank: the gradients averaged over the ranks)."""
+    def step(self, index: int) -> tuple[float, dict[str, float]]:
+        """Optimisation step `index` (0-based) on one clip (per rank: the gradients averaged over the ranks)."""
         if self.world is None:
             loss, parts = self.backward(self.generator)
         else:
             loss, parts = self.backward(self.world.step_generator(self.generator))
             loss, parts = self.world.average(self.params, loss, parts)
         torch.nn.utils.clip_grad_norm_(self.params, GRAD_CLIP_NORM)
+        for group in self.optimizer.param_groups:
+            group["lr"] = learning_rate(self.ctx.params.learning_rate, index, self.total)
         self.optimizer.step()
         self.optimizer.zero_grad(set_to_none=True)
         return loss, parts
@@ -160,7 +184,7 @@ class Trainer:
         while step < self.total:
             if ctx.cancelled():
                 raise JobCancelled()
-            loss, parts = self.step()
+            loss, parts = self.step(step)
             step += 1
             status.update(step)
             if step % validation_every == 0 or step == self.total:
