@@ -168,7 +168,7 @@ def test_broken_and_hostile_archives_fail_billed_zero_and_ingest_keeps_serving(s
     finally:
         server.shutdown()
     assert not (stack_dir / "escape.mp4").exists() and not (stack_dir.parent / "escape.mp4").exists()
-    assert sorted(p.name for p in (stack_dir / "store").iterdir()) == ["jobs", "uploads"]
+    assert {p.name for p in (stack_dir / "store").iterdir()} <= {"jobs", "uploads"}  # nothing escaped the store
     # Still serving: a good dataset goes through ingest afterwards.
     data = write_demo_dataset("v2a", tmp_path / "good.zip", clips=2, frames=17, size=(64, 64))
     job_id = cli(stack_dir, "submit", "v2a", data, *SMALL).stdout.strip()
