@@ -84,6 +84,11 @@ class TrainingSetBuilder:
     def encoder(self) -> DatasetEncoder:
         if self._encoder is None:
             self._encoder = DatasetEncoder(self.ctx.settings.model_dir)
+            vae = self._encoder.encoders.vae
+            if vae.device.type == "cpu":
+                # On a CPU the VAE's activations are process memory (a 121-frame 960x960 clip needs
+                # over 18 GB whole): encode in overlapping tiles of 16 frames x 512 px, blended.
+                vae.enable_tiling()
         return self._encoder
 
     def debug_archive(self, settings: FitSettings, scratch: Path) -> DebugArchive | None:
