@@ -88,7 +88,9 @@ class TrainingSetBuilder:
             if vae.device.type == "cpu":
                 # On a CPU the VAE's activations are process memory (a 121-frame 960x960 clip needs
                 # over 18 GB whole): encode in overlapping tiles of 16 frames x 512 px, blended.
+                # (diffusers gates temporal tiling of encoding on use_framewise_decoding.)
                 vae.enable_tiling()
+                vae.use_framewise_decoding = True
         return self._encoder
 
     def debug_archive(self, settings: FitSettings, scratch: Path) -> DebugArchive | None:
