@@ -52,7 +52,8 @@ def target_crop(source: ClipSource, settings: FitSettings) -> Crop:
     return fill_crop(source.info.width, source.info.height, *settings.size)
 
 
-def fit_frames(source: ClipSource, settings: FitSettings, crop: Crop, should_stop: ShouldStop | None = None) -> np.ndarray:
+def fit_frames(source: ClipSource, settings: FitSettings, crop: Crop,
+               should_stop: ShouldStop | None = None) -> np.ndarray:
     return fit_video(source.info, sample_times(source.window, settings.frames, settings.frame_rate), crop,
                      settings.size, should_stop)
 
