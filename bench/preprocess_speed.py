@@ -22,7 +22,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from avlora.params import V2AParams  # noqa: E402
 from avlora.store import LocalFiles, LocalStore  # noqa: E402
 from avlora.v1 import dataset_pb2  # noqa: E402
-from services.preprocess.clips import FitSettings, fit_item  # noqa: E402
+from services.preprocess.modes import preprocessing_for  # noqa: E402
 from services.preprocess.plan import plan_dataset  # noqa: E402
 
 
@@ -60,7 +60,8 @@ def main() -> None:
     params = V2AParams(training_data_url="https://bench/data.zip", resolution=args.resolution,
                        aspect_ratio=args.aspect, number_of_frames=args.frames, frame_rate=args.fps,
                        auto_scale_input=True)
-    settings = FitSettings.training(params)
+    mode = preprocessing_for(params)
+    settings = mode.training_settings()
     store = LocalStore(work / "store")
     print(f"bucket {settings.size[0]}x{settings.size[1]}, {settings.frames} frames at {settings.frame_rate} fps")
     print(f"{'clip':28} {'seconds':>7} {'checks':>7} {'fit':>7} {'decode':>7} {'ratio':>6}")
@@ -76,7 +77,7 @@ def main() -> None:
         if not plan.items:
             print(f"{path.name:28} refused: {'; '.join(plan.report.errors) or plan.report.clips[0].reason}")
             continue
-        fit_item(plan.items[0], settings)
+        mode.fit_item(plan.items[0], settings)
         fitted = time.perf_counter()
         decode = plain_decode(path)
         duration = plan.report.clips[0].duration_seconds
@@ -88,7 +89,7 @@ def main() -> None:
         return
     encoder = load_encoder(args.model_dir, work)
     for item in planned:
-        clip = fit_item(item, settings)
+        clip = mode.fit_item(item, settings)
         started = time.perf_counter()
         encoder.training_sample(clip, settings)
         print(f"{item.name:28} encode {time.perf_counter() - started:7.2f} s")

@@ -1,20 +1,30 @@
 """Memory stays bounded whatever the clip: a long 1080p clip is probed, scene-split and fitted in a
-child process whose peak memory is compared with its baseline."""
+child process whose peak memory is compared with its baseline. A job cancelled in the middle of a
+long clip stops within seconds. (Peak memory at the worst parameters: bench/preprocess_memory.py.)"""
 
 import json
 import subprocess
 import sys
+import threading
+import time
 from pathlib import Path
 
 import av
 import numpy as np
+import pytest
+
+from avlora.stage import JobCancelled, JobContext
+from avlora.v1 import dataset_pb2
+from services.preprocess.checks import check_dataset
+from services.preprocess.modes import preprocessing_for
+from tests.preprocess_fixtures import inputs, small_v2a, store  # noqa: F401
 
 CHILD = r"""
 import json, resource, sys
 from avlora.store import LocalStore
 from avlora.v1 import dataset_pb2
 from services.preprocess.checks import check_dataset
-from services.preprocess.clips import FitSettings, fit_item
+from services.preprocess.modes import preprocessing_for
 from tests.preprocess_fixtures import inputs, small_v2a
 
 store = LocalStore(sys.argv[1])
@@ -29,7 +39,8 @@ for name in ("warmup.mp4", "long.mp4"):
         baseline = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     plan, _ = check_dataset(manifest(name), params, inputs(store))
     for item in plan.items:  # one fitted clip (49 x 768 x 768 RGB: 87 MB) held at a time
-        clip = fit_item(item, FitSettings.training(params))
+        mode = preprocessing_for(params)
+        clip = mode.fit_item(item, mode.training_settings())
         del clip
 peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 print(json.dumps({"items": len(plan.items), "errors": list(plan.report.errors),
@@ -75,3 +86,19 @@ def test_a_long_1080p_clip_is_processed_in_bounded_memory(tmp_path):
     outcome = json.loads(result.stdout.strip().splitlines()[-1])
     assert outcome["errors"] == [] and outcome["items"] == 2  # both scenes found and fitted
     assert outcome["increase_mb"] < 300, outcome
+
+
+def test_cancelling_inside_a_long_clip_stops_within_seconds(store):
+    """121 frames at 8 fps: 15 s of 1080p source decoded for one clip. Cancelled 0.5 s into it."""
+    write_long_clip(store.path("jobs/c/ingest/files/long.mp4"), seconds=16)
+    manifest = dataset_pb2.Manifest(job_id="c")
+    manifest.files.add(name="long.mp4", uri=store.uri("jobs/c/ingest/files/long.mp4"), kind=1)
+    params = small_v2a(number_of_frames=121, frame_rate=8, resolution="high", aspect_ratio="1:1")
+    plan, _ = check_dataset(manifest, params, inputs(store))
+    mode = preprocessing_for(params)
+    ctx = JobContext.for_test("c", params, store)
+    threading.Timer(0.5, ctx.cancel_flag.set).start()
+    started = time.monotonic()
+    with pytest.raises(JobCancelled):
+        mode.fit_item(plan.items[0], mode.training_settings(), should_stop=ctx.cancelled)
+    assert time.monotonic() - started < 2.5

@@ -3,13 +3,19 @@
 import numpy as np
 
 from services.preprocess.checks import check_dataset, inspect_dataset
-from services.preprocess.clips import FitSettings, fit_item
+from services.preprocess.clips import reference_frame_indices
+from services.preprocess.modes import preprocessing_for
 from services.preprocess.plan import ALL_TOO_SHORT
 from tests.preprocess_fixtures import inputs, manifest_of, small_av2av, small_v2a, store, write_scenes  # noqa: F401
 from tests.test_preprocess_fitting import indices, write_numbered_clip
 
 CLIP = dict(frames=12)          # 0.5 s at 24 fps: enough for 9 frames
 SHORT = dict(frames=6)          # 0.25 s: too short for 9 frames at 24 fps
+
+
+def fit(item, params):
+    mode = preprocessing_for(params)
+    return mode.fit_item(item, mode.training_settings())
 
 
 def clips_by_name(report):
@@ -68,14 +74,16 @@ def test_short_clips_are_skipped_and_reported(store):
 def test_all_short_clips_fail_with_the_seed_message(store):
     manifest = manifest_of(store, "j", {"a.mp4": SHORT, "b.mkv": SHORT | {"fps": 60, "frames": 20}})
     report = inspect_dataset(manifest, small_v2a(), inputs(store))
-    assert report.errors == [ALL_TOO_SHORT]
+    assert report.errors == [
+        "All training videos are too short to be trainable: a.mp4, b.mkv (each needs 9 frames at 24 fps, "
+        "0.35 s); turn on auto_scale_input to stretch short clips, or lower number_of_frames"]
 
 
 def test_auto_scale_input_accepts_short_clips(store):
     manifest = manifest_of(store, "j", {"a.mp4": SHORT, "b.webm": SHORT | {"fps": 30}})
     plan, _ = check_dataset(manifest, small_v2a(auto_scale_input=True), inputs(store))
     assert plan.report.ok and len(plan.items) == 2
-    clip = fit_item(plan.items[0], FitSettings.training(small_v2a()))
+    clip = fit(plan.items[0], small_v2a())
     assert clip.frames.shape == (9, 288, 512, 3) and clip.audio.shape == (2, 6000)
 
 
@@ -90,7 +98,7 @@ def test_scene_splitting_cuts_long_clips_and_rechecks_audio(store):
     assert names == ["short.mp4", "long.mp4 scene 1 (0.00-1.50 s)", "long.mp4 scene 2 (1.50-3.00 s)"]
     assert len(plan.report.errors) == 1
     assert plan.report.errors[0].startswith("long.mp4 scene 3 (3.00-4.50 s) has no audio track")
-    scene_two = fit_item(plan.items[2], FitSettings.training(params))
+    scene_two = fit(plan.items[2], params)
     assert scene_two.frames[:, 100, 100, 2].min() > 150 and scene_two.frames[:, 100, 100, 0].max() < 100  # blue only
 
 
@@ -108,8 +116,17 @@ def test_av2av_broken_pairs_are_clear_errors(store):
     errors = inspect_dataset(manifest, small_av2av(), inputs(store)).errors
     assert "b_end.mp4 is a target missing its reference (no b_start clip)" in errors
     assert "c_start.mp4 has no matching target (no c_end clip)" in errors
-    assert any(error.startswith("d.mp4 is neither a reference nor a target") for error in errors)
+    assert ("d.mp4 is neither a reference nor a target: name it d_start or d_end (av2av datasets are "
+            "<name>_start / <name>_end pairs)") in errors
     assert len(errors) == 3
+
+
+def test_a_v2a_dataset_submitted_as_av2av_gets_one_error_suggesting_v2a(store):
+    manifest = manifest_of(store, "j", {"walk.mp4": CLIP, "rain.mov": CLIP, "wind.mkv": CLIP})
+    assert inspect_dataset(manifest, small_av2av(), inputs(store)).errors == [
+        "3 clips are neither a reference nor a target (av2av datasets are <name>_start / <name>_end pairs): "
+        "walk.mp4, rain.mov, wind.mkv; no clip is named _start or _end: this looks like a v2a dataset "
+        "(single clips), submit it with `avlora submit v2a`"]
 
 
 def test_av2av_needs_audio_on_both_sides(store):
@@ -125,7 +142,9 @@ def test_av2av_pair_with_one_short_side_is_skipped(store):
     assert report.ok and clips["a"].accepted and not clips["b"].accepted
     assert clips["b"].reason.startswith("b_start.mp4 is too short")
     only_short = manifest_of(store, "k", {"b_start.mp4": SHORT, "b_end.mp4": CLIP})
-    assert inspect_dataset(only_short, small_av2av(), inputs(store)).errors == [ALL_TOO_SHORT]
+    assert inspect_dataset(only_short, small_av2av(), inputs(store)).errors == [
+        f"{ALL_TOO_SHORT}: b (each needs 9 frames at 24 fps, 0.35 s); turn on auto_scale_input to stretch "
+        "short clips, or lower number_of_frames"]
 
 
 def test_av2av_reference_scaling_keeps_frame_zero_then_every_nth(store):
@@ -137,12 +156,26 @@ def test_av2av_reference_scaling_keeps_frame_zero_then_every_nth(store):
                          validation_number_of_frames=17, reference_downscale_factor=2,
                          reference_temporal_scale_factor=2)
     plan, _ = check_dataset(manifest, params, inputs(store))
-    clip = fit_item(plan.items[0], FitSettings.training(params))
+    clip = fit(plan.items[0], params)
     assert clip.frames.shape == (17, 512, 512, 3) and clip.audio.shape == (2, round(17 / 24 * 16000))
     assert clip.reference_frames.shape == (9, 256, 256, 3)
-    assert indices(clip.reference_frames) == list(range(0, 17, 2))
+    assert indices(clip.reference_frames) == [0, 1, 3, 5, 7, 9, 11, 13, 15]  # Lightricks' [0, *range(1, F, S)]
     assert clip.reference_audio.shape == clip.audio.shape
     assert abs(np.abs(clip.reference_audio).max() - 0.95) < 1e-3  # audio_normalize is on by default
+
+
+def test_reference_keeps_lightricks_frames():
+    """Lightricks' ltx-trainer process_videos._compute_temporal_subsample_indices: all frames for
+    S = 1, else [0, *range(1, F, S)] (values worked out by hand for F = 97 and F = 17)."""
+    assert reference_frame_indices(97, 1) == list(range(97))
+    assert reference_frame_indices(97, 2) == [0, 1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29, 31, 33, 35,
+                                              37, 39, 41, 43, 45, 47, 49, 51, 53, 55, 57, 59, 61, 63, 65, 67, 69, 71,
+                                              73, 75, 77, 79, 81, 83, 85, 87, 89, 91, 93, 95]
+    assert reference_frame_indices(97, 4) == [0, 1, 5, 9, 13, 17, 21, 25, 29, 33, 37, 41, 45, 49, 53, 57, 61, 65,
+                                              69, 73, 77, 81, 85, 89, 93]
+    assert reference_frame_indices(17, 2) == [0, 1, 3, 5, 7, 9, 11, 13, 15]
+    assert reference_frame_indices(17, 1) == list(range(17))
+    assert reference_frame_indices(17, 4) == [0, 1, 5, 9, 13]
 
 
 def test_validation_reference_needs_audio_or_a_reference_audio(store):
@@ -163,7 +196,7 @@ def test_v2a_validation_video_may_be_silent_and_short(store):
     manifest = manifest_of(store, "j", files, validation=[{"prompt": "rain", "video": "validation/silent.mp4"}])
     plan, validation = check_dataset(manifest, small_v2a(), inputs(store))
     assert plan.report.ok and validation[0].video.window.speed < 1
-    from services.preprocess.validation import fit_validation
-    fitted = fit_validation(validation[0], FitSettings.validation(small_v2a()))
+    mode = preprocessing_for(small_v2a())
+    fitted = mode.fit_validation(validation[0], mode.validation_settings())
     assert fitted.frames.shape == (9, 288, 512, 3) and fitted.audio is None
     assert np.isfinite(fitted.frames).all()

@@ -37,7 +37,8 @@ def encode_video(vae, frames: torch.Tensor) -> torch.Tensor:
     if (count - 1) % 8 or height % 32 or width % 32:
         raise ValueError(f"video of {count} frames at {width}x{height}: needs F % 8 == 1 and sides % 32 == 0")
     device, dtype = vae.device, vae.dtype
-    video = frames.to(device).permute(3, 0, 1, 2).unsqueeze(0).to(dtype) / 127.5 - 1.0
+    video = frames.permute(3, 0, 1, 2).unsqueeze(0).to(device, dtype)  # one float copy, scaled in place
+    video.div_(127.5).sub_(1.0)
     latents = vae.encode(video).latent_dist.mode()
     latents = LTX2Pipeline._normalize_latents(latents, vae.latents_mean, vae.latents_std,
                                               vae.config.scaling_factor)

@@ -1,24 +1,30 @@
-"""Fitting a planned item into exactly what the model sees: frames in the resolution bucket at the
-target rate, audio over the same time, and for av2av the scaled reference.
+"""Fitting a planned source into exactly what the model sees: frames in the resolution bucket at
+the target rate, audio over the same time, and for av2av the scaled reference.
 
 Reference scaling (av2av): the reference clip gets the target's crop, is resized to the bucket
-divided by `reference_downscale_factor`, and keeps frame 0 then every Nth frame of the fitted
-sequence (N = `reference_temporal_scale_factor`), so it lasts as long as the target at
-frame_rate / N. Its audio is the reference clip's own, over the same time as its frames."""
+divided by `reference_downscale_factor`, and with N = `reference_temporal_scale_factor` keeps the
+fitted frames [0, 1, 1 + N, 1 + 2N, ...] (Lightricks' rule: frame 0 is the VAE's stand-alone first
+latent frame), so it lasts as long as the target at frame_rate / N. Its audio is the reference
+clip's own, over the same time as its frames.
 
+Every frame loop takes `should_stop`: a cancelled job stops within one decoded frame."""
+
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
 
-from avlora.params import AV2AVParams, JobParams
 from services.preprocess.audio import fit_audio
 from services.preprocess.fitting import Crop, fill_crop, fit_video, sample_times
-from services.preprocess.plan import ClipSource, TrainingItem
+from services.preprocess.items import ClipSource, FittedClip  # noqa: F401  (FittedClip: encoding.py)
+
+ShouldStop = Callable[[], bool]
 
 
 @dataclass(frozen=True)
 class FitSettings:
-    """How media is fitted: the training settings or the validation settings of a job."""
+    """How media is fitted: the training settings or the validation settings of a job (built by
+    the job's mode, `services.preprocess.modes`)."""
 
     frames: int
     frame_rate: int
@@ -27,15 +33,6 @@ class FitSettings:
     preserve_pitch: bool           # when stretching audio (v2a: always)
     downscale: int = 1             # reference_downscale_factor
     temporal: int = 1              # reference_temporal_scale_factor
-
-    @classmethod
-    def training(cls, params: JobParams) -> "FitSettings":
-        return cls(params.number_of_frames, params.frame_rate, params.size, *_audio_and_reference(params))
-
-    @classmethod
-    def validation(cls, params: JobParams) -> "FitSettings":
-        return cls(params.validation_number_of_frames, params.validation_frame_rate, params.validation_size,
-                   *_audio_and_reference(params))
 
     @property
     def reference_size(self) -> tuple[int, int]:
@@ -46,46 +43,27 @@ class FitSettings:
         return self.frame_rate / self.temporal
 
 
-def _audio_and_reference(params: JobParams) -> tuple[bool, bool, int, int]:
-    if isinstance(params, AV2AVParams):
-        return (params.audio_normalize, params.audio_preserve_pitch, params.reference_downscale_factor,
-                params.reference_temporal_scale_factor)
-    return False, True, 1, 1
-
-
-@dataclass
-class FittedClip:
-    name: str
-    caption: str
-    frames: np.ndarray                     # uint8 [F, H, W, 3] at frame_rate
-    audio: np.ndarray                      # float32 [2, samples] at 16 kHz, F / frame_rate seconds
-    reference_frames: np.ndarray | None = None   # av2av: uint8 [(F - 1) / N + 1, H / f, W / f, 3]
-    reference_audio: np.ndarray | None = None    # av2av: float32 [2, samples]
+def reference_frame_indices(frames: int, factor: int) -> list[int]:
+    """The fitted frames a reference keeps: all when factor is 1, else [0, 1, 1 + factor, ...]."""
+    return list(range(frames)) if factor == 1 else [0, *range(1, frames, factor)]
 
 
 def target_crop(source: ClipSource, settings: FitSettings) -> Crop:
     return fill_crop(source.info.width, source.info.height, *settings.size)
 
 
-def fit_frames(source: ClipSource, settings: FitSettings, crop: Crop) -> np.ndarray:
+def fit_frames(source: ClipSource, settings: FitSettings, crop: Crop,
+               should_stop: ShouldStop | None = None) -> np.ndarray:
     return fit_video(source.info, sample_times(source.window, settings.frames, settings.frame_rate), crop,
-                     settings.size)
+                     settings.size, should_stop)
 
 
-def fit_reference_frames(source: ClipSource, settings: FitSettings, crop: Crop) -> np.ndarray:
-    times = sample_times(source.window, settings.frames, settings.frame_rate)[:: settings.temporal]
-    return fit_video(source.info, times, crop, settings.reference_size)
+def fit_reference_frames(source: ClipSource, settings: FitSettings, crop: Crop,
+                         should_stop: ShouldStop | None = None) -> np.ndarray:
+    times = sample_times(source.window, settings.frames, settings.frame_rate)
+    kept = [times[index] for index in reference_frame_indices(settings.frames, settings.temporal)]
+    return fit_video(source.info, kept, crop, settings.reference_size, should_stop)
 
 
 def fit_source_audio(source: ClipSource, settings: FitSettings) -> np.ndarray:
     return fit_audio(source.info, source.window, settings.normalize, settings.preserve_pitch)
-
-
-def fit_item(item: TrainingItem, settings: FitSettings) -> FittedClip:
-    crop = target_crop(item.target, settings)
-    clip = FittedClip(item.name, item.caption, fit_frames(item.target, settings, crop),
-                      fit_source_audio(item.target, settings))
-    if item.reference is not None:
-        clip.reference_frames = fit_reference_frames(item.reference, settings, crop)
-        clip.reference_audio = fit_source_audio(item.reference, settings)
-    return clip

@@ -22,14 +22,14 @@ cropped. The crop is expressed in fractions of the source frame (`Crop`), so the
 av2av pair gets exactly the target's transform and the two stay aligned even if their pixel
 sizes differ."""
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 
 import av
 import cv2
 import numpy as np
 
-from avlora.stage import UserError
+from avlora.stage import JobCancelled, UserError
 from services.preprocess.probe import MediaInfo
 
 TIE_S = 1e-6       # timestamps this close count as a tie (the earlier frame wins)
@@ -103,18 +103,20 @@ def fit_image(image: np.ndarray, crop: Crop, size: tuple[int, int]) -> np.ndarra
     return cv2.resize(cut, size, interpolation=cv2.INTER_AREA if shrinking else cv2.INTER_CUBIC)
 
 
-def fit_video(info: MediaInfo, times: Sequence[float], crop: Crop, size: tuple[int, int]) -> np.ndarray:
+def fit_video(info: MediaInfo, times: Sequence[float], crop: Crop, size: tuple[int, int],
+              should_stop: Callable[[], bool] | None = None) -> np.ndarray:
     """The frames nearest to `times`, cropped and resized: uint8 [len(times), height, width, 3].
     Decoding is streamed and stops at the last time: only one decoded frame is held besides the
-    output."""
+    output. `should_stop` is asked before each decoded frame: JobCancelled when it says so."""
     width, height = size
     out = np.empty((len(times), height, width, 3), np.uint8)
-    for index, image in enumerate(nearest_frames(info, times)):
+    for index, image in enumerate(nearest_frames(info, times, should_stop)):
         out[index] = fit_image(image, crop, size)
     return out
 
 
-def nearest_frames(info: MediaInfo, times: Sequence[float]) -> Iterator[np.ndarray]:
+def nearest_frames(info: MediaInfo, times: Sequence[float],
+                   should_stop: Callable[[], bool] | None = None) -> Iterator[np.ndarray]:
     """RGB images of the source frames nearest to each of the ascending `times`."""
     count = 0
     try:
@@ -126,6 +128,8 @@ def nearest_frames(info: MediaInfo, times: Sequence[float]) -> Iterator[np.ndarr
                 container.seek(int(offset / stream.time_base), stream=stream, backward=True)
             previous, previous_time = None, 0.0
             for frame in container.decode(stream):
+                if should_stop is not None and should_stop():
+                    raise JobCancelled()
                 if frame.time is None:
                     continue
                 now = frame.time - info.video_start

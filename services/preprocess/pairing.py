@@ -30,7 +30,7 @@ def pair_clips(videos: list[dataset_pb2.ManifestFile]) -> tuple[list[ClipPair], 
     clip that cannot be paired."""
     starts: dict[str, list] = {}
     ends: dict[str, list] = {}
-    errors = []
+    loose = []
     for video in videos:
         base = stem(video.name)
         if base.lower().endswith(START):
@@ -38,8 +38,8 @@ def pair_clips(videos: list[dataset_pb2.ManifestFile]) -> tuple[list[ClipPair], 
         elif base.lower().endswith(END):
             ends.setdefault(base[: -len(END)], []).append(video)
         else:
-            errors.append(f"{video.name} is neither a reference nor a target: name it "
-                          f"{base}_start or {base}_end (av2av datasets are <name>_start / <name>_end pairs)")
+            loose.append(video.name)
+    errors = [unpaired_error(loose, paired=bool(starts or ends))] if loose else []
     for name, group, kind in [(n, g, "_start") for n, g in starts.items()] + [(n, g, "_end") for n, g in ends.items()]:
         if len(group) > 1:
             errors.append(f"{name} has more than one {kind} clip: " + ", ".join(sorted(v.name for v in group)))
@@ -49,6 +49,22 @@ def pair_clips(videos: list[dataset_pb2.ManifestFile]) -> tuple[list[ClipPair], 
         errors.append(f"{starts[name][0].name} has no matching target (no {name}_end clip)")
     pairs = [ClipPair(name, starts[name][0], ends[name][0]) for name in sorted(starts.keys() & ends.keys())]
     return pairs, errors
+
+
+def unpaired_error(names: list[str], paired: bool) -> str:
+    """One error for every clip named neither `_start` nor `_end`; when no clip is, the dataset is
+    most likely a v2a one submitted as av2av."""
+    if len(names) == 1:
+        base = stem(names[0])
+        error = (f"{names[0]} is neither a reference nor a target: name it {base}_start or {base}_end "
+                 "(av2av datasets are <name>_start / <name>_end pairs)")
+    else:
+        error = (f"{len(names)} clips are neither a reference nor a target (av2av datasets are "
+                 f"<name>_start / <name>_end pairs): {', '.join(names)}")
+    if not paired:
+        error += ("; no clip is named _start or _end: this looks like a v2a dataset (single clips), "
+                  "submit it with `avlora submit v2a`")
+    return error
 
 
 def read_captions(files: list[dataset_pb2.ManifestFile], local: LocalFiles) -> dict[str, str]:

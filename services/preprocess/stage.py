@@ -9,16 +9,15 @@ same clip, window and settings."""
 import hashlib
 from pathlib import Path
 
-from avlora.params import AV2AVParams
 from avlora.v1 import dataset_pb2
 from avlora.stage import StageContext
 from avlora.store import LocalFiles
 from services.preprocess.checks import check_dataset
-from services.preprocess.clips import FitSettings, fit_item
+from services.preprocess.clips import FitSettings
 from services.preprocess.debug_archive import DebugArchive
 from services.preprocess.encoding import DatasetEncoder, to_bytes
+from services.preprocess.modes import preprocessing_for
 from services.preprocess.report import summary
-from services.preprocess.validation import fit_validation
 
 
 def run(ctx: StageContext) -> str:
@@ -37,28 +36,29 @@ def build_training_set(ctx: StageContext, scratch: Path) -> dataset_pb2.Training
                                      on_progress=lambda done, total, message: ctx.progress(done, total, "files", message))
     plan.raise_errors()
     ctx.log(summary(plan.report))
+    mode = preprocessing_for(ctx.params)
+    settings = mode.training_settings()
     builder = TrainingSetBuilder(ctx)
-    training_set = builder.training_set(plan.report)
-    settings = FitSettings.training(ctx.params)
+    training_set = builder.training_set(plan.report, settings)
     archive = builder.debug_archive(settings, scratch)
     for index, item in enumerate(plan.items):
         ctx.raise_if_cancelled()
         sample_key = builder.key("samples", index, item, settings)
         clip = None
         if archive is not None or not store.exists(sample_key):
-            clip = fit_item(item, settings)
+            clip = mode.fit_item(item, settings, should_stop=ctx.cancelled)
         if archive is not None:
             archive.add(index, clip)
         uri = store.reuse_or_write(sample_key, lambda: to_bytes(builder.encoder().training_sample(clip, settings)))
         training_set.samples.add(name=item.name, uri=uri, caption=item.caption)
         ctx.progress(index + 1, len(plan.items), "clips", f"encoded {item.name}")
-    validation_settings = FitSettings.validation(ctx.params)
+    validation_settings = mode.validation_settings()
     for item in validation:
         ctx.raise_if_cancelled()
         uri = store.reuse_or_write(
             builder.key("validation", item.index, item, validation_settings),
-            lambda: to_bytes(builder.encoder().validation_sample(fit_validation(item, validation_settings),
-                                                                 validation_settings)))
+            lambda: to_bytes(builder.encoder().validation_sample(
+                mode.fit_validation(item, validation_settings, should_stop=ctx.cancelled), validation_settings)))
         training_set.validation.add(index=item.index, prompt=item.prompt, uri=uri)
     negative = ctx.params.validation_negative_prompt
     training_set.negative_prompt_uri = store.reuse_or_write(builder.key("negative_prompt", 0, negative, None),
@@ -84,6 +84,13 @@ class TrainingSetBuilder:
     def encoder(self) -> DatasetEncoder:
         if self._encoder is None:
             self._encoder = DatasetEncoder(self.ctx.settings.model_dir)
+            vae = self._encoder.encoders.vae
+            if vae.device.type == "cpu":
+                # On a CPU the VAE's activations are process memory (a 121-frame 960x960 clip needs
+                # over 18 GB whole): encode in overlapping tiles of 16 frames x 512 px, blended.
+                # (diffusers gates temporal tiling of encoding on use_framewise_decoding.)
+                vae.enable_tiling()
+                vae.use_framewise_decoding = True
         return self._encoder
 
     def debug_archive(self, settings: FitSettings, scratch: Path) -> DebugArchive | None:
@@ -91,12 +98,9 @@ class TrainingSetBuilder:
             return None
         return DebugArchive(scratch / "debug_dataset.zip", settings)
 
-    def training_set(self, report: dataset_pb2.DatasetReport) -> dataset_pb2.TrainingSet:
-        params = self.ctx.params
-        width, height = params.size
-        reference = isinstance(params, AV2AVParams)
+    def training_set(self, report: dataset_pb2.DatasetReport, settings: FitSettings) -> dataset_pb2.TrainingSet:
+        width, height = settings.size
         return dataset_pb2.TrainingSet(
-            job_id=self.ctx.job_id, mode=params.mode, report=report, width=width, height=height,
-            frames=params.number_of_frames, frame_rate=params.frame_rate,
-            reference_downscale_factor=params.reference_downscale_factor if reference else 1,
-            reference_temporal_scale_factor=params.reference_temporal_scale_factor if reference else 1)
+            job_id=self.ctx.job_id, mode=self.ctx.params.mode, report=report, width=width, height=height,
+            frames=settings.frames, frame_rate=settings.frame_rate,
+            reference_downscale_factor=settings.downscale, reference_temporal_scale_factor=settings.temporal)
