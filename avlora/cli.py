@@ -9,16 +9,13 @@ import grpc
 from google.protobuf import json_format
 
 from avlora.client import Endpoints, as_url
+from avlora.job_state import state_label, state_name
 from avlora.params import AV2AVParams, V2AParams
 from avlora.v1 import jobs_pb2, params_pb2, stages_pb2
 
 SCHEMAS = {"v2a": V2AParams, "av2av": AV2AVParams}
 SHORT_FLAGS = {"number_of_steps": "--steps"}
 TERMINAL = {jobs_pb2.SUCCEEDED, jobs_pb2.FAILED, jobs_pb2.CANCELLED}
-
-
-def state_name(state: int) -> str:
-    return jobs_pb2.JobState.Name(state)
 
 
 def _parameter_flags(parser: argparse.ArgumentParser, mode: str) -> None:
@@ -74,7 +71,7 @@ def job_json(job: jobs_pb2.Job) -> str:
 
 
 def describe(job: jobs_pb2.Job, endpoints: Endpoints | None = None) -> str:
-    lines = [f"job {job.id} ({job.mode}): {state_name(job.state)}"]
+    lines = [f"job {job.id} ({job.mode}): {state_label(job)}"]
     progress = job.progress
     if progress.stage:
         lines.append(f"  stage {progress.stage}: {progress.done}/{progress.total} {progress.unit} {progress.message}".rstrip())
@@ -165,7 +162,7 @@ def cmd_list(args) -> int:
                                        state=jobs_pb2.JobState.Value(args.state) if args.state else 0)
     reply = _call(endpoints.jobs().ListJobs, request, metadata=endpoints.auth, timeout=30)
     for job in reply.jobs:
-        print(f"{job.id}  {job.mode:5}  {state_name(job.state):13}  {job.created_at.ToDatetime():%Y-%m-%d %H:%M:%S}")
+        print(f"{job.id}  {job.mode:5}  {state_label(job):13}  {job.created_at.ToDatetime():%Y-%m-%d %H:%M:%S}")
     return 0
 
 

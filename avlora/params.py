@@ -30,6 +30,25 @@ DEFAULT_NEGATIVE_PROMPT = (
 )
 
 
+# Text limits, checked at create time (a longer value is INVALID_ARGUMENT naming the field).
+MAX_URL_CHARS = 2048
+MAX_TRIGGER_CHARS = 200
+MAX_PROMPT_CHARS = 4000
+Url = Annotated[str, Field(min_length=1, max_length=MAX_URL_CHARS)]
+Prompt = Annotated[str, Field(max_length=MAX_PROMPT_CHARS)]
+
+
+def checked_url(url: str | None) -> str | None:
+    """A URL the ingest stage can fetch: http(s):// or upload://, no control characters."""
+    if url is None:
+        return url
+    if any(ord(char) < 32 or ord(char) == 127 for char in url):
+        raise ValueError("must not contain control characters (CR, LF, ...)")
+    if not url.startswith(("http://", "https://", "upload://")):
+        raise ValueError("must be an http://, https:// or upload:// URL")
+    return url
+
+
 def snap_frames(frames: int) -> int:
     """Snaps a frame count down to the nearest value with frames % 8 == 1."""
     return frames - ((frames - 1) % 8)
@@ -42,15 +61,19 @@ def billable_units(number_of_steps: int) -> int:
 
 class V2AValidation(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    prompt: str = ""
-    video_url: str = Field(min_length=1)
+    prompt: Prompt = ""
+    video_url: Url
+
+    _urls = field_validator("video_url")(checked_url)
 
 
 class AV2AVValidation(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    prompt: str = ""
-    reference_video_url: str = Field(min_length=1)
-    reference_audio_url: str | None = None
+    prompt: Prompt = ""
+    reference_video_url: Url
+    reference_audio_url: Annotated[str, Field(max_length=MAX_URL_CHARS)] | None = None
+
+    _urls = field_validator("reference_video_url", "reference_audio_url")(checked_url)
 
 
 class CommonParams(BaseModel):
@@ -58,8 +81,8 @@ class CommonParams(BaseModel):
 
     model_config = ConfigDict(extra="forbid", validate_default=True)
 
-    training_data_url: str = Field(min_length=1)
-    trigger_phrase: str = ""
+    training_data_url: Url
+    trigger_phrase: str = Field("", max_length=MAX_TRIGGER_CHARS)
     rank: Literal[8, 16, 32, 64, 128] = 32
     number_of_steps: int = Field(2000, ge=100, le=20000)
     learning_rate: float = Field(0.0002, gt=0, le=1.0)
@@ -70,7 +93,7 @@ class CommonParams(BaseModel):
     auto_scale_input: bool = False
     split_input_into_scenes: bool = False
     split_input_duration_threshold: float = Field(30.0, ge=1.0, le=60.0)
-    validation_negative_prompt: str = DEFAULT_NEGATIVE_PROMPT
+    validation_negative_prompt: Prompt = DEFAULT_NEGATIVE_PROMPT
     validation_number_of_frames: int = Field(89, ge=9, le=121)
     validation_frame_rate: int = Field(24, ge=8, le=60)
     validation_resolution: ResolutionName = "high"
@@ -78,12 +101,7 @@ class CommonParams(BaseModel):
     stg_scale: float = Field(1.0, ge=0.0, le=3.0)
     debug_dataset: bool = False
 
-    @field_validator("training_data_url")
-    @classmethod
-    def _known_scheme(cls, url: str) -> str:
-        if not url.startswith(("http://", "https://", "upload://")):
-            raise ValueError("must be an http://, https:// or upload:// URL")
-        return url
+    _urls = field_validator("training_data_url")(checked_url)
 
     @field_validator("number_of_frames", "validation_number_of_frames")
     @classmethod
@@ -138,6 +156,16 @@ class AV2AVParams(CommonParams):
 
 
 JobParams = V2AParams | AV2AVParams
+
+
+def urls_of(params: JobParams) -> dict[str, str]:
+    """Every URL of a job, by field path (training_data_url, validation.0.video_url, ...)."""
+    urls = {"training_data_url": params.training_data_url}
+    for index, item in enumerate(params.validation):
+        for name, value in item.model_dump().items():
+            if name.endswith("_url") and value:
+                urls[f"validation.{index}.{name}"] = value
+    return urls
 
 
 class InvalidParams(ValueError):
