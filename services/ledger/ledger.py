@@ -1,5 +1,7 @@
 """The ledger: the system of record for jobs, events and bills. All SQL lives here."""
 
+import asyncio
+import contextlib
 import hashlib
 import secrets
 import uuid
@@ -56,6 +58,15 @@ class Ledger:
     def __init__(self, engine: AsyncEngine):
         self.engine = engine
         self.session = sessions(engine)
+        # SQLite takes one writer at a time: queueing writers here is fairer and much faster than
+        # letting them sleep in SQLite's busy handler (seconds of p99 at 32 clients).
+        self._write_lock = asyncio.Lock() if engine.dialect.name == "sqlite" else contextlib.nullcontext()
+
+    @contextlib.asynccontextmanager
+    async def _writing(self):
+        """A write transaction (committed at the end of the block)."""
+        async with self._write_lock, self.session.begin() as session:
+            yield session
 
     def _insert(self, table):
         dialect = postgresql if self.engine.dialect.name == "postgresql" else sqlite
@@ -65,7 +76,7 @@ class Ledger:
     async def add_api_key(self, tenant: str, api_key: str | None = None) -> str:
         """Stores the hash of a key for a tenant (created if new); returns the key."""
         api_key = api_key or new_api_key()
-        async with self.session.begin() as session:
+        async with self._writing() as session:
             await session.execute(self._insert(Tenant).values(id=tenant, created_at=utcnow())
                                   .on_conflict_do_nothing(index_elements=["id"]))
             await session.execute(self._insert(ApiKey).values(
@@ -88,7 +99,7 @@ class Ledger:
         values = dict(id=job_id, tenant_id=tenant, mode=params.mode, state=jobs_pb2.QUEUED,
                       params_json=params_json, request_id=request_id or None, progress=b"", outputs=b"",
                       error="", created_at=now, updated_at=now, queued_for="ingest", queued_at=now)
-        async with self.session.begin() as session:
+        async with self._writing() as session:
             if uploads:
                 owned = set(await session.scalars(sa.select(Upload.id).where(
                     Upload.id.in_(set(uploads.values())), Upload.tenant_id == tenant)))
@@ -108,14 +119,14 @@ class Ledger:
         return Job(**values), True
 
     async def record_upload(self, upload_id: str, tenant: str, size: int) -> None:
-        async with self.session.begin() as session:
+        async with self._writing() as session:
             await session.execute(self._insert(Upload).values(id=upload_id, tenant_id=tenant, size=size,
                                                               created_at=utcnow())
                                   .on_conflict_do_nothing(index_elements=["id"]))
 
     async def delete_queued_job(self, job_id: str) -> None:
         """Removes a job that could not be queued (no worker ever saw it, nothing was billed)."""
-        async with self.session.begin() as session:
+        async with self._writing() as session:
             await session.execute(sa.delete(Job).where(Job.id == job_id, Job.state == jobs_pb2.QUEUED))
 
     async def get_job(self, tenant: str | None, job_id: str) -> Job | None:
@@ -162,7 +173,7 @@ class Ledger:
         """Cancels a job that has not finished (idempotent); a finished job is left as it is."""
         event = events_pb2.JobEvent(event_id=f"{job_id}:cancel-request", job_id=job_id,
                                     cancelled=events_pb2.StageCancelled(stage="api"))
-        async with self.session.begin() as session:
+        async with self._writing() as session:
             job = await session.scalar(sa.select(Job).where(Job.id == job_id, Job.tenant_id == tenant)
                                        .with_for_update())
             if job is None:
@@ -176,7 +187,7 @@ class Ledger:
     # --- events -----------------------------------------------------------------------------
     async def apply_event(self, event: events_pb2.JobEvent) -> Applied:
         """Applies an event at most once (its event_id is the key): a duplicate changes nothing."""
-        async with self.session.begin() as session:
+        async with self._writing() as session:
             seq = await self._record(session, event, False, "")
             if seq is None:
                 return Applied(event.job_id, False, "duplicate")
