@@ -2,6 +2,7 @@
 and enum, the frame snapping and the reference-factor rules. The gRPC layer converts to and from
 the protobuf messages; everything else reads these models."""
 
+import re
 from typing import Annotated, Literal
 
 from google.protobuf import json_format
@@ -34,6 +35,7 @@ DEFAULT_NEGATIVE_PROMPT = (
 MAX_URL_CHARS = 2048
 MAX_TRIGGER_CHARS = 200
 MAX_PROMPT_CHARS = 4000
+_CONTROL_CHARACTERS = re.compile(r"[\x00-\x1f\x7f]")
 Url = Annotated[str, Field(min_length=1, max_length=MAX_URL_CHARS)]
 Prompt = Annotated[str, Field(max_length=MAX_PROMPT_CHARS)]
 
@@ -42,7 +44,7 @@ def checked_url(url: str | None) -> str | None:
     """A URL the ingest stage can fetch: http(s):// or upload://, no control characters."""
     if url is None:
         return url
-    if any(ord(char) < 32 or ord(char) == 127 for char in url):
+    if _CONTROL_CHARACTERS.search(url):
         raise ValueError("must not contain control characters (CR, LF, ...)")
     if not url.startswith(("http://", "https://", "upload://")):
         raise ValueError("must be an http://, https:// or upload:// URL")
