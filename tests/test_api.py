@@ -1,5 +1,8 @@
 """The public JobService through a real ledger process and nats-server (started by the Stack)."""
 
+import json
+from pathlib import Path
+
 import grpc
 import pytest
 
@@ -263,6 +266,13 @@ def test_a_waiting_job_shows_the_queue_it_waits_in_and_its_place(api):
     shown = jobs.GetJob(jobs_pb2.GetJobRequest(job_id=second.id), metadata=key)
     assert shown.queue_position == 1
     assert jobs.GetJob(jobs_pb2.GetJobRequest(job_id=first.id), metadata=key).queued_for == ""
+    # The ledger logs one info line per state change of a job.
+    lines = [json.loads(line) for line in (Path(info["logs"]) / "ledger.log").read_text().splitlines()
+             if line.startswith("{")]
+    changes = [(line["state"], line["queued_for"]) for line in lines
+               if line.get("event") == "job state" and line["job"] == first.id]
+    assert changes == [("QUEUED", "ingest"), ("CANCELLED", "")]
+    assert all(line["level"] == "info" for line in lines if line.get("event") == "job state")
 
 
 def test_a_database_error_is_a_clear_status_without_sql(api):

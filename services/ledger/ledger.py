@@ -181,7 +181,7 @@ class Ledger:
             if job.state not in states.TERMINAL:
                 await self._record(session, event, True, "cancelled through the API")
                 await self._finish(session, job, jobs_pb2.CANCELLED)
-                log.info("job state", job=job_id, tenant=tenant, state="CANCELLED")
+                log.info("job state", job=job_id, tenant=tenant, state="CANCELLED", queued_for="")
         return await self.get_job(tenant, job_id)
 
     # --- events -----------------------------------------------------------------------------
