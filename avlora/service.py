@@ -93,6 +93,8 @@ async def serve(name: str, settings: Settings, registrations: list[Registration]
         raise SystemExit(f"{name}: AVLORA_INTERNAL_TOKEN is not set (the service credential of internal RPCs)")
     ports = {settings.grpc_port: registrations}
     if internal_port is not None:
+        if internal_port and internal_port == settings.grpc_port:
+            raise SystemExit(f"{name}: AVLORA_INTERNAL_PORT must differ from AVLORA_GRPC_PORT ({internal_port})")
         ports = {settings.grpc_port: [r for r in registrations if r[2] not in INTERNAL_SERVICES],
                  internal_port: [r for r in registrations if r[2] in INTERNAL_SERVICES]}
     servers = []

@@ -19,11 +19,11 @@ class Settings:
     grpc_port: int = field(default_factory=lambda: int(_env("GRPC_PORT", "0")))
     worker_name: str = field(default_factory=lambda: _env("WORKER_NAME", f"{socket.gethostname()}-{os.getpid()}"))
     database_url: str = field(default_factory=lambda: _env("DATABASE_URL", ""))
-    ledger_addr: str = field(default_factory=lambda: _env("LEDGER_ADDR", "127.0.0.1:50051"))  # its internal port
+    ledger_addr: str = field(default_factory=lambda: _env("LEDGER_ADDR", "127.0.0.1:50052"))  # its internal port
     # The service credential every internal RPC needs (from the deployment's secrets; `avlora up` makes one).
     internal_token: str = field(default_factory=lambda: _env("INTERNAL_TOKEN", ""))
     # The ledger's internal port (LedgerService); its public port (AVLORA_GRPC_PORT) serves JobService only.
-    internal_port: int = field(default_factory=lambda: int(_env("INTERNAL_PORT", "50051")))
+    internal_port: int = field(default_factory=lambda: int(_env("INTERNAL_PORT", "50052")))
     model_dir: str = field(default_factory=lambda: _env("MODEL_DIR", ""))
     # Stage workers: how long a message may go without a heartbeat, and how often it is retried.
     ack_wait_s: float = field(default_factory=lambda: float(_env("ACK_WAIT_S", "30")))

@@ -1,5 +1,5 @@
 """`python -m services.ledger`: the public JobService (AVLORA_GRPC_PORT), the internal
-LedgerService (AVLORA_INTERNAL_PORT, default 50051, behind AVLORA_INTERNAL_TOKEN) and the event
+LedgerService (AVLORA_INTERNAL_PORT, default 50052, behind AVLORA_INTERNAL_TOKEN) and the event
 consumers. AVLORA_DATABASE_URL (default: SQLite in the data dir); AVLORA_LEDGER_KEYS="tenant:key,..."
 registers keys at start-up; AVLORA_ADMIN_KEY enables CreateApiKey."""
 
