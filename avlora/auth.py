@@ -1,14 +1,17 @@
-"""API-key authentication for the stage services' user-facing RPCs: keys live in the ledger, so
-they ask it (LedgerService.Authenticate) and remember the answer for a minute."""
+"""Credentials. Tenants call with their API key (`authorization: Bearer <key>`); services call each
+other's internal RPCs with the service credential (`x-avlora-internal-token: <AVLORA_INTERNAL_TOKEN>`,
+a shared secret from the deployment). API keys live in the ledger: stage services ask it
+(LedgerService.Authenticate) and, like the ledger itself, remember a verified key for a minute."""
 
 import hashlib
 import time
 
 import grpc
 
-from avlora.v1 import stages_pb2, stages_pb2_grpc
+from avlora.v1 import ledger_pb2, ledger_pb2_grpc
 
 CACHE_S = 60.0
+INTERNAL_HEADER = "x-avlora-internal-token"
 
 
 def bearer_key(context) -> str:
@@ -16,32 +19,72 @@ def bearer_key(context) -> str:
     return header[7:].strip() if header.lower().startswith("bearer ") else ""
 
 
-class LedgerAuthenticator:
-    def __init__(self, ledger_address: str):
-        self.ledger_address = ledger_address
-        self._ledger = None  # created on first use, on the server's event loop
+async def require_bearer_key(context) -> str:
+    """The caller's bearer key; aborts with UNAUTHENTICATED when there is none."""
+    key = bearer_key(context)
+    if not key:
+        await context.abort(grpc.StatusCode.UNAUTHENTICATED, "missing 'authorization: Bearer <key>'")
+    return key
+
+
+def internal_metadata(token: str) -> list[tuple[str, str]]:
+    return [(INTERNAL_HEADER, token)]
+
+
+class KeyCache:
+    """Tenants of recently verified keys (by sha256, never the key itself), for CACHE_S seconds."""
+
+    def __init__(self, seconds: float = CACHE_S):
+        self.seconds = seconds
         self._known: dict[str, tuple[str, float]] = {}
 
+    @staticmethod
+    def digest(key: str) -> str:
+        return hashlib.sha256(key.encode()).hexdigest()
+
+    def get(self, digest: str) -> str:
+        tenant, at = self._known.get(digest, ("", 0.0))
+        return tenant if tenant and time.monotonic() - at < self.seconds else ""
+
+    def put(self, digest: str, tenant: str) -> None:
+        if len(self._known) > 10_000:
+            self._known.clear()
+        self._known[digest] = (tenant, time.monotonic())
+
+
+class LedgerAuthenticator:
+    """A stage service's client of the ledger's internal port: authenticates tenants' keys and
+    records uploads, with the service credential."""
+
+    def __init__(self, ledger_address: str, internal_token: str):
+        if not internal_token:
+            raise SystemExit("AVLORA_INTERNAL_TOKEN is not set: the ledger's internal RPCs need it")
+        self.ledger_address, self.metadata = ledger_address, internal_metadata(internal_token)
+        self._ledger = None  # created on first use, on the server's event loop
+        self.cache = KeyCache()
+
     @property
-    def ledger(self) -> stages_pb2_grpc.LedgerServiceStub:
+    def ledger(self) -> ledger_pb2_grpc.LedgerServiceStub:
         if self._ledger is None:
-            self._ledger = stages_pb2_grpc.LedgerServiceStub(grpc.aio.insecure_channel(self.ledger_address))
+            self._ledger = ledger_pb2_grpc.LedgerServiceStub(grpc.aio.insecure_channel(self.ledger_address))
         return self._ledger
 
     async def tenant(self, context) -> str:
         """The caller's tenant; aborts the call with UNAUTHENTICATED when the key is missing or unknown."""
-        key = bearer_key(context)
-        if not key:
-            await context.abort(grpc.StatusCode.UNAUTHENTICATED, "missing 'authorization: Bearer <key>'")
-        digest = hashlib.sha256(key.encode()).hexdigest()
-        tenant, at = self._known.get(digest, ("", 0.0))
-        if tenant and time.monotonic() - at < CACHE_S:
+        key = await require_bearer_key(context)
+        digest = KeyCache.digest(key)
+        if tenant := self.cache.get(digest):
             return tenant
         try:
-            reply = await self.ledger.Authenticate(stages_pb2.AuthenticateRequest(api_key=key), timeout=10)
+            reply = await self.ledger.Authenticate(ledger_pb2.AuthenticateRequest(api_key=key),
+                                                   metadata=self.metadata, timeout=10)
         except grpc.aio.AioRpcError as error:
-            if error.code() == grpc.StatusCode.UNAUTHENTICATED:
+            if error.code() == grpc.StatusCode.UNAUTHENTICATED and "API key" in error.details():
                 await context.abort(grpc.StatusCode.UNAUTHENTICATED, "unknown API key")
             await context.abort(grpc.StatusCode.UNAVAILABLE, f"cannot check the API key: {error.details()}")
-        self._known[digest] = (reply.tenant, time.monotonic())
+        self.cache.put(digest, reply.tenant)
         return reply.tenant
+
+    async def record_upload(self, upload_id: str, tenant: str, size: int) -> None:
+        await self.ledger.RecordUpload(ledger_pb2.RecordUploadRequest(upload_id=upload_id, tenant=tenant, size=size),
+                                       metadata=self.metadata, timeout=10)

@@ -11,8 +11,9 @@ from google.protobuf import json_format
 from google.protobuf.descriptor import FieldDescriptor
 
 from avlora.client import Endpoints, as_url
+from avlora.job_state import state_label, state_name
 from avlora.params import MODES, CommonParams, field_rules
-from avlora.progress import JobView, state_name
+from avlora.progress import JobView
 from avlora.v1 import jobs_pb2, stages_pb2
 
 SHORT_FLAGS = {"number_of_steps": "--steps"}
@@ -118,7 +119,7 @@ def to_json(message) -> str:
 
 
 def describe(job: jobs_pb2.Job, endpoints: Endpoints | None = None) -> str:
-    lines = [f"job {job.id} ({job.mode}): {state_name(job.state)}"]
+    lines = [f"job {job.id} ({job.mode}): {state_label(job)}"]
     progress = job.progress
     if progress.stage:
         lines.append(f"  stage {progress.stage}: {progress.done}/{progress.total} {progress.unit} {progress.message}".rstrip())
@@ -196,7 +197,7 @@ def cmd_list(args) -> int:
                                        state=jobs_pb2.JobState.Value(args.state) if args.state else 0)
     reply = _call(endpoints.jobs().ListJobs, request, metadata=endpoints.auth, timeout=30)
     for job in reply.jobs:
-        print(f"{job.id}  {job.mode:5}  {state_name(job.state):13}  {job.created_at.ToDatetime():%Y-%m-%d %H:%M:%S}")
+        print(f"{job.id}  {job.mode:5}  {state_label(job):13}  {job.created_at.ToDatetime():%Y-%m-%d %H:%M:%S}")
     return 0
 
 

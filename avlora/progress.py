@@ -10,15 +10,12 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import TextIO
 
+from avlora.job_state import state_label
 from avlora.v1 import jobs_pb2
 
 RATE_WINDOW_S = 10.0     # rates and ETAs are measured over the last this-many seconds
 PLAIN_EVERY_S = 5.0      # a plain (non-terminal) view prints a phase's count at most this often
 ENDED = (jobs_pb2.SUCCEEDED, jobs_pb2.FAILED, jobs_pb2.CANCELLED)
-
-
-def state_name(state: int) -> str:
-    return jobs_pb2.JobState.Name(state)
 
 
 class RateWindow:
@@ -119,11 +116,11 @@ class JobView:
             self._end_phase()
         if job.state != self.state:
             self.state = job.state
-            self._line(f"[{state_name(job.state)}]")
+            self._line(f"[{state_label(job)}]")
         if counted:
             self._count(job, now)
         elif progress.message and progress.message != self.last_message:
-            self._line(f"[{state_name(job.state)}] {progress.message}")
+            self._line(f"[{state_label(job)}] {progress.message}")
         self.last_message = progress.message
 
     def close(self, job: jobs_pb2.Job | None = None) -> None:
@@ -137,7 +134,7 @@ class JobView:
         same = phase is not None and (phase.stage, phase.unit) == (progress.stage, progress.unit)
         if same and progress.done == phase.done and progress.message not in ("", self.last_message):
             # A log line arrives merged into the counts it did not move: print it as a line.
-            self._line(f"[{state_name(job.state)}] {progress.message}")
+            self._line(f"[{state_label(job)}] {progress.message}")
             return
         if not same:
             phase = self.phase = Phase(progress.stage, progress.unit, progress.total, started=now)

@@ -18,7 +18,10 @@ class Settings:
     grpc_port: int = 0                     # 0: any free port (printed at start-up)
     worker_name: str = field(default_factory=lambda: f"{socket.gethostname()}-{os.getpid()}")
     database_url: str = ""                 # the ledger's; default SQLite in DATA_DIR
-    ledger_addr: str = "127.0.0.1:50051"
+    ledger_addr: str = "127.0.0.1:50052"   # the ledger's internal port
+    # the service credential every internal RPC needs (from the deployment's secrets; `avlora up` makes one)
+    internal_token: str = ""
+    internal_port: int = 50052             # the ledger's internal port (LedgerService); GRPC_PORT serves JobService only
     model_dir: str = ""                    # a local diffusers-format LTX-2.3 directory
     ack_wait_s: float = 30.0               # how long a work item may go without a heartbeat
     max_deliver: int = 4                   # how often a work item is tried

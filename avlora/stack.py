@@ -86,23 +86,27 @@ class Stack:
         self.processes["nats"] = start_nats(self.data_dir, nats_port, logs / "nats.log")
         api_key = "avl_local_" + secrets.token_urlsafe(24)
         env = os.environ | {
+            "AVLORA_INTERNAL_TOKEN": secrets.token_urlsafe(32),  # the service credential of internal RPCs
             "AVLORA_DATA_DIR": str(self.data_dir), "AVLORA_NATS_URL": f"nats://127.0.0.1:{nats_port}",
             "AVLORA_MODEL_DIR": self.extra_env.get("AVLORA_MODEL_DIR") or ensure_model(self.data_dir),
             "AVLORA_LEDGER_KEYS": f"local:{api_key}",
             "PYTHONUNBUFFERED": "1"} | self.extra_env
         addresses = {f"{name}-{index}" if index else name: f"127.0.0.1:{free_port()}"
                      for name, count in self.workers.items() for index in range(count)}
-        env["AVLORA_LEDGER_ADDR"] = addresses.get("ledger", "")
+        internal_port = free_port()  # the ledger's internal port (LedgerService)
+        env["AVLORA_LEDGER_ADDR"] = f"127.0.0.1:{internal_port}"
         for label, address in addresses.items():
             self.processes[label] = subprocess.Popen(
                 [sys.executable, "-m", f"services.{label.split('-')[0]}"], cwd=Path(__file__).resolve().parent.parent,
-                env=env | {"AVLORA_GRPC_PORT": address.rsplit(":", 1)[1], "AVLORA_WORKER_NAME": label},
+                env=env | {"AVLORA_GRPC_PORT": address.rsplit(":", 1)[1], "AVLORA_WORKER_NAME": label,
+                           "AVLORA_INTERNAL_PORT": str(internal_port)},
                 stdout=(logs / f"{label}.log").open("ab"), stderr=subprocess.STDOUT)
         for label, address in addresses.items():
             wait_healthy(address, 120, self.processes[label], label)
         self.info = {"nats": env["AVLORA_NATS_URL"], "api_key": api_key, "tenant": "local",
                      "model_dir": env["AVLORA_MODEL_DIR"], "pid": os.getpid(), "logs": str(logs),
-                     "store_dir": str(self.data_dir / "store"),
+                     "store_dir": str(self.data_dir / "store"), "internal_token": env["AVLORA_INTERNAL_TOKEN"],
+                     "ledger_internal_addr": env["AVLORA_LEDGER_ADDR"],
                      **{f"{label}_addr": address for label, address in addresses.items()}}
         path = self.data_dir / STACK_FILE
         path.write_text(json.dumps(self.info, indent=2))

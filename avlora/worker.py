@@ -168,6 +168,8 @@ class StageWorker:
         if stage in bus.NEXT_STAGE:
             await bus.publish_work(js, bus.NEXT_STAGE[stage], events_pb2.StageWork(
                 job_id=job_id, tenant=work.tenant, params=work.params, input_uri=result))
+            await bus.publish_event(js, new_event(job_id, f"{job_id}:{bus.NEXT_STAGE[stage]}:queued",
+                                                  queued=events_pb2.StageQueued(stage=bus.NEXT_STAGE[stage])))
         else:
             await bus.publish_event(js, new_event(
                 job_id, f"{job_id}:succeeded", succeeded=events_pb2.JobSucceeded(

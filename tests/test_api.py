@@ -1,23 +1,53 @@
 """The public JobService through a real ledger process and nats-server (started by the Stack)."""
 
+import json
+from pathlib import Path
+
 import grpc
 import pytest
 
-from avlora.v1 import jobs_pb2, jobs_pb2_grpc, params_pb2, stages_pb2, stages_pb2_grpc
+from avlora.auth import internal_metadata
+from avlora.params import MAX_PROMPT_CHARS, MAX_TRIGGER_CHARS
+from avlora.service import start_server
+from avlora.settings import Settings
+from avlora.v1 import jobs_pb2, jobs_pb2_grpc, ledger_pb2, ledger_pb2_grpc, params_pb2, stages_pb2, stages_pb2_grpc
+from services.trainer.server import TrainerServicer
 
 ADMIN = "admin-secret"
+
+
+class InternalLedger:
+    """The ledger's internal port, calling with the service credential (plus any metadata given)."""
+
+    def __init__(self, channel, token):
+        self.stub, self.token = ledger_pb2_grpc.LedgerServiceStub(channel), token
+
+    def __getattr__(self, name):
+        method = getattr(self.stub, name)
+        return lambda request, metadata=(), **kw: method(request, metadata=internal_metadata(self.token) + list(metadata),
+                                                         **kw)
 
 
 @pytest.fixture
 def api(make_stack):
     stack = make_stack(extra_env={"AVLORA_ADMIN_KEY": ADMIN}, services=("ledger",))
     channel = grpc.insecure_channel(stack.info["ledger_addr"])
-    yield stack.info, jobs_pb2_grpc.JobServiceStub(channel), stages_pb2_grpc.LedgerServiceStub(channel)
+    internal = grpc.insecure_channel(stack.info["ledger_internal_addr"])
+    yield stack.info, jobs_pb2_grpc.JobServiceStub(channel), InternalLedger(internal, stack.info["internal_token"])
     channel.close()
+    internal.close()
 
 
 def bearer(key):
     return [("authorization", f"Bearer {key}")]
+
+
+def listed_services(address):
+    from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
+    with grpc.insecure_channel(address) as channel:
+        replies = reflection_pb2_grpc.ServerReflectionStub(channel).ServerReflectionInfo(
+            iter([reflection_pb2.ServerReflectionRequest(list_services="")]))
+        return {service.name for service in next(replies).list_services_response.service}
 
 
 def v2a_request(request_id="", **fields):
@@ -70,9 +100,9 @@ def test_request_id_retry_returns_the_same_job(api):
 def test_tenants_are_isolated(api):
     info, jobs, ledger = api
     with pytest.raises(grpc.RpcError) as error:
-        ledger.CreateApiKey(stages_pb2.CreateApiKeyRequest(tenant="globex"), metadata=bearer("not-admin"))
+        ledger.CreateApiKey(ledger_pb2.CreateApiKeyRequest(tenant="globex"), metadata=bearer("not-admin"))
     assert error.value.code() == grpc.StatusCode.PERMISSION_DENIED
-    other = ledger.CreateApiKey(stages_pb2.CreateApiKeyRequest(tenant="globex"), metadata=bearer(ADMIN)).api_key
+    other = ledger.CreateApiKey(ledger_pb2.CreateApiKeyRequest(tenant="globex"), metadata=bearer(ADMIN)).api_key
     mine = jobs.CreateJob(v2a_request(), metadata=bearer(info["api_key"]))
     for call, request in ((jobs.GetJob, jobs_pb2.GetJobRequest(job_id=mine.id)),
                           (jobs.CancelJob, jobs_pb2.CancelJobRequest(job_id=mine.id)),
@@ -96,24 +126,162 @@ def test_cancel_is_idempotent_billed_zero_and_ends_watch(api):
     assert [update.state for update in watch][-1] == jobs_pb2.CANCELLED
     usage = jobs.GetUsage(jobs_pb2.GetUsageRequest(job_id=job.id), metadata=key)
     assert [(line.job_id, line.units, line.state) for line in usage.lines] == [(job.id, 0, jobs_pb2.CANCELLED)]
-    events = ledger.ListJobEvents(stages_pb2.ListJobEventsRequest(job_id=job.id)).events
+    events = ledger.ListJobEvents(ledger_pb2.ListJobEventsRequest(job_id=job.id)).events
     assert [event.event.WhichOneof("kind") for event in events] == ["cancelled"]
     with pytest.raises(grpc.RpcError) as error:
         jobs.CancelJob(jobs_pb2.CancelJobRequest(job_id="nope"), metadata=key)
     assert error.value.code() == grpc.StatusCode.NOT_FOUND
 
 
-def test_health_and_reflection_are_served(api):
+def test_the_public_port_serves_only_the_job_service(api):
     from grpc_health.v1 import health_pb2, health_pb2_grpc
-    from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
     info, _, _ = api
     with grpc.insecure_channel(info["ledger_addr"]) as channel:
         health = health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(service="avlora.v1.JobService"))
         assert health.status == health_pb2.HealthCheckResponse.SERVING
-        replies = reflection_pb2_grpc.ServerReflectionStub(channel).ServerReflectionInfo(
-            iter([reflection_pb2.ServerReflectionRequest(list_services="")]))
-        names = {service.name for service in next(replies).list_services_response.service}
-    assert {"avlora.v1.JobService", "avlora.v1.LedgerService", "grpc.health.v1.Health"} <= names
+        with pytest.raises(grpc.RpcError) as error:  # not even with the right credential
+            ledger_pb2_grpc.LedgerServiceStub(channel).Authenticate(
+                ledger_pb2.AuthenticateRequest(api_key=info["api_key"]), metadata=internal_metadata(info["internal_token"]))
+        assert error.value.code() == grpc.StatusCode.UNIMPLEMENTED
+    assert listed_services(info["ledger_addr"]) == {
+        "avlora.v1.JobService", "grpc.health.v1.Health", "grpc.reflection.v1alpha.ServerReflection"}
+    assert "avlora.v1.LedgerService" in listed_services(info["ledger_internal_addr"])
+
+
+def test_every_internal_ledger_rpc_needs_the_service_credential(api):
+    info, _, _ = api
+    calls = [("ListJobEvents", ledger_pb2.ListJobEventsRequest(job_id="x")),
+             ("Authenticate", ledger_pb2.AuthenticateRequest(api_key=info["api_key"])),
+             ("CreateApiKey", ledger_pb2.CreateApiKeyRequest(tenant="globex")),
+             ("RecordUpload", ledger_pb2.RecordUploadRequest(upload_id="u1", tenant="local"))]
+    refusals = [([], grpc.StatusCode.UNAUTHENTICATED), (bearer(info["api_key"]), grpc.StatusCode.UNAUTHENTICATED),
+                (bearer(ADMIN), grpc.StatusCode.UNAUTHENTICATED),
+                (internal_metadata("guessed") + bearer(ADMIN), grpc.StatusCode.PERMISSION_DENIED)]
+    with grpc.insecure_channel(info["ledger_internal_addr"]) as channel:
+        stub = ledger_pb2_grpc.LedgerServiceStub(channel)
+        for name, request in calls:
+            for metadata, code in refusals:
+                with pytest.raises(grpc.RpcError) as error:
+                    getattr(stub, name)(request, metadata=metadata)
+                assert error.value.code() == code, (name, metadata)
+        assert stub.Authenticate(ledger_pb2.AuthenticateRequest(api_key=info["api_key"]),
+                                 metadata=internal_metadata(info["internal_token"])).tenant == "local"
+
+
+async def test_the_trainer_status_needs_the_service_credential(tmp_path):
+    settings = Settings(internal_token="the-token", data_dir=tmp_path)
+    server, _, _, port = await start_server(settings, 0, [(stages_pb2_grpc.add_TrainerServiceServicer_to_server,
+                                                           TrainerServicer(settings), "avlora.v1.TrainerService")])
+    try:
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+            stub = stages_pb2_grpc.TrainerServiceStub(channel)
+            for metadata, code in (([], grpc.StatusCode.UNAUTHENTICATED), (bearer("avl_tenant"), grpc.StatusCode.UNAUTHENTICATED),
+                                   (internal_metadata("wrong"), grpc.StatusCode.PERMISSION_DENIED)):
+                with pytest.raises(grpc.aio.AioRpcError) as error:
+                    await stub.GetTrainerStatus(stages_pb2.TrainerStatusRequest(), metadata=metadata)
+                assert error.value.code() == code
+            reply = await stub.GetTrainerStatus(stages_pb2.TrainerStatusRequest(), metadata=internal_metadata("the-token"))
+            assert reply.job_id == ""
+    finally:
+        await server.stop(None)
+
+
+def test_oversize_text_and_bad_urls_are_refused_naming_the_field_and_limit(api):
+    info, jobs, _ = api
+    key = bearer(info["api_key"])
+    huge = "x" * (1 << 20)
+    cases = [(v2a_request(trigger_phrase=huge), f"trigger_phrase: String should have at most {MAX_TRIGGER_CHARS}"),
+             (v2a_request(validation_negative_prompt=huge), f"validation_negative_prompt: String should have at most {MAX_PROMPT_CHARS}"),
+             (v2a_request(validation=[params_pb2.V2AValidation(prompt=huge, video_url="https://e.com/v.mp4")]),
+              f"validation.0.prompt: String should have at most {MAX_PROMPT_CHARS}"),
+             (v2a_request(validation=[params_pb2.V2AValidation(video_url="https://e.com/v.mp4\r\nHost: evil")]),
+              "validation.0.video_url: must not contain control characters"),
+             (v2a_request(validation=[params_pb2.V2AValidation(video_url="file:///etc/passwd")]),
+              "validation.0.video_url: must be an http://, https:// or upload:// URL"),
+             (v2a_request("r" * 129), "request_id: at most 128")]
+    for request, words in cases:
+        with pytest.raises(grpc.RpcError) as error:
+            jobs.CreateJob(request, metadata=key)
+        assert error.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        assert words in error.value.details()
+    assert jobs.ListJobs(jobs_pb2.ListJobsRequest(), metadata=key).jobs == []
+
+
+def test_list_items_leave_out_the_prompts_and_replies_stay_small(api):
+    info, jobs, _ = api
+    key = bearer(info["api_key"])
+    long = "p" * MAX_PROMPT_CHARS
+    job = jobs.CreateJob(v2a_request(validation_negative_prompt=long, validation=[
+        params_pb2.V2AValidation(prompt=long, video_url="https://e.com/v.mp4")] * 2), metadata=key)
+    for _ in range(39):
+        jobs.CreateJob(v2a_request(validation_negative_prompt=long), metadata=key)
+    assert jobs.GetJob(jobs_pb2.GetJobRequest(job_id=job.id), metadata=key).params.v2a.validation[1].prompt == long
+    reply = jobs.ListJobs(jobs_pb2.ListJobsRequest(page_size=500), metadata=key)
+    assert len(reply.jobs) == 40 and reply.ByteSize() < 40 * 1000
+    listed = next(item for item in reply.jobs if item.id == job.id)
+    assert listed.params.v2a.validation[0].video_url == "https://e.com/v.mp4" and not listed.params.v2a.validation[0].prompt
+
+
+def test_a_reused_request_id_with_other_parameters_is_refused(api):
+    info, jobs, _ = api
+    key = bearer(info["api_key"])
+    first = jobs.CreateJob(v2a_request("pay-1", rank=16), metadata=key)
+    with pytest.raises(grpc.RpcError) as error:
+        jobs.CreateJob(v2a_request("pay-1", rank=64), metadata=key)
+    assert error.value.code() == grpc.StatusCode.ALREADY_EXISTS
+    assert f"request_id 'pay-1' was used for job {first.id} with other parameters" in error.value.details()
+
+
+def test_tenant_names_are_checked_when_a_key_is_created(api):
+    _, _, ledger = api
+    for name in ("", "Acme Corp", "a" * 65, "-acme", "acme\n", "x/y"):
+        with pytest.raises(grpc.RpcError) as error:
+            ledger.CreateApiKey(ledger_pb2.CreateApiKeyRequest(tenant=name), metadata=bearer(ADMIN))
+        assert error.value.code() == grpc.StatusCode.INVALID_ARGUMENT and "tenant: 1 to 64 characters" in error.value.details()
+    assert ledger.CreateApiKey(ledger_pb2.CreateApiKeyRequest(tenant="acme-2.eu_west"), metadata=bearer(ADMIN)).api_key
+
+
+def test_an_upload_is_usable_only_by_its_tenant(api):
+    info, jobs, ledger = api
+    other = bearer(ledger.CreateApiKey(ledger_pb2.CreateApiKeyRequest(tenant="globex"), metadata=bearer(ADMIN)).api_key)
+    ledger.RecordUpload(ledger_pb2.RecordUploadRequest(upload_id="5e1f", tenant="local", size=3))
+    request = jobs_pb2.CreateJobRequest(params=params_pb2.JobParams(v2a=params_pb2.V2AParams(
+        training_data_url="upload://5e1f")))
+    with pytest.raises(grpc.RpcError) as error:
+        jobs.CreateJob(request, metadata=other)
+    assert error.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert error.value.details() == "training_data_url: no upload upload://5e1f of this tenant"
+    assert jobs.CreateJob(request, metadata=bearer(info["api_key"])).state == jobs_pb2.QUEUED
+
+
+def test_a_waiting_job_shows_the_queue_it_waits_in_and_its_place(api):
+    info, jobs, _ = api
+    key = bearer(info["api_key"])
+    first, second = jobs.CreateJob(v2a_request(), metadata=key), jobs.CreateJob(v2a_request(), metadata=key)
+    shown = jobs.GetJob(jobs_pb2.GetJobRequest(job_id=second.id), metadata=key)
+    assert (shown.state, shown.queued_for, shown.queue_position) == (jobs_pb2.QUEUED, "ingest", 2)
+    from avlora.job_state import state_label
+    assert state_label(shown) == "QUEUED for ingest (place 2)"
+    jobs.CancelJob(jobs_pb2.CancelJobRequest(job_id=first.id), metadata=key)
+    shown = jobs.GetJob(jobs_pb2.GetJobRequest(job_id=second.id), metadata=key)
+    assert shown.queue_position == 1
+    assert jobs.GetJob(jobs_pb2.GetJobRequest(job_id=first.id), metadata=key).queued_for == ""
+    # The ledger logs one info line per state change of a job.
+    lines = [json.loads(line) for line in (Path(info["logs"]) / "ledger.log").read_text().splitlines()
+             if line.startswith("{")]
+    changes = [(line["state"], line["queued_for"]) for line in lines
+               if line.get("event") == "job state" and line["job"] == first.id]
+    assert changes == [("QUEUED", "ingest"), ("CANCELLED", "")]
+    assert all(line["level"] == "info" for line in lines if line.get("event") == "job state")
+
+
+def test_a_database_error_is_a_clear_status_without_sql(api):
+    info, _, ledger = api
+    with pytest.raises(grpc.RpcError) as error:  # a tenant that does not exist: a foreign-key violation
+        ledger.RecordUpload(ledger_pb2.RecordUploadRequest(upload_id="u2", tenant="nobody", size=1))
+    assert error.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "does not fit the ledger's database" in error.value.details()
+    assert not any(word in error.value.details().upper() for word in ("INSERT", "SELECT", "SQL", "UPLOADS"))
 
 
 def test_a_job_that_cannot_be_queued_is_not_recorded(make_stack):

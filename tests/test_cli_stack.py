@@ -205,6 +205,7 @@ def test_cancelling_a_running_job(stack_dir, tmp_path):
     info = json.loads((stack_dir / "stack.json").read_text())
     with grpc.insecure_channel(info["trainer_addr"]) as channel:
         trainer = stages_pb2_grpc.TrainerServiceStub(channel)
-        while trainer.GetTrainerStatus(stages_pb2.TrainerStatusRequest()).job_id == job_id:
+        while trainer.GetTrainerStatus(stages_pb2.TrainerStatusRequest(),
+                                      metadata=[("x-avlora-internal-token", info["internal_token"])]).job_id == job_id:
             assert time.monotonic() - cancelled_at < 30, "the trainer did not stop"
             time.sleep(0.5)

@@ -43,7 +43,7 @@ def ledger(make_stack):
 @pytest.fixture
 async def raw_ingest_stub(store, ledger):
     server = grpc.aio.server()
-    servicer = IngestServicer(store, max_upload_bytes=LIMIT, authenticator=LedgerAuthenticator(ledger["ledger_addr"]))
+    servicer = IngestServicer(store, max_upload_bytes=LIMIT, authenticator=LedgerAuthenticator(ledger["ledger_internal_addr"], ledger["internal_token"]))
     stages_pb2_grpc.add_IngestServiceServicer_to_server(servicer, server)
     port = server.add_insecure_port("127.0.0.1:0")
     await server.start()

@@ -5,10 +5,10 @@ from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 
 from avlora.stage import new_event
-from avlora.params import from_proto
+from avlora.params import InvalidParams, from_proto
 from avlora.v1 import events_pb2, jobs_pb2, params_pb2
 from services.ledger.db import make_engine, migrate
-from services.ledger.ledger import Ledger
+from services.ledger.ledger import Ledger, RequestIdReused
 from services.ledger.models import Base
 
 
@@ -143,6 +143,50 @@ async def test_request_id_makes_a_retried_create_return_the_same_job(ledger):
     assert created_theirs and theirs.id != first.id
 
 
+async def test_a_reused_request_id_with_other_parameters_is_refused(ledger):
+    await ledger.add_api_key("acme")
+    first, _ = await ledger.create_job("acme", params(steps=2000), "req-1")
+    with pytest.raises(RequestIdReused, match=f"request_id 'req-1' was used for job {first.id}"):
+        await ledger.create_job("acme", params(steps=3000), "req-1")
+    assert len((await ledger.list_jobs("acme"))[0]) == 1
+
+
+async def test_an_upload_is_usable_only_by_the_tenant_that_uploaded_it(ledger):
+    await ledger.add_api_key("acme")
+    await ledger.add_api_key("globex")
+    await ledger.record_upload("0123abcd", "acme", 10)
+    theirs = from_proto(params_pb2.JobParams(v2a=params_pb2.V2AParams(training_data_url="upload://0123abcd")))
+    with pytest.raises(InvalidParams, match="training_data_url: no upload upload://0123abcd of this tenant"):
+        await ledger.create_job("globex", theirs, "")
+    job, created = await ledger.create_job("acme", theirs, "")
+    assert created and job.tenant_id == "acme"
+    unknown = from_proto(params_pb2.JobParams(v2a=params_pb2.V2AParams(
+        training_data_url="upload://0123abcd", validation=[params_pb2.V2AValidation(video_url="upload://nope")])))
+    with pytest.raises(InvalidParams, match="validation.0.video_url: no upload upload://nope"):
+        await ledger.create_job("acme", unknown, "")
+
+
+async def test_a_job_waiting_for_a_worker_knows_its_queue_and_place(ledger):
+    await ledger.add_api_key("acme")
+    first, second = [(await ledger.create_job("acme", params(), ""))[0] for _ in range(2)]
+    assert [(job.queued_for, await ledger.queue_position(job)) for job in (first, second)] == [
+        ("ingest", 1), ("ingest", 2)]
+    await ledger.apply_event(started(first.id, "ingest"))
+    first = await ledger.get_job("acme", first.id)
+    assert (first.state, first.queued_for, await ledger.queue_position(first)) == (jobs_pb2.INGESTING, "", 0)
+    assert await ledger.queue_position(await ledger.get_job("acme", second.id)) == 1
+    await ledger.apply_event(new_event(first.id, f"{first.id}:preprocess:queued",
+                                       queued=events_pb2.StageQueued(stage="preprocess")))
+    first = await ledger.get_job("acme", first.id)
+    assert (first.state, first.queued_for, await ledger.queue_position(first)) == (
+        jobs_pb2.INGESTING, "preprocess", 1)
+    await ledger.apply_event(started(first.id, "preprocess"))
+    assert (await ledger.get_job("acme", first.id)).queued_for == ""
+    late = await ledger.apply_event(new_event(first.id, f"{first.id}:x:queued",
+                                              queued=events_pb2.StageQueued(stage="preprocess")))
+    assert not late.applied and "queued for preprocess while PREPROCESSING" in late.note
+
+
 async def test_tenants_see_only_their_own_jobs_and_keys_are_stored_hashed(ledger):
     key = await ledger.add_api_key("acme")
     assert await ledger.tenant_for_key(key) == "acme"
@@ -161,10 +205,10 @@ async def test_list_jobs_pages_and_filters(ledger):
     await ledger.add_api_key("acme")
     ids = [(await ledger.create_job("acme", params("av2av" if i % 2 else "v2a"), ""))[0].id for i in range(5)]
     page, token = await ledger.list_jobs("acme", page_size=2)
-    seen = [job.id for job in page]
+    seen = [job.id for job, _ in page]
     while token:
         page, token = await ledger.list_jobs("acme", page_size=2, page_token=token)
-        seen += [job.id for job in page]
+        seen += [job.id for job, _ in page]
     assert sorted(seen) == sorted(ids) and len(seen) == 5
     assert len((await ledger.list_jobs("acme", mode="av2av"))[0]) == 2
     assert (await ledger.list_jobs("acme", state=jobs_pb2.FAILED))[0] == []

@@ -22,7 +22,7 @@ def ledger(make_stack):
 async def inspect(tmp_path, ledger):
     store = LocalStore(tmp_path / "store")
     server = grpc.aio.server()
-    servicer = PreprocessServicer(store, LedgerAuthenticator(ledger["ledger_addr"]))
+    servicer = PreprocessServicer(store, LedgerAuthenticator(ledger["ledger_internal_addr"], ledger["internal_token"]))
     stages_pb2_grpc.add_PreprocessServiceServicer_to_server(servicer, server)
     port = server.add_insecure_port("127.0.0.1:0")
     await server.start()

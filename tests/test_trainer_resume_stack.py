@@ -8,13 +8,15 @@ import grpc
 
 from avlora.client import Endpoints
 from avlora.demo_data import write_demo_dataset
-from avlora.v1 import jobs_pb2, params_pb2, stages_pb2, stages_pb2_grpc
+from avlora.auth import internal_metadata
+from avlora.v1 import jobs_pb2, ledger_pb2, ledger_pb2_grpc, params_pb2, stages_pb2, stages_pb2_grpc
 
 
 def trainer_with_job(stack, job_id) -> str | None:
     for label in ("trainer", "trainer-1"):
         with grpc.insecure_channel(stack.info[f"{label}_addr"]) as channel:
-            status = stages_pb2_grpc.TrainerServiceStub(channel).GetTrainerStatus(stages_pb2.TrainerStatusRequest())
+            status = stages_pb2_grpc.TrainerServiceStub(channel).GetTrainerStatus(
+                stages_pb2.TrainerStatusRequest(), metadata=internal_metadata(stack.info["internal_token"]))
         if status.job_id == job_id and status.step >= 60:
             return label
     return None
@@ -42,9 +44,9 @@ def test_sigkilled_trainer_is_resumed_from_its_checkpoint_and_billed_once(make_s
         time.sleep(0.5)
     assert final.state == jobs_pb2.SUCCEEDED, final.error
 
-    with grpc.insecure_channel(stack.info["ledger_addr"]) as channel:
-        events = stages_pb2_grpc.LedgerServiceStub(channel).ListJobEvents(
-            stages_pb2.ListJobEventsRequest(job_id=job.id)).events
+    with grpc.insecure_channel(stack.info["ledger_internal_addr"]) as channel:
+        events = ledger_pb2_grpc.LedgerServiceStub(channel).ListJobEvents(
+            ledger_pb2.ListJobEventsRequest(job_id=job.id), metadata=internal_metadata(stack.info["internal_token"])).events
     kinds = [(e.event.WhichOneof("kind"), e.event) for e in events]
     restarts = [i for i, (kind, event) in enumerate(kinds) if kind == "started" and event.started.stage == "train"]
     assert len(restarts) == 2 and kinds[restarts[1]][1].started.attempt == 2

@@ -26,7 +26,7 @@ from avlora.v1 import jobs_pb2 as avlora_dot_v1_dot_jobs__pb2
 from avlora.v1 import params_pb2 as avlora_dot_v1_dot_params__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x16\x61vlora/v1/events.proto\x12\tavlora.v1\x1a\x14\x61vlora/v1/jobs.proto\x1a\x16\x61vlora/v1/params.proto\"d\n\tStageWork\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\x0e\n\x06tenant\x18\x02 \x01(\t\x12$\n\x06params\x18\x03 \x01(\x0b\x32\x14.avlora.v1.JobParams\x12\x11\n\tinput_uri\x18\x04 \x01(\t\"\x9d\x02\n\x08JobEvent\x12\x10\n\x08\x65vent_id\x18\x01 \x01(\t\x12\x0e\n\x06job_id\x18\x02 \x01(\t\x12\n\n\x02\x61t\x18\x03 \x01(\x01\x12*\n\x07started\x18\n \x01(\x0b\x32\x17.avlora.v1.StageStartedH\x00\x12\'\n\x08progress\x18\x0b \x01(\x0b\x32\x13.avlora.v1.ProgressH\x00\x12(\n\x06\x66\x61iled\x18\x0c \x01(\x0b\x32\x16.avlora.v1.StageFailedH\x00\x12,\n\tsucceeded\x18\r \x01(\x0b\x32\x17.avlora.v1.JobSucceededH\x00\x12.\n\tcancelled\x18\x0e \x01(\x0b\x32\x19.avlora.v1.StageCancelledH\x00\x42\x06\n\x04kind\">\n\x0cStageStarted\x12\r\n\x05stage\x18\x01 \x01(\t\x12\x0e\n\x06worker\x18\x02 \x01(\t\x12\x0f\n\x07\x61ttempt\x18\x03 \x01(\x05\",\n\x0bStageFailed\x12\r\n\x05stage\x18\x01 \x01(\t\x12\x0e\n\x06reason\x18\x02 \x01(\t\"\x1f\n\x0eStageCancelled\x12\r\n\x05stage\x18\x01 \x01(\t\"L\n\x0cJobSucceeded\x12#\n\x07outputs\x18\x01 \x01(\x0b\x32\x12.avlora.v1.Outputs\x12\x17\n\x0fsteps_completed\x18\x02 \x01(\x03\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x16\x61vlora/v1/events.proto\x12\tavlora.v1\x1a\x14\x61vlora/v1/jobs.proto\x1a\x16\x61vlora/v1/params.proto\"d\n\tStageWork\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\x0e\n\x06tenant\x18\x02 \x01(\t\x12$\n\x06params\x18\x03 \x01(\x0b\x32\x14.avlora.v1.JobParams\x12\x11\n\tinput_uri\x18\x04 \x01(\t\"\xc7\x02\n\x08JobEvent\x12\x10\n\x08\x65vent_id\x18\x01 \x01(\t\x12\x0e\n\x06job_id\x18\x02 \x01(\t\x12\n\n\x02\x61t\x18\x03 \x01(\x01\x12*\n\x07started\x18\n \x01(\x0b\x32\x17.avlora.v1.StageStartedH\x00\x12\'\n\x08progress\x18\x0b \x01(\x0b\x32\x13.avlora.v1.ProgressH\x00\x12(\n\x06\x66\x61iled\x18\x0c \x01(\x0b\x32\x16.avlora.v1.StageFailedH\x00\x12,\n\tsucceeded\x18\r \x01(\x0b\x32\x17.avlora.v1.JobSucceededH\x00\x12.\n\tcancelled\x18\x0e \x01(\x0b\x32\x19.avlora.v1.StageCancelledH\x00\x12(\n\x06queued\x18\x0f \x01(\x0b\x32\x16.avlora.v1.StageQueuedH\x00\x42\x06\n\x04kind\">\n\x0cStageStarted\x12\r\n\x05stage\x18\x01 \x01(\t\x12\x0e\n\x06worker\x18\x02 \x01(\t\x12\x0f\n\x07\x61ttempt\x18\x03 \x01(\x05\",\n\x0bStageFailed\x12\r\n\x05stage\x18\x01 \x01(\t\x12\x0e\n\x06reason\x18\x02 \x01(\t\"\x1f\n\x0eStageCancelled\x12\r\n\x05stage\x18\x01 \x01(\t\"\x1c\n\x0bStageQueued\x12\r\n\x05stage\x18\x01 \x01(\t\"L\n\x0cJobSucceeded\x12#\n\x07outputs\x18\x01 \x01(\x0b\x32\x12.avlora.v1.Outputs\x12\x17\n\x0fsteps_completed\x18\x02 \x01(\x03\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -36,13 +36,15 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_STAGEWORK']._serialized_start=83
   _globals['_STAGEWORK']._serialized_end=183
   _globals['_JOBEVENT']._serialized_start=186
-  _globals['_JOBEVENT']._serialized_end=471
-  _globals['_STAGESTARTED']._serialized_start=473
-  _globals['_STAGESTARTED']._serialized_end=535
-  _globals['_STAGEFAILED']._serialized_start=537
-  _globals['_STAGEFAILED']._serialized_end=581
-  _globals['_STAGECANCELLED']._serialized_start=583
-  _globals['_STAGECANCELLED']._serialized_end=614
-  _globals['_JOBSUCCEEDED']._serialized_start=616
-  _globals['_JOBSUCCEEDED']._serialized_end=692
+  _globals['_JOBEVENT']._serialized_end=513
+  _globals['_STAGESTARTED']._serialized_start=515
+  _globals['_STAGESTARTED']._serialized_end=577
+  _globals['_STAGEFAILED']._serialized_start=579
+  _globals['_STAGEFAILED']._serialized_end=623
+  _globals['_STAGECANCELLED']._serialized_start=625
+  _globals['_STAGECANCELLED']._serialized_end=656
+  _globals['_STAGEQUEUED']._serialized_start=658
+  _globals['_STAGEQUEUED']._serialized_end=686
+  _globals['_JOBSUCCEEDED']._serialized_start=688
+  _globals['_JOBSUCCEEDED']._serialized_end=764
 # @@protoc_insertion_point(module_scope)

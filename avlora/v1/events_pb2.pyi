@@ -20,7 +20,7 @@ class StageWork(_message.Message):
     def __init__(self, job_id: _Optional[str] = ..., tenant: _Optional[str] = ..., params: _Optional[_Union[_params_pb2.JobParams, _Mapping]] = ..., input_uri: _Optional[str] = ...) -> None: ...
 
 class JobEvent(_message.Message):
-    __slots__ = ("event_id", "job_id", "at", "started", "progress", "failed", "succeeded", "cancelled")
+    __slots__ = ("event_id", "job_id", "at", "started", "progress", "failed", "succeeded", "cancelled", "queued")
     EVENT_ID_FIELD_NUMBER: _ClassVar[int]
     JOB_ID_FIELD_NUMBER: _ClassVar[int]
     AT_FIELD_NUMBER: _ClassVar[int]
@@ -29,6 +29,7 @@ class JobEvent(_message.Message):
     FAILED_FIELD_NUMBER: _ClassVar[int]
     SUCCEEDED_FIELD_NUMBER: _ClassVar[int]
     CANCELLED_FIELD_NUMBER: _ClassVar[int]
+    QUEUED_FIELD_NUMBER: _ClassVar[int]
     event_id: str
     job_id: str
     at: float
@@ -37,7 +38,8 @@ class JobEvent(_message.Message):
     failed: StageFailed
     succeeded: JobSucceeded
     cancelled: StageCancelled
-    def __init__(self, event_id: _Optional[str] = ..., job_id: _Optional[str] = ..., at: _Optional[float] = ..., started: _Optional[_Union[StageStarted, _Mapping]] = ..., progress: _Optional[_Union[_jobs_pb2.Progress, _Mapping]] = ..., failed: _Optional[_Union[StageFailed, _Mapping]] = ..., succeeded: _Optional[_Union[JobSucceeded, _Mapping]] = ..., cancelled: _Optional[_Union[StageCancelled, _Mapping]] = ...) -> None: ...
+    queued: StageQueued
+    def __init__(self, event_id: _Optional[str] = ..., job_id: _Optional[str] = ..., at: _Optional[float] = ..., started: _Optional[_Union[StageStarted, _Mapping]] = ..., progress: _Optional[_Union[_jobs_pb2.Progress, _Mapping]] = ..., failed: _Optional[_Union[StageFailed, _Mapping]] = ..., succeeded: _Optional[_Union[JobSucceeded, _Mapping]] = ..., cancelled: _Optional[_Union[StageCancelled, _Mapping]] = ..., queued: _Optional[_Union[StageQueued, _Mapping]] = ...) -> None: ...
 
 class StageStarted(_message.Message):
     __slots__ = ("stage", "worker", "attempt")
@@ -58,6 +60,12 @@ class StageFailed(_message.Message):
     def __init__(self, stage: _Optional[str] = ..., reason: _Optional[str] = ...) -> None: ...
 
 class StageCancelled(_message.Message):
+    __slots__ = ("stage",)
+    STAGE_FIELD_NUMBER: _ClassVar[int]
+    stage: str
+    def __init__(self, stage: _Optional[str] = ...) -> None: ...
+
+class StageQueued(_message.Message):
     __slots__ = ("stage",)
     STAGE_FIELD_NUMBER: _ClassVar[int]
     stage: str

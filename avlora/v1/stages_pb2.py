@@ -24,46 +24,29 @@ _sym_db = _symbol_database.Default()
 
 from avlora.v1 import dataset_pb2 as avlora_dot_v1_dot_dataset__pb2
 from avlora.v1 import params_pb2 as avlora_dot_v1_dot_params__pb2
-from avlora.v1 import events_pb2 as avlora_dot_v1_dot_events__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x16\x61vlora/v1/stages.proto\x12\tavlora.v1\x1a\x17\x61vlora/v1/dataset.proto\x1a\x16\x61vlora/v1/params.proto\x1a\x16\x61vlora/v1/events.proto\"=\n\x0bUploadChunk\x12\x10\n\x08\x66ilename\x18\x01 \x01(\t\x12\x0c\n\x04\x64\x61ta\x18\x02 \x01(\x0c\x12\x0e\n\x06sha256\x18\x03 \x01(\t\"9\n\x0cUploadResult\x12\x0b\n\x03uri\x18\x01 \x01(\t\x12\x0c\n\x04size\x18\x02 \x01(\x03\x12\x0e\n\x06sha256\x18\x03 \x01(\t\"=\n\x15InspectDatasetRequest\x12$\n\x06params\x18\x01 \x01(\x0b\x32\x14.avlora.v1.JobParams\"\x16\n\x14TrainerStatusRequest\"u\n\rTrainerStatus\x12\x0e\n\x06worker\x18\x01 \x01(\t\x12\x0e\n\x06job_id\x18\x02 \x01(\t\x12\x0c\n\x04step\x18\x03 \x01(\x03\x12\x13\n\x0btotal_steps\x18\x04 \x01(\x03\x12\x0e\n\x06\x64\x65vice\x18\x05 \x01(\t\x12\x11\n\tmodel_dir\x18\x06 \x01(\t\"&\n\x13\x41uthenticateRequest\x12\x0f\n\x07\x61pi_key\x18\x01 \x01(\t\"&\n\x14\x41uthenticateResponse\x12\x0e\n\x06tenant\x18\x01 \x01(\t\"&\n\x14ListJobEventsRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\"Q\n\x0c\x41ppliedEvent\x12\"\n\x05\x65vent\x18\x01 \x01(\x0b\x32\x13.avlora.v1.JobEvent\x12\x0f\n\x07\x61pplied\x18\x02 \x01(\x08\x12\x0c\n\x04note\x18\x03 \x01(\t\"@\n\x15ListJobEventsResponse\x12\'\n\x06\x65vents\x18\x01 \x03(\x0b\x32\x17.avlora.v1.AppliedEvent\"%\n\x13\x43reateApiKeyRequest\x12\x0e\n\x06tenant\x18\x01 \x01(\t\"7\n\x14\x43reateApiKeyResponse\x12\x0e\n\x06tenant\x18\x01 \x01(\t\x12\x0f\n\x07\x61pi_key\x18\x02 \x01(\t2L\n\rIngestService\x12;\n\x06Upload\x12\x16.avlora.v1.UploadChunk\x1a\x17.avlora.v1.UploadResult(\x01\x32\x61\n\x11PreprocessService\x12L\n\x0eInspectDataset\x12 .avlora.v1.InspectDatasetRequest\x1a\x18.avlora.v1.DatasetReport2_\n\x0eTrainerService\x12M\n\x10GetTrainerStatus\x12\x1f.avlora.v1.TrainerStatusRequest\x1a\x18.avlora.v1.TrainerStatus2\x85\x02\n\rLedgerService\x12R\n\rListJobEvents\x12\x1f.avlora.v1.ListJobEventsRequest\x1a .avlora.v1.ListJobEventsResponse\x12O\n\x0c\x43reateApiKey\x12\x1e.avlora.v1.CreateApiKeyRequest\x1a\x1f.avlora.v1.CreateApiKeyResponse\x12O\n\x0c\x41uthenticate\x12\x1e.avlora.v1.AuthenticateRequest\x1a\x1f.avlora.v1.AuthenticateResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x16\x61vlora/v1/stages.proto\x12\tavlora.v1\x1a\x17\x61vlora/v1/dataset.proto\x1a\x16\x61vlora/v1/params.proto\"=\n\x0bUploadChunk\x12\x10\n\x08\x66ilename\x18\x01 \x01(\t\x12\x0c\n\x04\x64\x61ta\x18\x02 \x01(\x0c\x12\x0e\n\x06sha256\x18\x03 \x01(\t\"9\n\x0cUploadResult\x12\x0b\n\x03uri\x18\x01 \x01(\t\x12\x0c\n\x04size\x18\x02 \x01(\x03\x12\x0e\n\x06sha256\x18\x03 \x01(\t\"=\n\x15InspectDatasetRequest\x12$\n\x06params\x18\x01 \x01(\x0b\x32\x14.avlora.v1.JobParams\"\x16\n\x14TrainerStatusRequest\"u\n\rTrainerStatus\x12\x0e\n\x06worker\x18\x01 \x01(\t\x12\x0e\n\x06job_id\x18\x02 \x01(\t\x12\x0c\n\x04step\x18\x03 \x01(\x03\x12\x13\n\x0btotal_steps\x18\x04 \x01(\x03\x12\x0e\n\x06\x64\x65vice\x18\x05 \x01(\t\x12\x11\n\tmodel_dir\x18\x06 \x01(\t2L\n\rIngestService\x12;\n\x06Upload\x12\x16.avlora.v1.UploadChunk\x1a\x17.avlora.v1.UploadResult(\x01\x32\x61\n\x11PreprocessService\x12L\n\x0eInspectDataset\x12 .avlora.v1.InspectDatasetRequest\x1a\x18.avlora.v1.DatasetReport2_\n\x0eTrainerService\x12M\n\x10GetTrainerStatus\x12\x1f.avlora.v1.TrainerStatusRequest\x1a\x18.avlora.v1.TrainerStatusb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'avlora.v1.stages_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_UPLOADCHUNK']._serialized_start=110
-  _globals['_UPLOADCHUNK']._serialized_end=171
-  _globals['_UPLOADRESULT']._serialized_start=173
-  _globals['_UPLOADRESULT']._serialized_end=230
-  _globals['_INSPECTDATASETREQUEST']._serialized_start=232
-  _globals['_INSPECTDATASETREQUEST']._serialized_end=293
-  _globals['_TRAINERSTATUSREQUEST']._serialized_start=295
-  _globals['_TRAINERSTATUSREQUEST']._serialized_end=317
-  _globals['_TRAINERSTATUS']._serialized_start=319
-  _globals['_TRAINERSTATUS']._serialized_end=436
-  _globals['_AUTHENTICATEREQUEST']._serialized_start=438
-  _globals['_AUTHENTICATEREQUEST']._serialized_end=476
-  _globals['_AUTHENTICATERESPONSE']._serialized_start=478
-  _globals['_AUTHENTICATERESPONSE']._serialized_end=516
-  _globals['_LISTJOBEVENTSREQUEST']._serialized_start=518
-  _globals['_LISTJOBEVENTSREQUEST']._serialized_end=556
-  _globals['_APPLIEDEVENT']._serialized_start=558
-  _globals['_APPLIEDEVENT']._serialized_end=639
-  _globals['_LISTJOBEVENTSRESPONSE']._serialized_start=641
-  _globals['_LISTJOBEVENTSRESPONSE']._serialized_end=705
-  _globals['_CREATEAPIKEYREQUEST']._serialized_start=707
-  _globals['_CREATEAPIKEYREQUEST']._serialized_end=744
-  _globals['_CREATEAPIKEYRESPONSE']._serialized_start=746
-  _globals['_CREATEAPIKEYRESPONSE']._serialized_end=801
-  _globals['_INGESTSERVICE']._serialized_start=803
-  _globals['_INGESTSERVICE']._serialized_end=879
-  _globals['_PREPROCESSSERVICE']._serialized_start=881
-  _globals['_PREPROCESSSERVICE']._serialized_end=978
-  _globals['_TRAINERSERVICE']._serialized_start=980
-  _globals['_TRAINERSERVICE']._serialized_end=1075
-  _globals['_LEDGERSERVICE']._serialized_start=1078
-  _globals['_LEDGERSERVICE']._serialized_end=1339
+  _globals['_UPLOADCHUNK']._serialized_start=86
+  _globals['_UPLOADCHUNK']._serialized_end=147
+  _globals['_UPLOADRESULT']._serialized_start=149
+  _globals['_UPLOADRESULT']._serialized_end=206
+  _globals['_INSPECTDATASETREQUEST']._serialized_start=208
+  _globals['_INSPECTDATASETREQUEST']._serialized_end=269
+  _globals['_TRAINERSTATUSREQUEST']._serialized_start=271
+  _globals['_TRAINERSTATUSREQUEST']._serialized_end=293
+  _globals['_TRAINERSTATUS']._serialized_start=295
+  _globals['_TRAINERSTATUS']._serialized_end=412
+  _globals['_INGESTSERVICE']._serialized_start=414
+  _globals['_INGESTSERVICE']._serialized_end=490
+  _globals['_PREPROCESSSERVICE']._serialized_start=492
+  _globals['_PREPROCESSSERVICE']._serialized_end=589
+  _globals['_TRAINERSERVICE']._serialized_start=591
+  _globals['_TRAINERSERVICE']._serialized_end=686
 # @@protoc_insertion_point(module_scope)

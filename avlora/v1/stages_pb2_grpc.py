@@ -27,7 +27,9 @@ if _version_not_supported:
 
 
 class IngestServiceStub:
-    """Each stage's direct RPCs (internal; health checking and reflection run beside them).
+    """Each stage's direct RPCs. Upload and InspectDataset take a tenant's API key
+    (`authorization: Bearer <key>`); GetTrainerStatus is internal (the service credential,
+    `x-avlora-internal-token`). Health checking and reflection run beside them.
 
     """
 
@@ -45,7 +47,9 @@ class IngestServiceStub:
 
 
 class IngestServiceServicer:
-    """Each stage's direct RPCs (internal; health checking and reflection run beside them).
+    """Each stage's direct RPCs. Upload and InspectDataset take a tenant's API key
+    (`authorization: Bearer <key>`); GetTrainerStatus is internal (the service credential,
+    `x-avlora-internal-token`). Health checking and reflection run beside them.
 
     """
 
@@ -74,7 +78,9 @@ def add_IngestServiceServicer_to_server(servicer, server):
 
  # This class is part of an EXPERIMENTAL API.
 class IngestService:
-    """Each stage's direct RPCs (internal; health checking and reflection run beside them).
+    """Each stage's direct RPCs. Upload and InspectDataset take a tenant's API key
+    (`authorization: Bearer <key>`); GetTrainerStatus is internal (the service credential,
+    `x-avlora-internal-token`). Health checking and reflection run beside them.
 
     """
 
@@ -241,168 +247,6 @@ class TrainerService:
             '/avlora.v1.TrainerService/GetTrainerStatus',
             avlora_dot_v1_dot_stages__pb2.TrainerStatusRequest.SerializeToString,
             avlora_dot_v1_dot_stages__pb2.TrainerStatus.FromString,
-            options,
-            channel_credentials,
-            insecure,
-            call_credentials,
-            compression,
-            wait_for_ready,
-            timeout,
-            metadata,
-            _registered_method=True)
-
-
-class LedgerServiceStub:
-    """Missing associated documentation comment in .proto file."""
-
-    def __init__(self, channel):
-        """Constructor.
-
-        Args:
-            channel: A grpc.Channel.
-        """
-        self.ListJobEvents = channel.unary_unary(
-                '/avlora.v1.LedgerService/ListJobEvents',
-                request_serializer=avlora_dot_v1_dot_stages__pb2.ListJobEventsRequest.SerializeToString,
-                response_deserializer=avlora_dot_v1_dot_stages__pb2.ListJobEventsResponse.FromString,
-                _registered_method=True)
-        self.CreateApiKey = channel.unary_unary(
-                '/avlora.v1.LedgerService/CreateApiKey',
-                request_serializer=avlora_dot_v1_dot_stages__pb2.CreateApiKeyRequest.SerializeToString,
-                response_deserializer=avlora_dot_v1_dot_stages__pb2.CreateApiKeyResponse.FromString,
-                _registered_method=True)
-        self.Authenticate = channel.unary_unary(
-                '/avlora.v1.LedgerService/Authenticate',
-                request_serializer=avlora_dot_v1_dot_stages__pb2.AuthenticateRequest.SerializeToString,
-                response_deserializer=avlora_dot_v1_dot_stages__pb2.AuthenticateResponse.FromString,
-                _registered_method=True)
-
-
-class LedgerServiceServicer:
-    """Missing associated documentation comment in .proto file."""
-
-    def ListJobEvents(self, request, context):
-        """Internal: every event applied to a job, in order (audit trail).
-        """
-        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
-        context.set_details('Method not implemented!')
-        raise NotImplementedError('Method not implemented!')
-
-    def CreateApiKey(self, request, context):
-        """Internal: issue an API key for a tenant (the key is returned once, stored hashed).
-        """
-        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
-        context.set_details('Method not implemented!')
-        raise NotImplementedError('Method not implemented!')
-
-    def Authenticate(self, request, context):
-        """Internal: which tenant an API key belongs to (UNAUTHENTICATED if none). Stage services use it
-        to authenticate their user-facing RPCs (Upload, InspectDataset).
-        """
-        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
-        context.set_details('Method not implemented!')
-        raise NotImplementedError('Method not implemented!')
-
-
-def add_LedgerServiceServicer_to_server(servicer, server):
-    rpc_method_handlers = {
-            'ListJobEvents': grpc.unary_unary_rpc_method_handler(
-                    servicer.ListJobEvents,
-                    request_deserializer=avlora_dot_v1_dot_stages__pb2.ListJobEventsRequest.FromString,
-                    response_serializer=avlora_dot_v1_dot_stages__pb2.ListJobEventsResponse.SerializeToString,
-            ),
-            'CreateApiKey': grpc.unary_unary_rpc_method_handler(
-                    servicer.CreateApiKey,
-                    request_deserializer=avlora_dot_v1_dot_stages__pb2.CreateApiKeyRequest.FromString,
-                    response_serializer=avlora_dot_v1_dot_stages__pb2.CreateApiKeyResponse.SerializeToString,
-            ),
-            'Authenticate': grpc.unary_unary_rpc_method_handler(
-                    servicer.Authenticate,
-                    request_deserializer=avlora_dot_v1_dot_stages__pb2.AuthenticateRequest.FromString,
-                    response_serializer=avlora_dot_v1_dot_stages__pb2.AuthenticateResponse.SerializeToString,
-            ),
-    }
-    generic_handler = grpc.method_handlers_generic_handler(
-            'avlora.v1.LedgerService', rpc_method_handlers)
-    server.add_generic_rpc_handlers((generic_handler,))
-    server.add_registered_method_handlers('avlora.v1.LedgerService', rpc_method_handlers)
-
-
- # This class is part of an EXPERIMENTAL API.
-class LedgerService:
-    """Missing associated documentation comment in .proto file."""
-
-    @staticmethod
-    def ListJobEvents(request,
-            target,
-            options=(),
-            channel_credentials=None,
-            call_credentials=None,
-            insecure=False,
-            compression=None,
-            wait_for_ready=None,
-            timeout=None,
-            metadata=None):
-        return grpc.experimental.unary_unary(
-            request,
-            target,
-            '/avlora.v1.LedgerService/ListJobEvents',
-            avlora_dot_v1_dot_stages__pb2.ListJobEventsRequest.SerializeToString,
-            avlora_dot_v1_dot_stages__pb2.ListJobEventsResponse.FromString,
-            options,
-            channel_credentials,
-            insecure,
-            call_credentials,
-            compression,
-            wait_for_ready,
-            timeout,
-            metadata,
-            _registered_method=True)
-
-    @staticmethod
-    def CreateApiKey(request,
-            target,
-            options=(),
-            channel_credentials=None,
-            call_credentials=None,
-            insecure=False,
-            compression=None,
-            wait_for_ready=None,
-            timeout=None,
-            metadata=None):
-        return grpc.experimental.unary_unary(
-            request,
-            target,
-            '/avlora.v1.LedgerService/CreateApiKey',
-            avlora_dot_v1_dot_stages__pb2.CreateApiKeyRequest.SerializeToString,
-            avlora_dot_v1_dot_stages__pb2.CreateApiKeyResponse.FromString,
-            options,
-            channel_credentials,
-            insecure,
-            call_credentials,
-            compression,
-            wait_for_ready,
-            timeout,
-            metadata,
-            _registered_method=True)
-
-    @staticmethod
-    def Authenticate(request,
-            target,
-            options=(),
-            channel_credentials=None,
-            call_credentials=None,
-            insecure=False,
-            compression=None,
-            wait_for_ready=None,
-            timeout=None,
-            metadata=None):
-        return grpc.experimental.unary_unary(
-            request,
-            target,
-            '/avlora.v1.LedgerService/Authenticate',
-            avlora_dot_v1_dot_stages__pb2.AuthenticateRequest.SerializeToString,
-            avlora_dot_v1_dot_stages__pb2.AuthenticateResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -20,7 +20,7 @@ class IngestServicer(stages_pb2_grpc.IngestServiceServicer):
 
     async def Upload(self, request_iterator, context: grpc.aio.ServicerContext) -> stages_pb2.UploadResult:
         """Stores the streamed bytes at upload://<random id> once complete and checked."""
-        await self.authenticator.tenant(context)
+        tenant = await self.authenticator.tenant(context)
         upload_id = secrets.token_hex(16)
         digest, size, claimed = hashlib.sha256(), 0, ""
         with tempfile.TemporaryDirectory(prefix="upload-", dir=self.scratch_dir) as scratch:
@@ -40,4 +40,5 @@ class IngestServicer(stages_pb2_grpc.IngestServiceServicer):
                 await context.abort(grpc.StatusCode.DATA_LOSS, f"upload's sha256 {digest.hexdigest()} does "
                                     f"not match the {claimed} the client sent")
             self.store.put_file(f"uploads/{upload_id}", part)
+        await self.authenticator.record_upload(upload_id, tenant, size)  # CreateJob takes it from this tenant only
         return stages_pb2.UploadResult(uri=f"{UPLOAD_SCHEME}{upload_id}", size=size, sha256=digest.hexdigest())

@@ -1,5 +1,6 @@
-"""`python -m services.ledger`: the public JobService, the internal LedgerService and the event
-consumer. AVLORA_DATABASE_URL (default: SQLite in the data dir); AVLORA_LEDGER_KEYS="tenant:key,..."
+"""`python -m services.ledger`: the public JobService (AVLORA_GRPC_PORT), the internal
+LedgerService (AVLORA_INTERNAL_PORT, default 50052, behind AVLORA_INTERNAL_TOKEN) and the event
+consumers. AVLORA_DATABASE_URL (default: SQLite in the data dir); AVLORA_LEDGER_KEYS="tenant:key,..."
 registers keys at start-up; AVLORA_ADMIN_KEY enables CreateApiKey."""
 
 import asyncio
@@ -8,9 +9,9 @@ import os
 from avlora import bus
 from avlora.service import configure_logging, serve
 from avlora.settings import Settings
-from avlora.v1 import jobs_pb2_grpc, stages_pb2_grpc
+from avlora.v1 import jobs_pb2_grpc, ledger_pb2_grpc
 from services.ledger.api import JobChanges, JobService, LedgerService
-from services.ledger.consumer import apply_events, fail_exhausted_work
+from services.ledger.consumer import apply_events, ensure_advisory_stream, fail_exhausted_work
 from services.ledger.db import make_engine, migrate
 from services.ledger.ledger import Ledger
 
@@ -27,17 +28,18 @@ async def main() -> None:
     nc = await bus.connect(settings.nats_url, f"ledger-{settings.worker_name}")
     js = nc.jetstream()
     await bus.ensure_spine(js, ack_wait=settings.ack_wait_s, max_deliver=settings.max_deliver)
+    await ensure_advisory_stream(js)
     changes = JobChanges()
     stopping = asyncio.Event()
-    await fail_exhausted_work(nc, js, ledger, changes)
     registrations = [
         (jobs_pb2_grpc.add_JobServiceServicer_to_server, JobService(ledger, js, changes), "avlora.v1.JobService"),
-        (stages_pb2_grpc.add_LedgerServiceServicer_to_server,
+        (ledger_pb2_grpc.add_LedgerServiceServicer_to_server,
          LedgerService(ledger, os.environ.get("AVLORA_ADMIN_KEY", "")), "avlora.v1.LedgerService"),
     ]
     try:
-        await serve("ledger", settings, registrations,
-                    background=[lambda: apply_events(js, ledger, changes, stopping)], on_stop=stopping.set)
+        await serve("ledger", settings, registrations, internal_port=settings.internal_port, on_stop=stopping.set,
+                    background=[lambda: apply_events(js, ledger, changes, stopping),
+                                lambda: fail_exhausted_work(js, ledger, changes, stopping)])
     finally:
         await bus.close(nc)
         await engine.dispose()

@@ -1,21 +1,34 @@
-"""gRPC adapters of the ledger: the public JobService and the internal LedgerService."""
+"""gRPC adapters of the ledger: the public JobService and the internal LedgerService (served on
+the internal port, behind the service credential: see avlora/service.py)."""
 
 import asyncio
+import functools
 import hmac
+import inspect
+import re
 from collections import defaultdict
+from datetime import datetime, timezone
 
 import grpc
+import structlog
 from google.protobuf.timestamp_pb2 import Timestamp
+from sqlalchemy.exc import DataError, IntegrityError, SQLAlchemyError
 
 from avlora import bus
-from avlora.auth import bearer_key
-from avlora.params import UNIT_PRICE, InvalidParams, from_json, from_proto, to_proto
-from avlora.v1 import events_pb2, jobs_pb2, jobs_pb2_grpc, stages_pb2, stages_pb2_grpc
+from avlora.auth import KeyCache, bearer_key, require_bearer_key
+from avlora.params import UNIT_PRICE, InvalidParams, from_json, to_proto
+from avlora.service import valid_params
+from avlora.v1 import events_pb2, jobs_pb2, jobs_pb2_grpc, ledger_pb2, ledger_pb2_grpc, params_pb2
 from services.ledger import states
-from services.ledger.ledger import Ledger
+from services.ledger.billing import Bill, total_cost
+from services.ledger.ledger import Ledger, RequestIdReused
 from services.ledger.models import Job
 
 WATCH_POLL_S = 2.0
+MAX_REQUEST_ID_CHARS = 128
+LIST_REPLY_BYTES = 1024 * 1024   # a ListJobs reply stops at about this size (next_page_token goes on)
+TENANT_NAME = re.compile(r"[a-z0-9][a-z0-9._-]{0,63}")
+log = structlog.get_logger()
 
 
 class JobChanges:
@@ -41,39 +54,94 @@ class JobChanges:
                 del self._events[job_id]
 
 
-def _timestamp(value) -> Timestamp:
-    stamp = Timestamp()
-    stamp.FromDatetime(value)
-    return stamp
+async def _abort_for_database(context, error: Exception) -> None:
+    """A database error as a status a caller can act on; the SQL and the host stay in our log."""
+    log.error("database error", error=repr(error))
+    if isinstance(error, (DataError, IntegrityError)):
+        await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "a value does not fit the ledger's database "
+                            "(too long or out of range)")
+    await context.abort(grpc.StatusCode.UNAVAILABLE, "the ledger's database is unavailable; retry later")
 
 
-def job_message(job: Job, units: int = 0) -> jobs_pb2.Job:
-    params = from_json(job.params_json)
-    price = UNIT_PRICE[job.mode]
+def database_errors_mapped(servicer_class):
+    """Wraps every RPC of a servicer so that no database error reaches the caller as it is."""
+    def wrap(method):
+        if inspect.isasyncgenfunction(method):
+            @functools.wraps(method)
+            async def streaming(self, request, context):
+                try:
+                    async for item in method(self, request, context):
+                        yield item
+                except (SQLAlchemyError, OSError) as error:
+                    await _abort_for_database(context, error)
+            return streaming
+
+        @functools.wraps(method)
+        async def unary(self, request, context):
+            try:
+                return await method(self, request, context)
+            except (SQLAlchemyError, OSError) as error:
+                await _abort_for_database(context, error)
+        return unary
+
+    for name, method in list(vars(servicer_class).items()):
+        if name[:1].isupper() and callable(method):
+            setattr(servicer_class, name, wrap(method))
+    return servicer_class
+
+
+def _timestamp(value: datetime) -> Timestamp:
+    """Timestamp.FromDatetime, 5x faster (SQLite gives naive datetimes: they are UTC)."""
+    micros = round((value if value.tzinfo else value.replace(tzinfo=timezone.utc)).timestamp() * 1e6)
+    return Timestamp(seconds=micros // 1_000_000, nanos=micros % 1_000_000 * 1000)
+
+
+@functools.lru_cache(maxsize=4096)
+def params_message(params_json: str) -> params_pb2.JobParams:
+    """The stored parameters as a message (a job's parameters never change; callers copy it)."""
+    return to_proto(from_json(params_json))
+
+
+def job_message(job: Job, units: int = 0, queue_position: int = 0) -> jobs_pb2.Job:
+    bill = Bill(units, UNIT_PRICE[job.mode])
     return jobs_pb2.Job(
-        id=job.id, mode=job.mode, state=job.state, params=to_proto(params), request_id=job.request_id or "",
-        created_at=_timestamp(job.created_at), updated_at=_timestamp(job.updated_at),
+        id=job.id, mode=job.mode, state=job.state, params=params_message(job.params_json),
+        request_id=job.request_id or "", created_at=_timestamp(job.created_at), updated_at=_timestamp(job.updated_at),
         progress=jobs_pb2.Progress.FromString(job.progress or b""), error=job.error,
-        outputs=jobs_pb2.Outputs.FromString(job.outputs or b""),
-        billed_units=units, unit_price=price, cost=round(units * price, 6))
+        outputs=jobs_pb2.Outputs.FromString(job.outputs or b""), billed_units=bill.units,
+        unit_price=bill.unit_price, cost=bill.cost, queued_for=job.queued_for, queue_position=queue_position)
 
 
+def list_item(job: Job, units: int) -> jobs_pb2.Job:
+    """A job as ListJobs shows it: without its prompts (GetJob has them), so pages stay small."""
+    message = job_message(job, units)
+    mode = getattr(message.params, job.mode)
+    mode.ClearField("validation_negative_prompt")
+    for item in mode.validation:
+        item.ClearField("prompt")
+    return message
+
+
+@database_errors_mapped
 class JobService(jobs_pb2_grpc.JobServiceServicer):
     def __init__(self, ledger: Ledger, js, changes: JobChanges):
         self.ledger, self.js, self.changes = ledger, js, changes
+        self.keys = KeyCache()
 
     async def _tenant(self, context) -> str:
-        key = bearer_key(context)
-        if not key:
-            await context.abort(grpc.StatusCode.UNAUTHENTICATED, "missing 'authorization: Bearer <key>'")
+        key = await require_bearer_key(context)
+        digest = KeyCache.digest(key)
+        if tenant := self.keys.get(digest):
+            return tenant
         tenant = await self.ledger.tenant_for_key(key)
         if tenant is None:
             await context.abort(grpc.StatusCode.UNAUTHENTICATED, "unknown API key")
+        self.keys.put(digest, tenant)
         return tenant
 
     async def _message(self, job: Job) -> jobs_pb2.Job:
-        bill = await self.ledger.bill_of(job.id)
-        return job_message(job, bill.units if bill else 0)
+        bill = await self.ledger.bill_of(job.id) if job.state in states.TERMINAL else None
+        return job_message(job, bill.units if bill else 0, await self.ledger.queue_position(job))
 
     async def _own_job(self, tenant: str, job_id: str, context) -> Job:
         job = await self.ledger.get_job(tenant, job_id)
@@ -83,11 +151,16 @@ class JobService(jobs_pb2_grpc.JobServiceServicer):
 
     async def CreateJob(self, request, context):
         tenant = await self._tenant(context)
+        params = await valid_params(request.params, context)
+        if len(request.request_id) > MAX_REQUEST_ID_CHARS or not request.request_id.isprintable():
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT,
+                                f"request_id: at most {MAX_REQUEST_ID_CHARS} printable characters")
         try:
-            params = from_proto(request.params)
+            job, created = await self.ledger.create_job(tenant, params, request.request_id)
         except InvalidParams as error:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(error))
-        job, created = await self.ledger.create_job(tenant, params, request.request_id)
+        except RequestIdReused as error:
+            await context.abort(grpc.StatusCode.ALREADY_EXISTS, str(error))
         if created or job.state == jobs_pb2.QUEUED:  # a retried create re-queues; JetStream de-duplicates
             try:
                 await bus.publish_work(self.js, "ingest", events_pb2.StageWork(
@@ -95,9 +168,10 @@ class JobService(jobs_pb2_grpc.JobServiceServicer):
             except Exception as error:
                 if created:  # never leave a job that no worker will see
                     await self.ledger.delete_queued_job(job.id)
+                log.error("job queue unavailable", error=repr(error))
                 await context.abort(grpc.StatusCode.UNAVAILABLE,
-                                    f"the job queue is unavailable ({error!r}); nothing was recorded, retry")
-        return await self._message(job)
+                                    "the job queue is unavailable; nothing was recorded, retry")
+        return job_message(job) if created else await self._message(job)
 
     async def GetJob(self, request, context):
         tenant = await self._tenant(context)
@@ -108,11 +182,20 @@ class JobService(jobs_pb2_grpc.JobServiceServicer):
         if request.mode not in ("", "v2a", "av2av"):
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "mode: must be v2a, av2av or empty")
         try:
-            jobs, token = await self.ledger.list_jobs(tenant, state=request.state, mode=request.mode,
+            rows, token = await self.ledger.list_jobs(tenant, state=request.state, mode=request.mode,
                                                       page_size=request.page_size, page_token=request.page_token)
         except ValueError as error:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(error))
-        return jobs_pb2.ListJobsResponse(jobs=[await self._message(job) for job in jobs], next_page_token=token)
+        reply, size = jobs_pb2.ListJobsResponse(), 0
+        for job, units in rows:
+            item = list_item(job, units)
+            size += item.ByteSize()
+            if reply.jobs and size > LIST_REPLY_BYTES:  # the rest on the next page
+                token = reply.jobs[-1].id
+                break
+            reply.jobs.append(item)
+        reply.next_page_token = token
+        return reply
 
     async def CancelJob(self, request, context):
         tenant = await self._tenant(context)
@@ -140,35 +223,45 @@ class JobService(jobs_pb2_grpc.JobServiceServicer):
         tenant = await self._tenant(context)
         if request.job_id:
             await self._own_job(tenant, request.job_id, context)
-        lines = [jobs_pb2.UsageLine(job_id=usage.job_id, mode=usage.mode, state=state, units=usage.units,
-                                    unit_price=usage.unit_price, cost=round(usage.units * usage.unit_price, 6))
+        bills = [(usage, state, Bill(usage.units, usage.unit_price))
                  for usage, state in await self.ledger.usage(tenant, request.job_id)]
+        lines = [jobs_pb2.UsageLine(job_id=usage.job_id, mode=usage.mode, state=state, units=bill.units,
+                                    unit_price=bill.unit_price, cost=bill.cost) for usage, state, bill in bills]
         return jobs_pb2.Usage(tenant=tenant, lines=lines, total_units=sum(line.units for line in lines),
-                              total_cost=round(sum(line.cost for line in lines), 6))
+                              total_cost=total_cost(bill for _, _, bill in bills))
 
 
-class LedgerService(stages_pb2_grpc.LedgerServiceServicer):
-    """Internal RPCs. CreateApiKey needs `authorization: Bearer <AVLORA_ADMIN_KEY>`."""
+@database_errors_mapped
+class LedgerService(ledger_pb2_grpc.LedgerServiceServicer):
+    """Internal RPCs (the service credential is checked before these run). CreateApiKey also needs
+    `authorization: Bearer <AVLORA_ADMIN_KEY>`."""
 
     def __init__(self, ledger: Ledger, admin_key: str):
         self.ledger, self.admin_key = ledger, admin_key
 
     async def ListJobEvents(self, request, context):
         rows = await self.ledger.job_events(request.job_id)
-        return stages_pb2.ListJobEventsResponse(events=[
-            stages_pb2.AppliedEvent(event=events_pb2.JobEvent.FromString(row.payload), applied=row.applied,
+        return ledger_pb2.ListJobEventsResponse(events=[
+            ledger_pb2.AppliedEvent(event=events_pb2.JobEvent.FromString(row.payload), applied=row.applied,
                                     note=row.note) for row in rows])
 
     async def Authenticate(self, request, context):
         tenant = await self.ledger.tenant_for_key(request.api_key)
         if tenant is None:
             await context.abort(grpc.StatusCode.UNAUTHENTICATED, "unknown API key")
-        return stages_pb2.AuthenticateResponse(tenant=tenant)
+        return ledger_pb2.AuthenticateResponse(tenant=tenant)
 
     async def CreateApiKey(self, request, context):
-        if not self.admin_key or not hmac.compare_digest(bearer_key(context), self.admin_key):
+        if not self.admin_key or not hmac.compare_digest(bearer_key(context).encode(), self.admin_key.encode()):
             await context.abort(grpc.StatusCode.PERMISSION_DENIED, "CreateApiKey needs the admin key")
-        if not request.tenant.strip():
-            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "tenant: required")
-        key = await self.ledger.add_api_key(request.tenant.strip())
-        return stages_pb2.CreateApiKeyResponse(tenant=request.tenant.strip(), api_key=key)
+        if not TENANT_NAME.fullmatch(request.tenant):
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "tenant: 1 to 64 characters of a-z, 0-9, '.', "
+                                "'_' and '-', starting with a letter or a digit")
+        key = await self.ledger.add_api_key(request.tenant)
+        return ledger_pb2.CreateApiKeyResponse(tenant=request.tenant, api_key=key)
+
+    async def RecordUpload(self, request, context):
+        if not request.tenant or not request.upload_id:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "upload_id and tenant are required")
+        await self.ledger.record_upload(request.upload_id, request.tenant, request.size)
+        return ledger_pb2.RecordUploadResponse()

@@ -1,5 +1,6 @@
 """What a finished job costs: the seeds' rule, in one place."""
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from avlora.params import UNIT_PRICE, billable_units
@@ -20,3 +21,7 @@ def bill_for(mode: str, final_state: int, number_of_steps: int) -> Bill:
     """A successful job: max(100, steps) units at the mode's price; anything else: 0 units."""
     units = billable_units(number_of_steps) if final_state == SUCCEEDED else 0
     return Bill(units=units, unit_price=UNIT_PRICE[mode])
+
+
+def total_cost(bills: Iterable[Bill]) -> float:
+    return round(sum(bill.cost for bill in bills), 6)

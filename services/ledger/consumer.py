@@ -6,6 +6,8 @@ import json
 
 import structlog
 from google.protobuf.message import DecodeError
+from nats.js import api
+from nats.js.errors import BadRequestError, NotFoundError
 
 from avlora import bus
 from avlora.stage import new_event
@@ -15,6 +17,8 @@ from services.ledger.ledger import Ledger
 
 log = structlog.get_logger()
 MAX_DELIVERIES_ADVISORY = f"$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES.{bus.WORK_STREAM}.*"
+ADVISORY_STREAM = "AVLORA_ADVISORIES"
+ADVISORY_CONSUMER = "ledger-advisories"
 
 
 async def apply_events(js, ledger: Ledger, changes: JobChanges, stopping: asyncio.Event) -> None:
@@ -47,21 +51,57 @@ async def _apply_one(message, ledger: Ledger, changes: JobChanges) -> None:
     await message.ack()
 
 
-async def fail_exhausted_work(nc, js, ledger: Ledger, changes: JobChanges) -> None:
-    """A work item redelivered max_deliver times without an ack fails its job (nothing stays stuck)."""
-    async def on_advisory(message) -> None:
-        try:
-            advisory = json.loads(message.data)
-            stored = await js.get_msg(bus.WORK_STREAM, advisory["stream_seq"])
-            work = events_pb2.StageWork.FromString(stored.data)
-            stage = stored.subject.rsplit(".", 1)[-1]
-            reason = f"{stage} worker stopped {advisory.get('deliveries', 'too many')} times on this job"
-            await ledger.apply_event(new_event(
-                work.job_id, f"{work.job_id}:{stage}:exhausted",
-                failed=events_pb2.StageFailed(stage=stage, reason=f"internal error: {reason}")))
-            await js.delete_msg(bus.WORK_STREAM, advisory["stream_seq"])
-            changes.notify(work.job_id)
-        except Exception as error:
-            log.error("max-deliveries advisory not handled", error=str(error))
+async def ensure_advisory_stream(js) -> None:
+    """Keeps JetStream's max-deliveries advisories of the work queues in a stream of their own, so
+    that one published while the ledger is down waits for it (a plain NATS message would be lost)."""
+    config = api.StreamConfig(name=ADVISORY_STREAM, subjects=[MAX_DELIVERIES_ADVISORY],
+                              retention=api.RetentionPolicy.LIMITS, max_age=30 * 24 * 3600)
+    try:
+        await js.add_stream(config)
+    except BadRequestError:
+        await js.update_stream(config)
+    try:
+        await js.consumer_info(ADVISORY_STREAM, ADVISORY_CONSUMER)
+    except NotFoundError:
+        await js.add_consumer(ADVISORY_STREAM, api.ConsumerConfig(
+            durable_name=ADVISORY_CONSUMER, ack_policy=api.AckPolicy.EXPLICIT, ack_wait=30))
 
-    await nc.subscribe(MAX_DELIVERIES_ADVISORY, cb=on_advisory)
+
+async def fail_exhausted_work(js, ledger: Ledger, changes: JobChanges, stopping: asyncio.Event) -> None:
+    """A work item redelivered max_deliver times without an ack fails its job (nothing stays stuck),
+    also when the advisory came while the ledger was down."""
+    subscription = await js.pull_subscribe_bind(durable=ADVISORY_CONSUMER, stream=ADVISORY_STREAM)
+    while not stopping.is_set():
+        try:
+            messages = await subscription.fetch(10, timeout=1)
+        except (asyncio.TimeoutError, TimeoutError):
+            continue
+        for message in messages:
+            try:
+                job_id = await _fail_exhausted(js, ledger, json.loads(message.data))
+            except Exception as error:  # e.g. the database is unavailable: retry later
+                log.error("max-deliveries advisory not handled", error=repr(error))
+                await message.nak(delay=2)
+                continue
+            if job_id:
+                changes.notify(job_id)
+            await message.ack()
+
+
+async def _fail_exhausted(js, ledger: Ledger, advisory: dict) -> str:
+    """Fails the job of the exhausted work item and drops the item; "" if the item is gone."""
+    try:
+        stored = await js.get_msg(bus.WORK_STREAM, advisory["stream_seq"])
+    except NotFoundError:
+        return ""
+    work = events_pb2.StageWork.FromString(stored.data)
+    stage = stored.subject.rsplit(".", 1)[-1]
+    reason = f"{stage} worker stopped {advisory.get('deliveries', 'too many')} times on this job"
+    await ledger.apply_event(new_event(
+        work.job_id, f"{work.job_id}:{stage}:exhausted",
+        failed=events_pb2.StageFailed(stage=stage, reason=f"internal error: {reason}")))
+    try:
+        await js.delete_msg(bus.WORK_STREAM, advisory["stream_seq"])
+    except NotFoundError:
+        pass
+    return work.job_id

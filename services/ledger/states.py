@@ -1,21 +1,18 @@
 """The job state machine: which event moves a job where. Pure functions over plain values."""
 
+from avlora.job_state import state_name
 from avlora.v1 import events_pb2
-from avlora.v1.jobs_pb2 import (CANCELLED, FAILED, INGESTING, PREPROCESSING, QUEUED, SUCCEEDED,
-                                TRAINING, JobState)
+from avlora.v1.jobs_pb2 import CANCELLED, FAILED, INGESTING, PREPROCESSING, QUEUED, SUCCEEDED, TRAINING
 
 TERMINAL = {SUCCEEDED, FAILED, CANCELLED}
 STAGE_STATE = {"ingest": INGESTING, "preprocess": PREPROCESSING, "train": TRAINING}
+QUEUED_AFTER = {"preprocess": INGESTING, "train": PREPROCESSING}  # the state a job is queued for a stage in
 LEGAL = {
     QUEUED: {INGESTING, FAILED, CANCELLED},
     INGESTING: {PREPROCESSING, FAILED, CANCELLED},
     PREPROCESSING: {TRAINING, FAILED, CANCELLED},
     TRAINING: {SUCCEEDED, FAILED, CANCELLED},
 }
-
-
-def state_name(state: int) -> str:
-    return JobState.Name(state)
 
 
 def is_legal(current: int, target: int) -> bool:
@@ -31,8 +28,12 @@ def target_state(event: events_pb2.JobEvent) -> int | None:
 
 
 def decide(current: int, event: events_pb2.JobEvent) -> tuple[int | None, str]:
-    """(new state or None to refuse, note). Progress and a re-started stage keep the state."""
+    """(new state or None to refuse, note). Progress, a queued job and a re-started stage keep the state."""
     kind = event.WhichOneof("kind")
+    if kind == "queued":
+        if QUEUED_AFTER.get(event.queued.stage) == current:
+            return current, ""
+        return None, f"queued for {event.queued.stage} while {state_name(current)}"
     if kind == "progress":
         if STAGE_STATE.get(event.progress.stage) == current:
             return current, ""

@@ -11,7 +11,7 @@ from pathlib import Path
 import grpc
 
 from avlora.auth import LedgerAuthenticator
-from avlora.params import InvalidParams, from_proto
+from avlora.service import valid_params
 from avlora.store import ArtifactStore, JobFiles, LocalFiles
 from avlora.v1 import dataset_pb2, stages_pb2, stages_pb2_grpc
 from avlora.stage import JobCancelled, UserError
@@ -34,10 +34,7 @@ class PreprocessServicer(stages_pb2_grpc.PreprocessServiceServicer):
                              context: grpc.aio.ServicerContext) -> dataset_pb2.DatasetReport:
         """A dataset error is a report with ok=false and its errors; a bad parameter is INVALID_ARGUMENT."""
         await self.authenticator.tenant(context)
-        try:
-            params = from_proto(request.params)
-        except InvalidParams as error:
-            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(error))
+        params = await valid_params(request.params, context)
         if not self.slots.acquire(blocking=False):
             await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, "too many InspectDataset calls in progress "
                                 f"(limit {self.limits.inspect_workers} running + {self.limits.inspect_queue} "
