@@ -11,7 +11,7 @@ from avlora import bus
 from avlora.auth import bearer_key
 from avlora.params import UNIT_PRICE, InvalidParams, from_json, from_proto, to_proto
 from avlora.v1 import events_pb2, jobs_pb2, jobs_pb2_grpc, stages_pb2, stages_pb2_grpc
-from services.ledger import states
+from services.ledger import downloads, states
 from services.ledger.ledger import Ledger
 from services.ledger.models import Job
 
@@ -73,7 +73,7 @@ class JobService(jobs_pb2_grpc.JobServiceServicer):
 
     async def _message(self, job: Job) -> jobs_pb2.Job:
         bill = await self.ledger.bill_of(job.id)
-        return job_message(job, bill.units if bill else 0)
+        return downloads.add_download_urls(job_message(job, bill.units if bill else 0))
 
     async def _own_job(self, tenant: str, job_id: str, context) -> Job:
         job = await self.ledger.get_job(tenant, job_id)
@@ -135,6 +135,8 @@ class JobService(jobs_pb2_grpc.JobServiceServicer):
             if message.state in states.TERMINAL:
                 return
             await self.changes.wait(request.job_id, WATCH_POLL_S)
+
+    DownloadArtifact = downloads.download_artifact
 
     async def GetUsage(self, request, context):
         tenant = await self._tenant(context)
