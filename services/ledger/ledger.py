@@ -3,7 +3,10 @@
 import hashlib
 import secrets
 import uuid
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+
+import structlog
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
@@ -16,6 +19,7 @@ from services.ledger.db import sessions
 from services.ledger.models import ApiKey, Job, JobEvent, Tenant, Usage, utcnow
 
 MAX_PAGE = 500
+log = structlog.get_logger()
 
 
 def hash_key(api_key: str) -> str:
@@ -48,6 +52,16 @@ class Ledger:
     def __init__(self, engine: AsyncEngine):
         self.engine = engine
         self.session = sessions(engine)
+        # Called with a job once it reached a terminal state (after the commit); e.g. retention.
+        self.on_job_end: list[Callable[[Job], Awaitable[None]]] = []
+
+    async def _ended(self, job_id: str) -> None:
+        job = await self.get_job(None, job_id)
+        for callback in self.on_job_end:
+            try:
+                await callback(job)
+            except Exception as error:  # never undoes the transition; `avlora gc` catches up
+                log.error("job-end callback failed", job_id=job_id, error=repr(error))
 
     def _insert(self, table):
         dialect = postgresql if self.engine.dialect.name == "postgresql" else sqlite
@@ -130,9 +144,12 @@ class Ledger:
                                        .with_for_update())
             if job is None:
                 return None
-            if job.state not in states.TERMINAL:
+            ended = job.state not in states.TERMINAL
+            if ended:
                 await self._record(session, event, True, "cancelled through the API")
                 await self._finish(session, job, jobs_pb2.CANCELLED)
+        if ended:
+            await self._ended(job_id)
         return await self.get_job(tenant, job_id)
 
     # --- events -----------------------------------------------------------------------------
@@ -143,6 +160,7 @@ class Ledger:
             if seq is None:
                 return Applied(event.job_id, False, "duplicate")
             job = await session.scalar(sa.select(Job).where(Job.id == event.job_id).with_for_update())
+            ended = False
             if job is None:
                 note, applied = "unknown job", False
             else:
@@ -152,7 +170,10 @@ class Ledger:
                     self._apply(job, new_state, event)
                     if new_state in states.TERMINAL:
                         await self._finish(session, job, new_state)
+                        ended = True
             await session.execute(sa.update(JobEvent).where(JobEvent.seq == seq).values(applied=applied, note=note))
+        if ended:
+            await self._ended(event.job_id)
         return Applied(event.job_id, applied, note)
 
     def _apply(self, job: Job, new_state: int, event: events_pb2.JobEvent) -> None:
@@ -189,6 +210,15 @@ class Ledger:
         async with self.session() as session:
             return list(await session.scalars(sa.select(JobEvent).where(JobEvent.job_id == job_id)
                                               .order_by(JobEvent.seq)))
+
+    # --- retention --------------------------------------------------------------------------
+    async def all_jobs(self, active_only: bool = False) -> list[Job]:
+        """Every job (or every job not ended yet), for retention."""
+        query = sa.select(Job)
+        if active_only:
+            query = query.where(Job.state.not_in(states.TERMINAL))
+        async with self.session() as session:
+            return list(await session.scalars(query))
 
     # --- usage ------------------------------------------------------------------------------
     async def usage(self, tenant: str, job_id: str = "") -> list[tuple[Usage, int]]:
