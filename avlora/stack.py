@@ -118,7 +118,8 @@ class Stack:
         with (self.data_dir / "logs" / f"{label}.log").open("ab") as log:
             self.processes[label] = subprocess.Popen(
                 [sys.executable, "-m", f"services.{label.split('-')[0]}"], cwd=Path(__file__).resolve().parent.parent,
-                env=self.env | {"AVLORA_GRPC_PORT": port, "AVLORA_WORKER_NAME": label},
+                env=self.env | {"AVLORA_GRPC_PORT": port, "AVLORA_WORKER_NAME": label,
+                                "AVLORA_SCRATCH_DIR": str(self.data_dir / "scratch" / label)},
                 stdout=log, stderr=subprocess.STDOUT)
 
     def dead(self) -> list[str]:

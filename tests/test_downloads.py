@@ -58,6 +58,12 @@ def test_outputs_download_through_the_rpc_and_the_cli(stack_env, tmp_path):
         name = uri.rsplit("/", 1)[1]
         assert (tmp_path / "watched" / name).read_bytes() == store.read_bytes(uri), field
 
+    deadline = time.monotonic() + 20  # retention: the ledger deletes the inputs once the job ended
+    while store.list(f"jobs/{job_id}/ingest") and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert store.list(f"jobs/{job_id}/ingest") == [] and store.list(f"jobs/{job_id}/preprocess") == []
+    assert store.list("uploads") == []
+
     got = cli(stack, env, "download", job_id, "--dir", tmp_path / "cli")
     assert got.returncode == 0, got.stderr
     assert sorted(p.name for p in (tmp_path / "cli").iterdir()) == sorted(u.rsplit("/", 1)[1] for u in outputs.values())
