@@ -302,6 +302,9 @@ def main(argv: list[str] | None = None) -> int:
     tiny.add_argument("dir")
     tiny.set_defaults(run=cmd_model)
 
+    from avlora import cli_download, cli_gc
+    cli_download.register(commands, data_dir)
+    cli_gc.register(commands, data_dir)
     args = parser.parse_args(argv)
     return args.run(args)
 

@@ -78,40 +78,53 @@ class Stack:
         self.workers = {name: 1 for name in services} | (workers or {})
         self.processes: dict[str, subprocess.Popen] = {}
         self.info: dict = {}
+        self.env: dict[str, str] = {}
+        self.addresses: dict[str, str] = {}
+        self.nats_port = 0
 
     def start(self) -> dict:
         logs = self.data_dir / "logs"
         logs.mkdir(parents=True, exist_ok=True)
-        nats_port = free_port()
-        self.processes["nats"] = start_nats(self.data_dir, nats_port, logs / "nats.log")
+        self.nats_port = free_port()
+        self._spawn("nats")
         api_key = "avl_local_" + secrets.token_urlsafe(24)
-        env = os.environ | {
+        self.env = os.environ | {
             "AVLORA_INTERNAL_TOKEN": secrets.token_urlsafe(32),  # the service credential of internal RPCs
-            "AVLORA_DATA_DIR": str(self.data_dir), "AVLORA_NATS_URL": f"nats://127.0.0.1:{nats_port}",
+            "AVLORA_DATA_DIR": str(self.data_dir), "AVLORA_NATS_URL": f"nats://127.0.0.1:{self.nats_port}",
             "AVLORA_MODEL_DIR": self.extra_env.get("AVLORA_MODEL_DIR") or ensure_model(self.data_dir),
             "AVLORA_LEDGER_KEYS": f"local:{api_key}",
             "PYTHONUNBUFFERED": "1"} | self.extra_env
-        addresses = {f"{name}-{index}" if index else name: f"127.0.0.1:{free_port()}"
-                     for name, count in self.workers.items() for index in range(count)}
+        self.addresses = {f"{name}-{index}" if index else name: f"127.0.0.1:{free_port()}"
+                          for name, count in self.workers.items() for index in range(count)}
         internal_port = free_port()  # the ledger's internal port (LedgerService)
-        env["AVLORA_LEDGER_ADDR"] = f"127.0.0.1:{internal_port}"
-        for label, address in addresses.items():
-            self.processes[label] = subprocess.Popen(
-                [sys.executable, "-m", f"services.{label.split('-')[0]}"], cwd=Path(__file__).resolve().parent.parent,
-                env=env | {"AVLORA_GRPC_PORT": address.rsplit(":", 1)[1], "AVLORA_WORKER_NAME": label,
-                           "AVLORA_INTERNAL_PORT": str(internal_port)},
-                stdout=(logs / f"{label}.log").open("ab"), stderr=subprocess.STDOUT)
-        for label, address in addresses.items():
+        self.env["AVLORA_LEDGER_ADDR"] = f"127.0.0.1:{internal_port}"
+        self.env["AVLORA_INTERNAL_PORT"] = str(internal_port)
+        for label in self.addresses:
+            self._spawn(label)
+        for label, address in self.addresses.items():
             wait_healthy(address, 120, self.processes[label], label)
-        self.info = {"nats": env["AVLORA_NATS_URL"], "api_key": api_key, "tenant": "local",
-                     "model_dir": env["AVLORA_MODEL_DIR"], "pid": os.getpid(), "logs": str(logs),
-                     "store_dir": str(self.data_dir / "store"), "internal_token": env["AVLORA_INTERNAL_TOKEN"],
-                     "ledger_internal_addr": env["AVLORA_LEDGER_ADDR"],
-                     **{f"{label}_addr": address for label, address in addresses.items()}}
+        self.info = {"nats": self.env["AVLORA_NATS_URL"], "api_key": api_key, "tenant": "local",
+                     "model_dir": self.env["AVLORA_MODEL_DIR"], "pid": os.getpid(), "logs": str(logs),
+                     "store_dir": str(self.data_dir / "store"), "internal_token": self.env["AVLORA_INTERNAL_TOKEN"],
+                     "ledger_internal_addr": self.env["AVLORA_LEDGER_ADDR"],
+                     **{f"{label}_addr": address for label, address in self.addresses.items()}}
         path = self.data_dir / STACK_FILE
         path.write_text(json.dumps(self.info, indent=2))
         path.chmod(0o600)
         return self.info
+
+    def _spawn(self, label: str) -> None:
+        """Starts (or restarts) one process on its own port, appending to its log."""
+        if label == "nats":
+            self.processes[label] = start_nats(self.data_dir, self.nats_port, self.data_dir / "logs" / "nats.log")
+            return
+        port = self.addresses[label].rsplit(":", 1)[1]
+        with (self.data_dir / "logs" / f"{label}.log").open("ab") as log:
+            self.processes[label] = subprocess.Popen(
+                [sys.executable, "-m", f"services.{label.split('-')[0]}"], cwd=Path(__file__).resolve().parent.parent,
+                env=self.env | {"AVLORA_GRPC_PORT": port, "AVLORA_WORKER_NAME": label,
+                                "AVLORA_SCRATCH_DIR": str(self.data_dir / "scratch" / label)},
+                stdout=log, stderr=subprocess.STDOUT)
 
     def dead(self) -> list[str]:
         return [name for name, process in self.processes.items() if process.poll() is not None]
@@ -135,8 +148,50 @@ class Stack:
         (self.data_dir / STACK_FILE).unlink(missing_ok=True)
 
 
+def exit_reason(code: int) -> str:
+    if code < 0:
+        try:
+            return f"killed by {signal.Signals(-code).name}"
+        except ValueError:
+            return f"killed by signal {-code}"
+    return f"exited with code {code}"
+
+
+class Supervisor:
+    """Restarts a process that died, after a backoff that doubles per quick crash (1 s .. 60 s) and
+    resets once the process has stayed up STABLE_S; the others keep running."""
+    FIRST_BACKOFF_S, MAX_BACKOFF_S, STABLE_S = 1.0, 60.0, 120.0
+
+    def __init__(self, stack: Stack, log=print):
+        self.stack, self.log = stack, log
+        self.started = {label: time.monotonic() for label in stack.processes}
+        self.backoff = {label: 0.0 for label in stack.processes}
+        self.due: dict[str, float] = {}
+        self.restarts = 0
+
+    def check(self) -> None:
+        now = time.monotonic()
+        for label in self.stack.dead():
+            if label in self.due:
+                if now >= self.due[label]:
+                    del self.due[label]
+                    self.stack._spawn(label)
+                    self.started[label] = now
+                    self.restarts += 1
+                    self.log(f"restarted {label} (pid {self.stack.processes[label].pid})")
+                continue
+            stable = now - self.started[label] >= self.STABLE_S
+            wait = self.FIRST_BACKOFF_S if stable or not self.backoff[label] else min(
+                self.backoff[label] * 2, self.MAX_BACKOFF_S)
+            self.backoff[label] = wait
+            self.due[label] = now + wait
+            log_file = Path(self.stack.data_dir) / "logs" / f"{label}.log"
+            self.log(f"{label} {exit_reason(self.stack.processes[label].returncode)}; "
+                     f"restarting in {wait:.0f} s (see {log_file})")
+
+
 def run_stack(data_dir: Path) -> int:
-    """Runs until Ctrl-C or SIGTERM; a service that dies stops the whole stack."""
+    """Runs until Ctrl-C or SIGTERM; a service that dies is restarted (Supervisor)."""
     stack = Stack(data_dir)
     stopping = False
 
@@ -149,10 +204,9 @@ def run_stack(data_dir: Path) -> int:
     try:
         info = stack.start()
         print(f"avlora stack up: API {info['ledger_addr']}, stack file {data_dir / STACK_FILE}", flush=True)
+        supervisor = Supervisor(stack, lambda line: print(f"supervisor: {line}", file=sys.stderr, flush=True))
         while not stopping:
-            if dead := stack.dead():
-                print(f"stopping: {', '.join(dead)} exited (see {info['logs']})", file=sys.stderr, flush=True)
-                return 1
+            supervisor.check()
             time.sleep(0.5)
         return 0
     finally:

@@ -10,6 +10,8 @@ on disk, or a scratch copy removed afterwards) and writes a local file with `put
 are streamed both ways, never held whole in memory.
 """
 
+from __future__ import annotations
+
 import os
 import shutil
 import tempfile
@@ -37,6 +39,13 @@ def store_key(uri_or_key: str) -> str:
     if not key or key.startswith("/") or ".." in parts or "." in parts:
         raise ValueError(f"not a store key: {uri_or_key}")
     return key
+
+
+@dataclass(frozen=True)
+class StoredObject:
+    key: str
+    size: int
+    modified: float  # seconds since the epoch
 
 
 class ArtifactStore(ABC):
@@ -71,6 +80,10 @@ class ArtifactStore(ABC):
     @abstractmethod
     def list(self, prefix: str) -> list[str]:
         """The keys below `prefix` (a folder key), sorted."""
+
+    @abstractmethod
+    def objects(self, prefix: str) -> list[StoredObject]:
+        """The artifacts below `prefix` with their sizes and modification times, sorted by key."""
 
     @abstractmethod
     def remove(self, uri_or_key: str) -> None:
@@ -115,7 +128,7 @@ class ArtifactStore(ABC):
 
     def usage(self, prefix: str) -> int:
         """Bytes stored below a folder key."""
-        return sum(self.size(key) for key in self.list(prefix))
+        return sum(item.size for item in self.objects(prefix))
 
 
 class LocalStore(ArtifactStore):
@@ -178,6 +191,16 @@ class LocalStore(ArtifactStore):
             return []
         return sorted(p.relative_to(self.root).as_posix() for p in folder.rglob("*")
                       if p.is_file() and not p.name.startswith("."))
+
+    def objects(self, prefix: str) -> list[StoredObject]:
+        found = []
+        for key in self.list(prefix):
+            try:
+                stat = (self.root / key).stat()
+            except FileNotFoundError:  # removed since the listing
+                continue
+            found.append(StoredObject(key, stat.st_size, stat.st_mtime))
+        return found
 
     def remove(self, uri_or_key: str) -> None:
         path = self._path(uri_or_key)

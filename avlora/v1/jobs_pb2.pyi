@@ -115,7 +115,14 @@ class Outputs(_message.Message):
     def __init__(self, lora_file: _Optional[str] = ..., lora_comfyui_file: _Optional[str] = ..., config_file: _Optional[str] = ..., audio: _Optional[str] = ..., video: _Optional[str] = ..., debug_dataset: _Optional[str] = ...) -> None: ...
 
 class Job(_message.Message):
-    __slots__ = ("id", "mode", "state", "params", "request_id", "created_at", "updated_at", "progress", "error", "outputs", "billed_units", "unit_price", "cost", "queued_for", "queue_position")
+    __slots__ = ("id", "mode", "state", "params", "request_id", "created_at", "updated_at", "progress", "error", "outputs", "billed_units", "unit_price", "cost", "queued_for", "queue_position", "download_urls", "download_urls_expire_at")
+    class DownloadUrlsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
     ID_FIELD_NUMBER: _ClassVar[int]
     MODE_FIELD_NUMBER: _ClassVar[int]
     STATE_FIELD_NUMBER: _ClassVar[int]
@@ -131,6 +138,8 @@ class Job(_message.Message):
     COST_FIELD_NUMBER: _ClassVar[int]
     QUEUED_FOR_FIELD_NUMBER: _ClassVar[int]
     QUEUE_POSITION_FIELD_NUMBER: _ClassVar[int]
+    DOWNLOAD_URLS_FIELD_NUMBER: _ClassVar[int]
+    DOWNLOAD_URLS_EXPIRE_AT_FIELD_NUMBER: _ClassVar[int]
     id: str
     mode: str
     state: JobState
@@ -146,7 +155,27 @@ class Job(_message.Message):
     cost: float
     queued_for: str
     queue_position: int
-    def __init__(self, id: _Optional[str] = ..., mode: _Optional[str] = ..., state: _Optional[_Union[JobState, str]] = ..., params: _Optional[_Union[_params_pb2.JobParams, _Mapping]] = ..., request_id: _Optional[str] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., updated_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., progress: _Optional[_Union[Progress, _Mapping]] = ..., error: _Optional[str] = ..., outputs: _Optional[_Union[Outputs, _Mapping]] = ..., billed_units: _Optional[int] = ..., unit_price: _Optional[float] = ..., cost: _Optional[float] = ..., queued_for: _Optional[str] = ..., queue_position: _Optional[int] = ...) -> None: ...
+    download_urls: _containers.ScalarMap[str, str]
+    download_urls_expire_at: _timestamp_pb2.Timestamp
+    def __init__(self, id: _Optional[str] = ..., mode: _Optional[str] = ..., state: _Optional[_Union[JobState, str]] = ..., params: _Optional[_Union[_params_pb2.JobParams, _Mapping]] = ..., request_id: _Optional[str] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., updated_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., progress: _Optional[_Union[Progress, _Mapping]] = ..., error: _Optional[str] = ..., outputs: _Optional[_Union[Outputs, _Mapping]] = ..., billed_units: _Optional[int] = ..., unit_price: _Optional[float] = ..., cost: _Optional[float] = ..., queued_for: _Optional[str] = ..., queue_position: _Optional[int] = ..., download_urls: _Optional[_Mapping[str, str]] = ..., download_urls_expire_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+
+class DownloadArtifactRequest(_message.Message):
+    __slots__ = ("job_id", "name")
+    JOB_ID_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    job_id: str
+    name: str
+    def __init__(self, job_id: _Optional[str] = ..., name: _Optional[str] = ...) -> None: ...
+
+class ArtifactChunk(_message.Message):
+    __slots__ = ("name", "size", "data")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    SIZE_FIELD_NUMBER: _ClassVar[int]
+    DATA_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    size: int
+    data: bytes
+    def __init__(self, name: _Optional[str] = ..., size: _Optional[int] = ..., data: _Optional[bytes] = ...) -> None: ...
 
 class GetUsageRequest(_message.Message):
     __slots__ = ("job_id",)

@@ -65,6 +65,11 @@ class JobServiceStub:
                 request_serializer=avlora_dot_v1_dot_jobs__pb2.GetUsageRequest.SerializeToString,
                 response_deserializer=avlora_dot_v1_dot_jobs__pb2.Usage.FromString,
                 _registered_method=True)
+        self.DownloadArtifact = channel.unary_stream(
+                '/avlora.v1.JobService/DownloadArtifact',
+                request_serializer=avlora_dot_v1_dot_jobs__pb2.DownloadArtifactRequest.SerializeToString,
+                response_deserializer=avlora_dot_v1_dot_jobs__pb2.ArtifactChunk.FromString,
+                _registered_method=True)
 
 
 class JobServiceServicer:
@@ -108,6 +113,13 @@ class JobServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def DownloadArtifact(self, request, context):
+        """Streams one of the job's outputs in chunks (the first chunk carries its name and size).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_JobServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -140,6 +152,11 @@ def add_JobServiceServicer_to_server(servicer, server):
                     servicer.GetUsage,
                     request_deserializer=avlora_dot_v1_dot_jobs__pb2.GetUsageRequest.FromString,
                     response_serializer=avlora_dot_v1_dot_jobs__pb2.Usage.SerializeToString,
+            ),
+            'DownloadArtifact': grpc.unary_stream_rpc_method_handler(
+                    servicer.DownloadArtifact,
+                    request_deserializer=avlora_dot_v1_dot_jobs__pb2.DownloadArtifactRequest.FromString,
+                    response_serializer=avlora_dot_v1_dot_jobs__pb2.ArtifactChunk.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -305,6 +322,33 @@ class JobService:
             '/avlora.v1.JobService/GetUsage',
             avlora_dot_v1_dot_jobs__pb2.GetUsageRequest.SerializeToString,
             avlora_dot_v1_dot_jobs__pb2.Usage.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DownloadArtifact(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/avlora.v1.JobService/DownloadArtifact',
+            avlora_dot_v1_dot_jobs__pb2.DownloadArtifactRequest.SerializeToString,
+            avlora_dot_v1_dot_jobs__pb2.ArtifactChunk.FromString,
             options,
             channel_credentials,
             insecure,

@@ -8,7 +8,9 @@ import os
 
 from avlora import bus
 from avlora.service import configure_logging, serve
+from avlora.retention import job_end_callback
 from avlora.settings import Settings
+from avlora.store import open_store
 from avlora.v1 import jobs_pb2_grpc, ledger_pb2_grpc
 from services.ledger.api import JobChanges, JobService, LedgerService
 from services.ledger.consumer import apply_events, ensure_advisory_stream, fail_exhausted_work
@@ -22,6 +24,7 @@ async def main() -> None:
     engine = make_engine(settings.database_url or f"sqlite:///{settings.data_dir / 'ledger.db'}")
     await migrate(engine)
     ledger = Ledger(engine)
+    ledger.on_job_end.append(job_end_callback(ledger, open_store(settings.store_url)))
     for entry in filter(None, os.environ.get("AVLORA_LEDGER_KEYS", "").split(",")):
         tenant, _, key = entry.partition(":")
         await ledger.add_api_key(tenant, key)

@@ -19,7 +19,7 @@ from avlora.auth import KeyCache, bearer_key, require_bearer_key
 from avlora.params import UNIT_PRICE, InvalidParams, from_json, to_proto
 from avlora.service import valid_params
 from avlora.v1 import events_pb2, jobs_pb2, jobs_pb2_grpc, ledger_pb2, ledger_pb2_grpc, params_pb2
-from services.ledger import states
+from services.ledger import downloads, states
 from services.ledger.billing import Bill, total_cost
 from services.ledger.ledger import Ledger, RequestIdReused
 from services.ledger.models import Job
@@ -141,7 +141,8 @@ class JobService(jobs_pb2_grpc.JobServiceServicer):
 
     async def _message(self, job: Job) -> jobs_pb2.Job:
         bill = await self.ledger.bill_of(job.id) if job.state in states.TERMINAL else None
-        return job_message(job, bill.units if bill else 0, await self.ledger.queue_position(job))
+        return downloads.add_download_urls(job_message(job, bill.units if bill else 0,
+                                                       await self.ledger.queue_position(job)))
 
     async def _own_job(self, tenant: str, job_id: str, context) -> Job:
         job = await self.ledger.get_job(tenant, job_id)
@@ -218,6 +219,8 @@ class JobService(jobs_pb2_grpc.JobServiceServicer):
             if message.state in states.TERMINAL:
                 return
             await self.changes.wait(request.job_id, WATCH_POLL_S)
+
+    DownloadArtifact = downloads.download_artifact
 
     async def GetUsage(self, request, context):
         tenant = await self._tenant(context)

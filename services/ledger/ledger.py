@@ -5,6 +5,7 @@ import contextlib
 import hashlib
 import secrets
 import uuid
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 import sqlalchemy as sa
@@ -62,12 +63,22 @@ class Ledger:
         # letting them sleep in SQLite's busy handler (seconds of p99 at 32 clients).
         self._write_lock = asyncio.Lock() if engine.dialect.name == "sqlite" else contextlib.nullcontext()
         self._insert_job = self._insert(Job.__table__).on_conflict_do_nothing().returning(Job.__table__.c.id)
+        # Called with a job once it reached a terminal state (after the commit); e.g. retention.
+        self.on_job_end: list[Callable[[Job], Awaitable[None]]] = []
 
     @contextlib.asynccontextmanager
     async def _writing(self):
         """A write transaction (committed at the end of the block)."""
         async with self._write_lock, self.session.begin() as session:
             yield session
+
+    async def _ended(self, job_id: str) -> None:
+        job = await self.get_job(None, job_id)
+        for callback in self.on_job_end:
+            try:
+                await callback(job)
+            except Exception as error:  # never undoes the transition; `avlora gc` catches up
+                log.error("job-end callback failed", job_id=job_id, error=repr(error))
 
     def _insert(self, table):
         dialect = postgresql if self.engine.dialect.name == "postgresql" else sqlite
@@ -178,10 +189,13 @@ class Ledger:
                                        .with_for_update())
             if job is None:
                 return None
-            if job.state not in states.TERMINAL:
+            ended = job.state not in states.TERMINAL
+            if ended:
                 await self._record(session, event, True, "cancelled through the API")
                 await self._finish(session, job, jobs_pb2.CANCELLED)
                 log.info("job state", job=job_id, tenant=tenant, state="CANCELLED", queued_for="")
+        if ended:
+            await self._ended(job_id)
         return await self.get_job(tenant, job_id)
 
     # --- events -----------------------------------------------------------------------------
@@ -192,7 +206,7 @@ class Ledger:
             if seq is None:
                 return Applied(event.job_id, False, "duplicate")
             job = await session.scalar(sa.select(Job).where(Job.id == event.job_id).with_for_update())
-            changed = None
+            changed, ended = None, False
             if job is None:
                 note, applied = "unknown job", False
             else:
@@ -203,12 +217,15 @@ class Ledger:
                     self._apply(job, new_state, event)
                     if new_state in states.TERMINAL:
                         await self._finish(session, job, new_state)
+                        ended = True
                     if (job.state, job.queued_for) != before:
                         changed = dict(job=job.id, tenant=job.tenant_id, state=state_name(job.state),
                                        queued_for=job.queued_for)
             await session.execute(sa.update(JobEvent).where(JobEvent.seq == seq).values(applied=applied, note=note))
         if changed:
             log.info("job state", **changed)
+        if ended:
+            await self._ended(event.job_id)
         return Applied(event.job_id, applied, note)
 
     def _apply(self, job: Job, new_state: int, event: events_pb2.JobEvent) -> None:
@@ -249,6 +266,15 @@ class Ledger:
         async with self.session() as session:
             return list(await session.scalars(sa.select(JobEvent).where(JobEvent.job_id == job_id)
                                               .order_by(JobEvent.seq)))
+
+    # --- retention --------------------------------------------------------------------------
+    async def all_jobs(self, active_only: bool = False) -> list[Job]:
+        """Every job (or every job not ended yet), for retention."""
+        query = sa.select(Job)
+        if active_only:
+            query = query.where(Job.state.not_in(states.TERMINAL))
+        async with self.session() as session:
+            return list(await session.scalars(query))
 
     # --- usage ------------------------------------------------------------------------------
     async def usage(self, tenant: str, job_id: str = "") -> list[tuple[Usage, int]]:

@@ -1,0 +1,48 @@
+"""`avlora gc [--dry-run]`: applies retention (avlora/retention.py) to the whole store, reporting
+what it reclaims. Runs where the ledger's database and the store are reachable (the same
+AVLORA_DATABASE_URL / AVLORA_STORE_URL / AWS_* settings as the ledger)."""
+
+import asyncio
+from collections import Counter
+
+from avlora import retention
+from avlora.settings import Settings
+from avlora.store import open_store
+
+
+async def _jobs(settings: Settings) -> list:
+    from services.ledger.db import make_engine
+    from services.ledger.ledger import Ledger
+    engine = make_engine(settings.database_url or f"sqlite:///{settings.data_dir / 'ledger.db'}")
+    try:
+        return await Ledger(engine).all_jobs()
+    finally:
+        await engine.dispose()
+
+
+def cmd_gc(args) -> int:
+    if args.data_dir:
+        import os
+        os.environ["AVLORA_DATA_DIR"] = str(args.data_dir)
+    settings = Settings.from_env()
+    store = open_store(settings.store_url)
+    plan = retention.collect(store, asyncio.run(_jobs(settings)), days=args.days)
+    by_reason, sizes = Counter(), Counter()
+    for _, size, reason in plan.items:
+        by_reason[reason] += 1
+        sizes[reason] += size
+    for reason in sorted(by_reason):
+        print(f"{by_reason[reason]:6} files {sizes[reason] / 1e6:10.1f} MB  {reason}")
+    verb = "would reclaim" if args.dry_run else "reclaimed"
+    if not args.dry_run:
+        plan.apply(store)
+    print(f"{verb} {plan.total_bytes / 1e6:.1f} MB in {len(plan.items)} files "
+          f"(retention {retention.retention_days() if args.days is None else args.days:g} days)")
+    return 0
+
+
+def register(commands, data_dir_parent) -> None:
+    gc = commands.add_parser("gc", parents=[data_dir_parent], help="delete what retention allows; report space")
+    gc.add_argument("--dry-run", action="store_true", help="only report what would be deleted")
+    gc.add_argument("--days", type=float, default=None, help="retention period (default AVLORA_RETENTION_DAYS or 30)")
+    gc.set_defaults(run=cmd_gc)

@@ -1,0 +1,128 @@
+"""Retention: what is deleted from the artifact store, and when.
+
+- A job's inputs (its `ingest/` and `preprocess/` keys, except any listed as an output such as the
+  debug dataset, and the uploads it named that no unfinished job names) go as soon as it ends. The
+  ledger does it, on the terminal transition: it is the one place that sees every end exactly once
+  (success, failure in any stage, exhausted retries, a cancel while queued) and it runs after the
+  state is committed, so a retried stage never finds its inputs gone.
+- Outputs and checkpoints (everything else under `jobs/<id>/`) go AVLORA_RETENTION_DAYS (default 30)
+  after the job ended; uploads nobody used go after the same period.
+- `avlora gc [--dry-run]` applies both rules to the whole store (and catches up on anything a
+  stage wrote after its job ended), reporting what it reclaims.
+"""
+
+import asyncio
+import os
+import re
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+
+from avlora.store import ArtifactStore, JobFiles, StoredObject, store_key
+from avlora.v1 import jobs_pb2
+
+UPLOAD_REF = re.compile(r"upload://[A-Za-z0-9_.\-]+")
+TERMINAL = {jobs_pb2.SUCCEEDED, jobs_pb2.FAILED, jobs_pb2.CANCELLED}
+
+
+def retention_days() -> float:
+    return float(os.environ.get("AVLORA_RETENTION_DAYS", "30"))
+
+
+def upload_keys(params_json: str) -> set[str]:
+    """The store keys of the uploads a job's parameters name (dataset and validation media)."""
+    keys = set()
+    for ref in UPLOAD_REF.findall(params_json or ""):
+        try:
+            keys.add(store_key(ref))
+        except ValueError:
+            pass
+    return keys
+
+
+def output_keys(outputs: bytes) -> set[str]:
+    return {store_key(uri) for _, uri in jobs_pb2.Outputs.FromString(outputs or b"").ListFields() if uri}
+
+
+def is_input(job_id: str, key: str) -> bool:
+    return key.startswith(tuple(folder + "/" for folder in JobFiles(job_id).input_dirs))
+
+
+@dataclass
+class Plan:
+    """What a collection removes: (key, bytes, reason) per artifact."""
+    items: list[tuple[str, int, str]] = field(default_factory=list)
+
+    def add(self, found: StoredObject, reason: str) -> None:
+        self.items.append((found.key, found.size, reason))
+
+    @property
+    def total_bytes(self) -> int:
+        return sum(size for _, size, _ in self.items)
+
+    def apply(self, store: ArtifactStore) -> None:
+        for key, _, _ in self.items:
+            store.remove(key)
+
+
+def inputs_of_ended_job(store: ArtifactStore, job, active_uploads: set[str]) -> Plan:
+    """A just-ended job's inputs (and its uploads that no unfinished job names)."""
+    plan, keep = Plan(), output_keys(job.outputs)
+    for folder in JobFiles(job.id).input_dirs:
+        for found in store.objects(folder):
+            if found.key not in keep:
+                plan.add(found, "input of an ended job")
+    for key in sorted(upload_keys(job.params_json) - active_uploads):
+        if store.exists(key):
+            plan.items.append((key, store.size(key), "upload of an ended job"))
+    return plan
+
+
+def collect(store: ArtifactStore, jobs: list, now: datetime | None = None, days: float | None = None) -> Plan:
+    """Everything retention removes from the whole store, given every job of the ledger."""
+    now = now or datetime.now(UTC)
+    cutoff = (now - timedelta(days=retention_days() if days is None else days)).timestamp()
+    by_id = {job.id: job for job in jobs}
+    active_uploads = set().union(*(upload_keys(j.params_json) for j in jobs if j.state not in TERMINAL))
+    ended_uploads = set().union(*(upload_keys(j.params_json) for j in jobs if j.state in TERMINAL))
+    plan = Plan()
+    folders: dict[str, list[StoredObject]] = {}
+    for found in store.objects("jobs"):
+        folders.setdefault(found.key.split("/")[1], []).append(found)
+    for job_id, objects in folders.items():
+        job = by_id.get(job_id)
+        if job is None:
+            if max(o.modified for o in objects) < cutoff:
+                for found in objects:
+                    plan.add(found, "job unknown to the ledger, untouched for the retention period")
+            continue
+        if job.state not in TERMINAL:
+            continue
+        ended = _timestamp(job.updated_at)
+        keep = output_keys(job.outputs)
+        for found in objects:
+            if ended < cutoff:
+                plan.add(found, "job ended more than the retention period ago")
+            elif is_input(job_id, found.key) and found.key not in keep:
+                plan.add(found, "input of an ended job")
+    for found in store.objects("uploads"):
+        if found.key in active_uploads:
+            continue
+        if found.key in ended_uploads:
+            plan.add(found, "upload of an ended job")
+        elif found.modified < cutoff:
+            plan.add(found, "upload unused for the retention period")
+    return plan
+
+
+def _timestamp(value: datetime) -> float:
+    return (value if value.tzinfo else value.replace(tzinfo=UTC)).timestamp()
+
+
+def job_end_callback(ledger, store: ArtifactStore):
+    """The ledger's on_job_end hook: deletes the ended job's inputs."""
+    async def on_end(job) -> None:
+        active = set().union(*(upload_keys(j.params_json) for j in await ledger.all_jobs(active_only=True)))
+        plan = inputs_of_ended_job(store, job, active)
+        await asyncio.to_thread(plan.apply, store)
+
+    return on_end

@@ -1,0 +1,95 @@
+"""A job's outputs fetched from outside the stack: the DownloadArtifact RPC with the local store and
+with a real S3 server (SeaweedFS), presigned URLs, the CLI's `download` and `watch --download`."""
+
+import os
+import secrets
+import subprocess
+import sys
+import time
+
+import grpc
+import httpx
+import pytest
+
+from avlora.client import Endpoints
+from avlora.demo_data import write_demo_dataset
+from avlora.store import LocalStore
+from avlora.store_s3 import S3Store
+from avlora.v1 import jobs_pb2
+from s3_server import s3_server  # noqa: F401  (fixture)
+
+AVLORA = [sys.executable, "-m", "avlora.cli"]
+SMALL = ["--steps", "100", "--resolution", "low", "--aspect-ratio", "16:9", "--number-of-frames", "17"]
+
+
+@pytest.fixture(params=["local", "s3"])
+def stack_env(request, make_stack, tmp_path):
+    """A running stack whose store is a local folder or an S3 bucket, with two tenants' keys."""
+    own, other = "avl_own_" + secrets.token_urlsafe(16), "avl_other_" + secrets.token_urlsafe(16)
+    env = {"AVLORA_LEDGER_KEYS": f"local:{own},other:{other}"}
+    if request.param == "s3":
+        server, prefix = request.getfixturevalue("s3_server"), f"dl-{secrets.token_hex(4)}"
+        env |= server.env | {"AVLORA_STORE_URL": f"s3://{server.bucket}/{prefix}", "AVLORA_DOWNLOAD_URL_TTL_S": "3"}
+        store = S3Store(server.bucket, prefix, client=server.client())
+    stack = make_stack(env)
+    if request.param == "local":
+        store = LocalStore(stack.data_dir / "store")
+    cli_env = os.environ | env | {"AVLORA_API_KEY": own}
+    return request.param, stack, cli_env, other, store
+
+
+def cli(stack, env, *args):
+    return subprocess.run([*AVLORA, "--data-dir", str(stack.data_dir), *map(str, args)], env=env,
+                          capture_output=True, text=True, timeout=600)
+
+
+def test_outputs_download_through_the_rpc_and_the_cli(stack_env, tmp_path):
+    backend, stack, env, other_key, store = stack_env
+    data = write_demo_dataset("v2a", tmp_path / "demo.zip", clips=3, frames=17, size=(64, 64))
+    job_id = cli(stack, env, "submit", "v2a", data, *SMALL).stdout.strip()
+    watched = cli(stack, env, "watch", job_id, "--download", "--dir", tmp_path / "watched")
+    assert watched.returncode == 0, watched.stdout + watched.stderr
+
+    endpoints = Endpoints(api=stack.info["ledger_addr"], api_key=env["AVLORA_API_KEY"], ingest="", preprocess="")
+    job = endpoints.jobs().GetJob(jobs_pb2.GetJobRequest(job_id=job_id), metadata=endpoints.auth, timeout=30)
+    outputs = {field.name: uri for field, uri in job.outputs.ListFields()}
+    assert {"lora_file", "lora_comfyui_file", "config_file", "audio"} <= set(outputs)
+    for field, uri in outputs.items():  # every output came down whole, named as in the store
+        name = uri.rsplit("/", 1)[1]
+        assert (tmp_path / "watched" / name).read_bytes() == store.read_bytes(uri), field
+
+    deadline = time.monotonic() + 20  # retention: the ledger deletes the inputs once the job ended
+    while store.list(f"jobs/{job_id}/ingest") and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert store.list(f"jobs/{job_id}/ingest") == [] and store.list(f"jobs/{job_id}/preprocess") == []
+    assert store.list("uploads") == []
+
+    got = cli(stack, env, "download", job_id, "--dir", tmp_path / "cli")
+    assert got.returncode == 0, got.stderr
+    assert sorted(p.name for p in (tmp_path / "cli").iterdir()) == sorted(u.rsplit("/", 1)[1] for u in outputs.values())
+
+    # by file name, in chunks: the first names the file and its size
+    chunks = list(endpoints.jobs().DownloadArtifact(jobs_pb2.DownloadArtifactRequest(
+        job_id=job_id, name="lora.safetensors"), metadata=endpoints.auth, timeout=60))
+    assert chunks[0].name == "lora.safetensors" and chunks[0].size == store.size(outputs["lora_file"])
+    assert b"".join(c.data for c in chunks) == store.read_bytes(outputs["lora_file"])
+
+    stranger = [("authorization", f"Bearer {other_key}")]
+    for name, metadata, code in (("lora_file", stranger, grpc.StatusCode.NOT_FOUND),
+                                 ("lora_file", [], grpc.StatusCode.UNAUTHENTICATED),
+                                 ("../../uploads/x", endpoints.auth, grpc.StatusCode.NOT_FOUND),
+                                 ("ingest/dataset.zip", endpoints.auth, grpc.StatusCode.NOT_FOUND)):
+        with pytest.raises(grpc.RpcError) as refused:
+            list(endpoints.jobs().DownloadArtifact(jobs_pb2.DownloadArtifactRequest(job_id=job_id, name=name),
+                                                   metadata=metadata, timeout=30))
+        assert refused.value.code() == code, name
+
+    if backend == "local":
+        assert not job.download_urls
+        return
+    assert set(job.download_urls) == set(outputs)
+    url = job.download_urls["lora_file"]
+    assert httpx.get(url).content == store.read_bytes(outputs["lora_file"])
+    assert httpx.get(url.replace("lora.safetensors", "config.json")).status_code == 403  # tampered
+    time.sleep(max(0.0, job.download_urls_expire_at.seconds - time.time()) + 2)
+    assert httpx.get(url).status_code == 403  # expired

@@ -1,0 +1,66 @@
+"""`avlora up` heals itself: a service SIGKILLed under a running stack comes back (the supervisor
+says why), the others keep running, and a job still succeeds."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from avlora.demo_data import write_demo_dataset
+
+AVLORA = [sys.executable, "-m", "avlora.cli"]
+
+
+def service_pids(parent: int) -> dict[str, int]:
+    """The `python -m services.X` children of a process, by service name."""
+    found = {}
+    for proc in Path("/proc").iterdir():
+        try:
+            ppid = int((proc / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            args = (proc / "cmdline").read_bytes().split(b"\0")
+        except (OSError, ValueError, IndexError):
+            continue
+        if ppid == parent and b"-m" in args:
+            module = args[args.index(b"-m") + 1].decode()
+            if module.startswith("services."):
+                found[module.removeprefix("services.")] = int(proc.name)
+    return found
+
+
+def test_a_killed_service_is_restarted_and_jobs_still_succeed(tmp_path, tiny_model_dir):
+    data_dir = tmp_path / "stack"
+    env = os.environ | {"AVLORA_MODEL_DIR": str(tiny_model_dir), "AVLORA_ACK_WAIT_S": "6"}
+    errors = (tmp_path / "up.err").open("w+")
+    up = subprocess.Popen([*AVLORA, "--data-dir", str(data_dir), "up"], env=env, stdout=subprocess.DEVNULL,
+                          stderr=errors, text=True)
+    try:
+        deadline = time.monotonic() + 180
+        while not (data_dir / "stack.json").exists():
+            assert up.poll() is None and time.monotonic() < deadline, "stack did not come up"
+            time.sleep(0.2)
+        before = service_pids(up.pid)
+        assert set(before) == {"ledger", "ingest", "preprocess", "trainer"}
+        os.kill(before["preprocess"], signal.SIGKILL)
+        deadline = time.monotonic() + 60
+        while (after := service_pids(up.pid)).get("preprocess") in (None, before["preprocess"]):
+            assert up.poll() is None, "the stack stopped instead of restarting preprocess"
+            assert time.monotonic() < deadline, "preprocess was not restarted"
+            time.sleep(0.5)
+        assert {name: after[name] for name in ("ledger", "ingest", "trainer")} == \
+               {name: before[name] for name in ("ledger", "ingest", "trainer")}  # the others kept running
+        errors.seek(0)
+        said = errors.read()
+        assert "preprocess killed by SIGKILL; restarting in 1 s" in said and "restarted preprocess" in said, said
+
+        data = write_demo_dataset("v2a", tmp_path / "demo.zip", clips=3, frames=17, size=(64, 64))
+        run = lambda *args: subprocess.run([*AVLORA, "--data-dir", str(data_dir), *map(str, args)],  # noqa: E731
+                                           capture_output=True, text=True, timeout=600)
+        job_id = run("submit", "v2a", data, "--steps", "100", "--resolution", "low", "--aspect-ratio", "16:9",
+                     "--number-of-frames", "17").stdout.strip()
+        watched = run("watch", job_id)
+        assert watched.returncode == 0, watched.stdout + watched.stderr
+    finally:
+        up.send_signal(signal.SIGTERM)
+        assert up.wait(timeout=90) == 0
