@@ -7,6 +7,27 @@ random latents in place of a dataset; prints s/step, peak GPU memory and model F
 
     python bench/trainer_step.py [--steps 5] [--device cpu|cuda] [--frames 89] [--size 768x768]
     python bench/trainer_step.py --device cpu --real --layers 1 --frames 9 --size 128x128  # smoke check
+
+The rows of issue 13's tables (the trainer's own switches, services/trainer/acceleration.py):
+    today (eager, every block checkpointed)     --no-compile --checkpoint all
+    each block torch.compile'd                  --compile --checkpoint all
+    + the first N blocks not checkpointed       --compile --checkpoint N   (v2a 20, av2av 5)
+    the trainer's default on CUDA               --compile --checkpoint budget
+    LoRA weights computing in bf16              --lora-dtype bf16 (fp32 masters)
+    worst allowed case                          --frames 121 --size 960x960 --modes av2av
+MFU = 2 x the forward's FLOPs (torch.utils.flop_counter) / s_per_step / 989 TFLOP/s (H100 bf16).
+No fp8 path exists yet (fp8 GEMMs only pay off with the activation quantisation fused, gpu.md).
+
+What fits 80 GB. The seeds allow 9..121 frames, the buckets up to 960x960 (high 1:1) and
+reference factors >= 1, which only shrink the reference. The most tokens a job can have is
+therefore av2av at 121 frames 960x960 with both factors 1: 16x30x30 = 14 400 target + 14 400
+reference video tokens and 2 x 126 audio tokens. Measured on an H100 with every block
+checkpointed (eager): 65.0 GiB peak (gpu.md); compiled blocks use less (48.9 vs 50.9 GiB at
+768x768 av2av). The budget only leaves blocks un-checkpointed in memory measured free after that
+checkpointed step (less a 4 GiB margin), so every allowed combination trains within 80 GB and no
+refusal at submit is needed. Previews sample without gradients (one forward at a time), below the
+training peak; the video decode of 121 frames at 960x960 (about 18 GiB extrapolated from 7.4 GiB
+at 89x960x544) beside the 38 GiB of bf16 weights is the figure left to measure.
 """
 
 import argparse
@@ -24,6 +45,7 @@ from services.trainer.data import Prompt, Sample
 from services.trainer.losses import diffusion_loss, draw_noise
 from services.trainer.strategies import Strategy, V2A_TARGET_MODULES, AV2AV_TARGET_MODULES
 from services.trainer.tokens import Text, encode_text
+from services.trainer import acceleration
 from services.trainer.training import add_lora, autocast_for
 
 # The real LTX-2.3 transformer: 48 blocks, video 32x128, audio 32x64, text 4096/2048 wide.
@@ -74,18 +96,34 @@ def training_flops(transformer, text, video, audio, generator, autocast) -> floa
     return 2.0 * counter.get_total_flops()
 
 
-def bench_mode(mode: str, transformer, text, sample: Sample, fps: int, rank: int, steps: int, device) -> dict:
+def bench_mode(mode: str, transformer, text, sample: Sample, fps: int, rank: int, steps: int, device,
+               args) -> dict:
     strategy = Strategy(mode, V2A_TARGET_MODULES if mode == "v2a" else AV2AV_TARGET_MODULES)
     params = add_lora(transformer, strategy, rank, seed=0)
+    masters = None
+    if args.lora_dtype == "bf16":
+        masters = acceleration.LoraMasterWeights(params, torch.bfloat16)
+        params = masters.masters
     optimizer = torch.optim.AdamW(params, lr=1e-4)
+    if masters:
+        masters.attach(optimizer)
     autocast = autocast_for(device)
     video, audio = strategy.streams(transformer, sample, fps)
     generator = torch.Generator().manual_seed(0)
+    unchecked = 0
+    if device.type == "cuda":
+        def probe_step():
+            with autocast():
+                loss, _ = diffusion_loss(transformer, text, video, audio, draw_noise(video, audio, generator))
+            loss.backward()
+            optimizer.zero_grad(set_to_none=True)
+        unchecked = acceleration.choose_checkpointing(transformer, args.checkpoint, probe_step, device,
+                                                      args.margin_gib, acceleration.lora_bytes(params))
     tokens = video.count + audio.count + sum(s.reference.shape[1] for s in (video, audio) if s.reference is not None)
     times = []
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats()
-    for index in range(steps + 1):  # the first step warms up
+    for index in range(steps + 2):  # the first two steps warm up (and compile)
         start = time.perf_counter()
         with autocast():
             loss, _ = diffusion_loss(transformer, text, video, audio, draw_noise(video, audio, generator))
@@ -95,12 +133,13 @@ def bench_mode(mode: str, transformer, text, sample: Sample, fps: int, rank: int
         optimizer.zero_grad(set_to_none=True)
         if device.type == "cuda":
             torch.cuda.synchronize()
-        if index:
+        if index > 1:
             times.append(time.perf_counter() - start)
     seconds = sorted(times)[len(times) // 2]
     flops = training_flops(transformer, text, video, audio, generator, autocast)
     transformer.delete_adapters("default")
-    result = {"mode": mode, "s_per_step": seconds, "tokens": tokens, "video_tokens": video.count,
+    result = {"mode": mode, "compile": args.compile, "unchecked_blocks": unchecked,
+              "lora_dtype": args.lora_dtype, "s_per_step": seconds, "tokens": tokens, "video_tokens": video.count,
               "audio_tokens": audio.count, "tflops_per_step": flops / 1e12}
     if device.type == "cuda":
         result["peak_gpu_memory_gib"] = torch.cuda.max_memory_allocated() / 2**30
@@ -120,6 +159,13 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1, help="CPU threads (the trainer's default is 1)")
     parser.add_argument("--real", action="store_true", help="real-size transformer (default on a GPU)")
     parser.add_argument("--layers", type=int, default=48, help="blocks of the real-size transformer")
+    parser.add_argument("--modes", default="v2a,av2av")
+    parser.add_argument("--compile", action=argparse.BooleanOptionalAction, default=None,
+                        help="regional compilation of the blocks (default: on for CUDA, as the trainer)")
+    parser.add_argument("--checkpoint", default="budget",
+                        help="CUDA: budget | all | none | N blocks left un-checkpointed (as the trainer)")
+    parser.add_argument("--margin-gib", type=float, default=4.0, help="safety margin of the budget")
+    parser.add_argument("--lora-dtype", choices=("fp32", "bf16"), default="fp32")
     args = parser.parse_args()
     device = torch.device(args.device)
     if device.type == "cpu":
@@ -132,13 +178,15 @@ def main() -> None:
     else:
         width, height = (int(v) for v in args.size.split("x"))
         frames, transformer = args.frames, RealSizeModel(device, args.layers).transformer
-        if device.type == "cuda":
-            transformer.enable_gradient_checkpointing()
         sample, text = latents_sample(frames, width, height, args.fps, device), real_text(device)
+    if args.compile is None:
+        args.compile = device.type == "cuda"
+    if args.compile:
+        acceleration.compile_blocks(transformer)
     print(f"device={device} frames={frames} size={width}x{height} rank={args.rank} "
           f"transformer_params={sum(p.numel() for p in transformer.parameters()) / 1e9:.2f}B")
-    for mode in ("v2a", "av2av"):
-        print(bench_mode(mode, transformer, text, sample, args.fps, args.rank, args.steps, device), flush=True)
+    for mode in args.modes.split(","):
+        print(bench_mode(mode, transformer, text, sample, args.fps, args.rank, args.steps, device, args), flush=True)
 
 
 if __name__ == "__main__":

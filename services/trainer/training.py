@@ -15,7 +15,7 @@ import torch
 from peft import LoraConfig, get_peft_model_state_dict, set_peft_model_state_dict
 
 from avlora.stage import JobCancelled
-from services.trainer import status
+from services.trainer import acceleration, status
 from services.trainer.checkpoints import load_checkpoint, save_checkpoint
 from services.trainer.data import Sample
 from services.trainer.losses import diffusion_loss, draw_noise, validation_loss
@@ -58,6 +58,11 @@ class TrainerOptions:
     seed: int = 0
     cpu_threads: int = 1          # the tiny model's small ops run fastest on one thread
     device: str = field(default_factory=lambda: "cuda" if torch.cuda.is_available() else "cpu")
+    # Speed (services/trainer/acceleration.py); none changes what is learned beyond rounding.
+    compile: bool | None = None   # regional torch.compile of the blocks; None: on for CUDA, off on CPU
+    checkpoint: str = "budget"    # CUDA: "budget" (as many blocks un-checkpointed as fit), "all", "none" or N
+    memory_margin_gib: float = 4.0
+    lora_dtype: str = "fp32"      # "bf16": LoRA weights compute in bf16 on CUDA (fp32 masters)
 
     @classmethod
     def from_env(cls) -> "TrainerOptions":
@@ -66,7 +71,11 @@ class TrainerOptions:
                    preview_every=_env_int("PREVIEW_EVERY", 0),
                    sampling_steps=_env_int("SAMPLING_STEPS", 30), seed=_env_int("SEED", 0),
                    cpu_threads=_env_int("CPU_THREADS", 1),
-                   device=os.environ.get("AVLORA_TRAIN_DEVICE") or cls().device)
+                   device=os.environ.get("AVLORA_TRAIN_DEVICE") or cls().device,
+                   compile={"1": True, "0": False}.get(os.environ.get("AVLORA_TRAIN_COMPILE", "")),
+                   checkpoint=os.environ.get("AVLORA_TRAIN_CHECKPOINT", "budget"),
+                   memory_margin_gib=float(os.environ.get("AVLORA_TRAIN_MEMORY_MARGIN_GIB", 4.0)),
+                   lora_dtype=os.environ.get("AVLORA_TRAIN_LORA_DTYPE", "fp32"))
 
     def intervals(self, total_steps: int) -> tuple[int, int, int]:
         """(checkpoint, validation, preview) intervals in steps."""
@@ -112,15 +121,28 @@ class Trainer:
         self.autocast = autocast_for(self.device)
         self.total = ctx.params.number_of_steps
         self.params = add_lora(transformer, strategy, ctx.params.rank, options.seed)
-        if self.device.type == "cuda":
-            transformer.enable_gradient_checkpointing()
+        self.masters = None  # speed switches (acceleration.py): LoRA dtype, compile, checkpointing
+        if options.lora_dtype == "bf16" and self.device.type == "cuda":
+            self.masters = acceleration.LoraMasterWeights(self.params, torch.bfloat16)
+            self.params = self.masters.masters
+        if options.compile if options.compile is not None else self.device.type == "cuda":
+            acceleration.compile_blocks(transformer)
         self.optimizer = torch.optim.AdamW(self.params, lr=ctx.params.learning_rate, weight_decay=WEIGHT_DECAY,
                                            betas=ADAM_BETAS, eps=ADAM_EPS)
+        if self.masters:
+            self.masters.attach(self.optimizer)
         self.generator = torch.Generator().manual_seed(options.seed)
         # On the host (pinned for fast copies to a GPU); one sample at a time goes to the device.
         host = (lambda s: s.pinned()) if self.device.type == "cuda" else (lambda s: s)  # noqa: E731
         self.samples = [host(s) for s in samples]
         self.held_out = [host(s) for s in held_out]
+        if self.device.type == "cuda":
+            probe = torch.Generator().manual_seed(options.seed)  # the training's own draws stay untouched
+            unchecked = acceleration.choose_checkpointing(
+                transformer, options.checkpoint, lambda: self.backward(probe), self.device,
+                options.memory_margin_gib, acceleration.lora_bytes(self.params))
+            self.optimizer.zero_grad(set_to_none=True)
+            ctx.log(f"{unchecked} of {len(transformer.transformer_blocks)} blocks without gradient checkpointing")
 
     def _prepare(self, sample: Sample):
         """(text, video stream, audio stream) of a sample, on the device, text through the connectors."""
@@ -134,6 +156,8 @@ class Trainer:
 
     def _restore(self, state: dict) -> int:
         set_peft_model_state_dict(self.model.transformer, state["lora"])
+        if self.masters:
+            self.masters.params_to_masters()
         self.optimizer.load_state_dict(state["optimizer"])
         self.generator.set_state(state["generator"])
         return state["step"]

@@ -1,0 +1,147 @@
+"""The trainer's speed switches, apart from what is learned:
+
+- regional compilation: every transformer block `torch.compile`d in place with one shared code
+  object, so the compiled graph is made once and reused by all blocks (training, validation loss
+  and preview sampling all go through the blocks);
+- gradient checkpointing chosen by a memory budget: a probe measures the peak of a step with every
+  block checkpointed and with two blocks not, and as many blocks as fit in the free memory (less a
+  safety margin) run without checkpointing;
+- LoRA weights computing in the compute dtype (bf16 on a GPU) with fp32 master copies that the
+  optimizer updates: peft casts a layer's input to its LoRA weights' dtype, so fp32 LoRA weights
+  under bf16 autocast cost two casts of every adapted activation per use.
+"""
+
+import math
+from typing import Callable
+
+import torch
+import torch.utils.checkpoint
+
+GIB = 2**30
+# Training, validation, sampling and the STG block each compile their own variant of the block
+# (grad mode, train/eval, shapes); the variants are shared by all blocks.
+RECOMPILE_LIMIT = 64
+
+
+def compile_blocks(transformer, backend: str = "inductor") -> None:
+    """Compiles each transformer block in place (static shapes); all blocks share the compiled code."""
+    config = torch._dynamo.config
+    name = "recompile_limit" if hasattr(config, "recompile_limit") else "cache_size_limit"
+    setattr(config, name, max(getattr(config, name), RECOMPILE_LIMIT))
+    for block in transformer.transformer_blocks:
+        block.compile(backend=backend, dynamic=False)
+
+
+def unchecked_block_count(blocks: int, per_block_bytes: int, free_bytes: int, margin_bytes: int) -> int:
+    """How many blocks can skip checkpointing: those whose saved activations (per_block_bytes each)
+    fit in free_bytes (memory left over by a step with every block checkpointed) less the margin."""
+    spare = free_bytes - margin_bytes
+    if spare <= 0:
+        return 0
+    if per_block_bytes <= 0:
+        return blocks
+    return min(blocks, spare // per_block_bytes)
+
+
+def set_checkpointing(transformer, unchecked: int) -> None:
+    """Checkpoints every block but the first `unchecked` ones (which keep their activations)."""
+    blocks = transformer.transformer_blocks
+    unchecked = max(0, min(len(blocks), unchecked))
+    if unchecked == len(blocks):
+        transformer.disable_gradient_checkpointing()
+        return
+    free = {id(block) for block in blocks[:unchecked]}
+
+    def checkpoint_or_run(block, *args):
+        if id(block) in free:
+            return block(*args)
+        return torch.utils.checkpoint.checkpoint(block.__call__, *args, use_reentrant=False)
+
+    transformer.enable_gradient_checkpointing(gradient_checkpointing_func=checkpoint_or_run)
+
+
+def probe_block_bytes(transformer, run_step: Callable[[], None], device: torch.device) -> tuple[int, int]:
+    """(peak bytes a step needs above what is allocated with every block checkpointed, extra bytes
+    per block left un-checkpointed), measured by running `run_step` (forward and backward; the
+    caller clears the gradients) with 0 and 2 blocks un-checkpointed."""
+    peaks = []
+    for unchecked in (0, 2):
+        set_checkpointing(transformer, unchecked)
+        torch.cuda.synchronize(device)
+        allocated = torch.cuda.memory_allocated(device)
+        torch.cuda.reset_peak_memory_stats(device)
+        run_step()
+        torch.cuda.synchronize(device)
+        peaks.append(torch.cuda.max_memory_allocated(device) - allocated)
+    return peaks[0], max(0, (peaks[1] - peaks[0]) // 2)
+
+
+def free_device_bytes(device: torch.device) -> int:
+    """Bytes this process can still allocate: the device's free memory plus what torch's caching
+    allocator holds unused."""
+    free, _ = torch.cuda.mem_get_info(device)
+    return free + torch.cuda.memory_reserved(device) - torch.cuda.memory_allocated(device)
+
+
+def checkpoint_by_budget(transformer, run_step: Callable[[], None], device: torch.device,
+                         margin_gib: float, optimizer_bytes: int = 0) -> int:
+    """Measures, chooses and applies the number of un-checkpointed blocks; returns it."""
+    step_bytes, per_block = probe_block_bytes(transformer, run_step, device)
+    free = free_device_bytes(device) - step_bytes - optimizer_bytes
+    unchecked = unchecked_block_count(len(transformer.transformer_blocks), per_block, free,
+                                      int(margin_gib * GIB))
+    set_checkpointing(transformer, unchecked)
+    return unchecked
+
+
+def choose_checkpointing(transformer, setting: str, run_step: Callable[[], None], device: torch.device,
+                         margin_gib: float, optimizer_bytes: int = 0) -> int:
+    """Applies a checkpointing setting ("budget", "all", "none" or the number of blocks left
+    un-checkpointed) and returns the number of un-checkpointed blocks."""
+    if setting == "budget":
+        return checkpoint_by_budget(transformer, run_step, device, margin_gib, optimizer_bytes)
+    blocks = len(transformer.transformer_blocks)
+    unchecked = {"all": 0, "none": blocks}.get(setting)
+    unchecked = min(blocks, int(setting)) if unchecked is None else unchecked
+    set_checkpointing(transformer, unchecked)
+    return unchecked
+
+
+class LoraMasterWeights:
+    """LoRA parameters stored in `dtype` for the forward, with fp32 master copies: gradients land
+    in the masters (in fp32) as soon as they are accumulated, the optimizer steps the masters, and
+    after each step the masters are copied back into the parameters."""
+
+    def __init__(self, params: list[torch.nn.Parameter], dtype: torch.dtype):
+        self.params = params
+        self.masters = [torch.nn.Parameter(p.detach().float().clone()) for p in params]
+        for param, master in zip(params, self.masters):
+            param.data = param.data.to(dtype)
+            param.register_post_accumulate_grad_hook(self._move_grad(master))
+
+    @staticmethod
+    def _move_grad(master: torch.nn.Parameter):
+        def hook(param: torch.Tensor) -> None:
+            grad = param.grad.float()
+            master.grad = grad if master.grad is None else master.grad + grad
+            param.grad = None
+        return hook
+
+    def attach(self, optimizer: torch.optim.Optimizer) -> None:
+        optimizer.register_step_post_hook(lambda *_: self.masters_to_params())
+
+    @torch.no_grad()
+    def masters_to_params(self) -> None:
+        for param, master in zip(self.params, self.masters):
+            param.copy_(master)
+
+    @torch.no_grad()
+    def params_to_masters(self) -> None:
+        """After the parameters were loaded (a resumed checkpoint)."""
+        for param, master in zip(self.params, self.masters):
+            master.copy_(param)
+
+
+def lora_bytes(params: list[torch.nn.Parameter]) -> int:
+    """AdamW's state for fp32 LoRA masters: two fp32 moments per weight."""
+    return 2 * 4 * sum(math.prod(p.shape) for p in params)

@@ -1,0 +1,125 @@
+"""The trainer's speed switches on the tiny model (CPU): regional compilation gives the losses of
+eager mode, the checkpointing budget picks the right number of blocks and exactly those blocks
+are recomputed, and LoRA weights computing in bf16 (fp32 masters) learn as fp32 ones do."""
+
+import torch
+
+from avlora.model.components import load_for_training
+from avlora.model.encode import audio_latent_count
+from services.trainer import acceleration
+from services.trainer.data import Prompt, Sample
+from services.trainer.losses import diffusion_loss, draw_noise
+from services.trainer.strategies import AV2AV_TARGET_MODULES, V2A_TARGET_MODULES, Strategy
+from services.trainer.tokens import encode_text
+from services.trainer.training import add_lora
+
+GIB = 2**30
+
+
+def _setup(model_dir, mode="v2a", frames=17, size=(128, 96)):
+    """The tiny model with a LoRA, one random-latent sample's streams and text."""
+    model = load_for_training(model_dir)
+    strategy = Strategy(mode, V2A_TARGET_MODULES if mode == "v2a" else AV2AV_TARGET_MODULES)
+    params = add_lora(model.transformer, strategy, rank=8, seed=0)
+    gen = torch.Generator().manual_seed(7)
+    grid = ((frames - 1) // 8 + 1, size[1] // 32, size[0] // 32)
+    audio = audio_latent_count(frames, 24)
+    sample = Sample("s", Prompt(torch.randn(32, 96, generator=gen), torch.ones(32, dtype=torch.int64)),
+                    torch.randn(1, 128, *grid, generator=gen), torch.randn(1, 8, audio, 16, generator=gen),
+                    torch.randn(1, 128, *grid, generator=gen), torch.randn(1, 8, audio, 16, generator=gen))
+    text = encode_text(model.connectors, sample.prompt)
+    video, audio_stream = strategy.streams(model.transformer, sample, 24)
+    return model, params, text, video, audio_stream
+
+
+def _train(model, params, text, video, audio, steps, autocast=None, masters=None, lr=1e-3):
+    optimizer = torch.optim.AdamW(masters.masters if masters else params, lr=lr)
+    if masters:
+        masters.attach(optimizer)
+    gen = torch.Generator().manual_seed(3)
+    losses = []
+    model.transformer.train()
+    for _ in range(steps):
+        noise = draw_noise(video, audio, gen)
+        with autocast() if autocast else torch.autocast("cpu", enabled=False):
+            loss, _ = diffusion_loss(model.transformer, text, video, audio, noise)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(masters.masters if masters else params, 1.0)
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        losses.append(float(loss))
+    return losses
+
+
+def test_compiled_blocks_give_the_eager_losses(tiny_model_dir):
+    eager = _train(*_setup(tiny_model_dir), steps=3)
+    model, *rest = _setup(tiny_model_dir)
+    acceleration.compile_blocks(model.transformer)
+    compiled = _train(model, *rest, steps=3)
+    assert all(torch.isclose(torch.tensor(a), torch.tensor(b), rtol=1e-4) for a, b in zip(eager, compiled)), \
+        (eager, compiled)
+    # The validation loss path (no grad, eval) goes through the same compiled blocks.
+    with torch.no_grad():
+        model.transformer.eval()
+        noise = draw_noise(rest[2], rest[3], torch.Generator().manual_seed(1), (0.5, 0.5))
+        assert torch.isfinite(diffusion_loss(model.transformer, rest[1], rest[2], rest[3], noise)[0])
+    assert all(block._compiled_call_impl is not None for block in model.transformer.transformer_blocks)
+
+
+def test_budget_leaves_as_many_blocks_unchecked_as_fit():
+    # 48 blocks, 1.3 GiB of activations per un-checkpointed block (v2a on an H100, gpu.md).
+    assert acceleration.unchecked_block_count(48, int(1.3 * GIB), 30 * GIB, 4 * GIB) == 20  # 26 / 1.3
+    assert acceleration.unchecked_block_count(48, int(4.8 * GIB), 30 * GIB, 4 * GIB) == 5   # av2av
+    assert acceleration.unchecked_block_count(48, int(1.3 * GIB), 3 * GIB, 4 * GIB) == 0    # margin eats it
+    assert acceleration.unchecked_block_count(48, int(1.3 * GIB), 100 * GIB, 4 * GIB) == 48  # everything fits
+    assert acceleration.unchecked_block_count(48, 0, 5 * GIB, 4 * GIB) == 48
+
+
+def _forward_calls(model, text, video, audio):
+    """How many times each block's forward started during one forward and backward (pre-hooks:
+    a recomputation stops early, once it has what the backward needs)."""
+    calls = [0] * len(model.transformer.transformer_blocks)
+    handles = [block.register_forward_pre_hook(lambda *_, i=i: calls.__setitem__(i, calls[i] + 1))
+               for i, block in enumerate(model.transformer.transformer_blocks)]
+    noise = draw_noise(video, audio, torch.Generator().manual_seed(0))
+    diffusion_loss(model.transformer, text, video, audio, noise)[0].backward()
+    for handle in handles:
+        handle.remove()
+    return calls
+
+
+def test_checkpointed_blocks_are_recomputed_and_the_others_are_not(tiny_model_dir):
+    model, params, text, video, audio = _setup(tiny_model_dir)
+    model.transformer.train()
+    blocks = len(model.transformer.transformer_blocks)
+    unchecked = acceleration.unchecked_block_count(blocks, 10 * 2**20, 4 * 2**30 + 15 * 2**20, 4 * 2**30)
+    assert unchecked == 1
+    acceleration.set_checkpointing(model.transformer, unchecked)
+    assert _forward_calls(model, text, video, audio) == [1] + [2] * (blocks - 1)
+    eager_grads = [p.grad.clone() for p in params]
+    acceleration.set_checkpointing(model.transformer, 0)
+    for p in params:
+        p.grad = None
+    assert _forward_calls(model, text, video, audio) == [2] * blocks
+    assert all(torch.allclose(a, p.grad, atol=1e-6) for a, p in zip(eager_grads, params))
+    acceleration.set_checkpointing(model.transformer, blocks)
+    assert _forward_calls(model, text, video, audio) == [1] * blocks
+
+
+def test_bf16_lora_with_fp32_masters_learns_as_fp32_lora(tiny_model_dir):
+    """100 steps under bf16 autocast: the loss curve with bf16 LoRA weights (fp32 masters) stays
+    within noise of today's (fp32 LoRA weights cast at each use)."""
+    autocast = lambda: torch.autocast("cpu", dtype=torch.bfloat16)  # noqa: E731
+    today = _train(*_setup(tiny_model_dir, "av2av"), steps=100, autocast=autocast)
+    model, params, *rest = _setup(tiny_model_dir, "av2av")
+    masters = acceleration.LoraMasterWeights(params, torch.bfloat16)
+    assert all(p.dtype == torch.bfloat16 for p in params) and all(m.dtype == torch.float32 for m in masters.masters)
+    faster = _train(model, params, *rest, steps=100, autocast=autocast, masters=masters)
+    assert max(masters.masters[0].sub(params[0].float()).abs().max().item(), 0) < 1e-2
+    today, faster = torch.tensor(today), torch.tensor(faster)
+    # Both learn: the mean of the last 20 steps is below that of the first 20.
+    assert today[-20:].mean() < today[:20].mean() and faster[-20:].mean() < faster[:20].mean()
+    # Within noise: the curves' 20-step means differ by less than the step-to-step spread.
+    spread = today[-20:].std()
+    for window in range(0, 100, 20):
+        assert abs(today[window:window + 20].mean() - faster[window:window + 20].mean()) < spread, (today, faster)
