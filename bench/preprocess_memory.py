@@ -74,9 +74,11 @@ def main() -> None:
     parser.add_argument("--case", choices=sorted(CASES), action="append")
     parser.add_argument("--model-dir", default="")
     parser.add_argument("--no-encode", action="store_true")
+    parser.add_argument("--frames", type=int, default=121, help="number_of_frames (121: the worst case)")
     parser.add_argument("--child", nargs=2, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
+        COMMON.update(number_of_frames=args.frames, validation_number_of_frames=args.frames)
         print(json.dumps(child(args.child[0], Path(args.child[1]), args.model_dir, not args.no_encode)))
         return
     folder = Path(tempfile.mkdtemp(prefix="preprocess-memory-"))
@@ -90,10 +92,12 @@ def main() -> None:
         model_dir = str(write_tiny_model(folder / "tiny-model"))
     print(f"{'case':28} {'fit MB':>8} {'fit s':>7} {'encode MB':>10} {'encode s':>9}  goal < {GOAL_MB} MB")
     for case in args.case or sorted(CASES):
-        command = [sys.executable, __file__, "--child", case, str(folder), "--model-dir", model_dir]
+        command = [sys.executable, __file__, "--child", case, str(folder), "--model-dir", model_dir,
+                   "--frames", str(args.frames)]
         run = subprocess.run(command + (["--no-encode"] if args.no_encode else []), capture_output=True, text=True)
         if run.returncode:
-            print(f"{case:28} failed: {run.stderr.strip().splitlines()[-1:]}")
+            errors = [line for line in run.stderr.splitlines() if "Error" in line or "error" in line]
+            print(f"{case:28} failed (exit {run.returncode}): {errors[-1:] or run.stderr[-300:]}")
             continue
         figures = json.loads(run.stdout.strip().splitlines()[-1])
         encode = (f"{figures['encode_mb']:10.0f} {figures['encode_s']:9.1f}" if "encode_mb" in figures
