@@ -88,6 +88,7 @@ def check_finished_once(endpoints, jobs: dict[str, jobs_pb2.Job], store: S3Store
         assert b"".join(chunk.data for chunk in chunks) == store.read_bytes(job.outputs.lora_file)
 
 
+@pytest.mark.timeout(1800)  # twelve training jobs on a 2-core machine
 def test_two_workers_per_fleet_share_only_nats_the_database_and_s3(make_stack, s3_server, ledger_database,
                                                                    tmp_path):
     started = time.monotonic()
