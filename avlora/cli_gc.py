@@ -3,6 +3,7 @@ what it reclaims. Runs where the ledger's database and the store are reachable (
 AVLORA_DATABASE_URL / AVLORA_STORE_URL / AWS_* settings as the ledger)."""
 
 import asyncio
+import os
 from collections import Counter
 
 from avlora import retention
@@ -22,7 +23,6 @@ async def _jobs(settings: Settings) -> list:
 
 def cmd_gc(args) -> int:
     if args.data_dir:
-        import os
         os.environ["AVLORA_DATA_DIR"] = str(args.data_dir)
     settings = Settings.from_env()
     store = open_store(settings.store_url)

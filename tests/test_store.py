@@ -2,7 +2,6 @@
 S3-compatible server (SeaweedFS on loopback)."""
 
 import hashlib
-import os
 import time
 import uuid
 
