@@ -85,6 +85,10 @@ class LedgerAuthenticator:
         self.cache.put(digest, reply.tenant)
         return reply.tenant
 
-    async def record_upload(self, upload_id: str, tenant: str, size: int) -> None:
-        await self.ledger.RecordUpload(ledger_pb2.RecordUploadRequest(upload_id=upload_id, tenant=tenant, size=size),
-                                       metadata=self.metadata, timeout=10)
+    async def record_upload(self, context, upload_id: str, tenant: str, size: int) -> None:
+        """Tells the ledger which tenant owns upload://<upload_id>; aborts with UNAVAILABLE if it cannot."""
+        try:
+            await self.ledger.RecordUpload(ledger_pb2.RecordUploadRequest(upload_id=upload_id, tenant=tenant, size=size),
+                                           metadata=self.metadata, timeout=10)
+        except grpc.aio.AioRpcError as error:
+            await context.abort(grpc.StatusCode.UNAVAILABLE, f"cannot record the upload, retry: {error.details()}")

@@ -40,5 +40,5 @@ class IngestServicer(stages_pb2_grpc.IngestServiceServicer):
                 await context.abort(grpc.StatusCode.DATA_LOSS, f"upload's sha256 {digest.hexdigest()} does "
                                     f"not match the {claimed} the client sent")
             self.store.put_file(f"uploads/{upload_id}", part)
-        await self.authenticator.record_upload(upload_id, tenant, size)  # CreateJob takes it from this tenant only
+        await self.authenticator.record_upload(context, upload_id, tenant, size)  # CreateJob takes it from this tenant only
         return stages_pb2.UploadResult(uri=f"{UPLOAD_SCHEME}{upload_id}", size=size, sha256=digest.hexdigest())
