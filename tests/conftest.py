@@ -73,3 +73,16 @@ def make_stack(tmp_path, tiny_model_dir):
     yield start
     for stack in stacks:
         stack.stop()
+
+
+@pytest.fixture
+def ledger(make_stack) -> dict:
+    """A stack of the ledger alone (NATS + ledger); its stack.json information."""
+    return make_stack(services=("ledger",)).info
+
+
+@pytest.fixture
+def authenticator(ledger):
+    """How a stage service authenticates callers: through the ledger's internal port, with the token."""
+    from avlora.auth import LedgerAuthenticator
+    return LedgerAuthenticator(ledger["ledger_internal_addr"], ledger["internal_token"])

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 from media import write_clip, zip_files
 
-from avlora.params import AV2AVParams, V2AParams
+from avlora.params import AV2AVParams, V2AParams, V2AValidation
 from avlora.store import LocalStore
 from avlora.v1 import dataset_pb2
 from avlora.stage import JobCancelled, JobContext, UserError
@@ -321,8 +321,11 @@ def test_validation_media_download_failure_names_the_entry(server, tmp_path, lim
     with pytest.raises(UserError) as error:
         stage.run(JobContext.for_test("job8", params, store, stage="ingest"))
     assert str(error.value) == f"validation[0] audio download failed: HTTP 404 for {server.base}/status/404"
+    with pytest.raises(ValueError, match="must be an http://, https:// or upload:// URL"):  # refused at create
+        V2AParams(training_data_url=f"{server.base}/files/data.zip", validation=[{"video_url": "file:///etc/passwd"}])
+    # ingest refuses it too (a work item from before that check, or from another producer)
     params = V2AParams(training_data_url=f"{server.base}/files/data.zip",
-                       validation=[{"video_url": "file:///etc/passwd"}])
+                       validation=[V2AValidation.model_construct(prompt="", video_url="file:///etc/passwd")])
     with pytest.raises(UserError, match=r"^validation\[0\] video: unsupported URL file:///etc/passwd"):
         stage.run(JobContext.for_test("job9", params, store, stage="ingest"))
 

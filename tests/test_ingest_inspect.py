@@ -9,7 +9,6 @@ import grpc
 import pytest
 from test_ingest_fetch import Handler, Server
 
-from avlora.auth import LedgerAuthenticator
 from avlora.params import to_proto
 from avlora.store import LocalStore
 from avlora.v1 import stages_pb2, stages_pb2_grpc
@@ -18,12 +17,8 @@ from services.preprocess.server import PreprocessServicer
 from tests.preprocess_fixtures import small_v2a
 
 
-@pytest.fixture
-def ledger(make_stack):
-    return make_stack(services=("ledger",)).info
 
-
-async def test_slow_inspections_cannot_exhaust_the_server(tmp_path, ledger):
+async def test_slow_inspections_cannot_exhaust_the_server(tmp_path, ledger, authenticator):
     httpd = Server(("127.0.0.1", 0), Handler)
     httpd.files, httpd.hits = {"notes.zip": b"not a zip"}, {}
     threading.Thread(target=httpd.serve_forever, daemon=True).start()
@@ -31,7 +26,7 @@ async def test_slow_inspections_cannot_exhaust_the_server(tmp_path, ledger):
     limits = IngestLimits(allow_networks="127.0.0.0/8", inspect_workers=1, inspect_queue=1)
     server = grpc.aio.server()
     stages_pb2_grpc.add_PreprocessServiceServicer_to_server(
-        PreprocessServicer(LocalStore(tmp_path / "store"), LedgerAuthenticator(ledger["ledger_addr"]), limits), server)
+        PreprocessServicer(LocalStore(tmp_path / "store"), authenticator, limits), server)
     port = server.add_insecure_port("127.0.0.1:0")
     await server.start()
     channel = grpc.aio.insecure_channel(f"127.0.0.1:{port}")

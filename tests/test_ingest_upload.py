@@ -8,7 +8,6 @@ import grpc
 import pytest
 from media import write_clip, zip_files
 
-from avlora.auth import LedgerAuthenticator
 from avlora.params import AV2AVParams
 from avlora.store import LocalStore, JobFiles
 from avlora.v1 import stages_pb2, stages_pb2_grpc
@@ -35,15 +34,9 @@ class AuthenticatedIngest:
 
 
 @pytest.fixture
-def ledger(make_stack):
-    """A real ledger process: keys are checked against it."""
-    return make_stack(services=("ledger",)).info
-
-
-@pytest.fixture
-async def raw_ingest_stub(store, ledger):
+async def raw_ingest_stub(store, authenticator):
     server = grpc.aio.server()
-    servicer = IngestServicer(store, max_upload_bytes=LIMIT, authenticator=LedgerAuthenticator(ledger["ledger_internal_addr"], ledger["internal_token"]))
+    servicer = IngestServicer(store, max_upload_bytes=LIMIT, authenticator=authenticator)
     stages_pb2_grpc.add_IngestServiceServicer_to_server(servicer, server)
     port = server.add_insecure_port("127.0.0.1:0")
     await server.start()

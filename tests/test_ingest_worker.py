@@ -30,7 +30,7 @@ async def test_a_fast_job_completes_while_a_slow_download_is_still_running(nats_
     env = os.environ | {"AVLORA_NATS_URL": nats_url, "AVLORA_DATA_DIR": str(tmp_path / "state"),
                         "AVLORA_INGEST_CONCURRENCY": "2", "AVLORA_INGEST_ALLOW_NETWORKS": "127.0.0.0/8",
                         "AVLORA_INGEST_MIN_BYTES_PER_S": "1000", "AVLORA_INGEST_SLOW_WINDOW_S": "8",
-                        "AVLORA_ACK_WAIT_S": "6", "PYTHONPATH": str(ROOT)}
+                        "AVLORA_ACK_WAIT_S": "6", "AVLORA_INTERNAL_TOKEN": "test-token", "PYTHONPATH": str(ROOT)}
     worker = subprocess.Popen([sys.executable, "-m", "services.ingest"], env=env, cwd=ROOT,
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     nc = await nats.connect(nats_url)

@@ -3,7 +3,6 @@
 import grpc
 import pytest
 
-from avlora.auth import LedgerAuthenticator
 from avlora.params import to_proto
 from avlora.store import LocalStore
 from avlora.v1 import stages_pb2, stages_pb2_grpc
@@ -13,16 +12,10 @@ from tests.media import write_clip, zip_files
 
 
 @pytest.fixture
-def ledger(make_stack):
-    """A real ledger process: API keys are checked against it."""
-    return make_stack(services=("ledger",)).info
-
-
-@pytest.fixture
-async def inspect(tmp_path, ledger):
+async def inspect(tmp_path, ledger, authenticator):
     store = LocalStore(tmp_path / "store")
     server = grpc.aio.server()
-    servicer = PreprocessServicer(store, LedgerAuthenticator(ledger["ledger_internal_addr"], ledger["internal_token"]))
+    servicer = PreprocessServicer(store, authenticator)
     stages_pb2_grpc.add_PreprocessServiceServicer_to_server(servicer, server)
     port = server.add_insecure_port("127.0.0.1:0")
     await server.start()

@@ -9,7 +9,7 @@ from avlora.model.encode import audio_latent_count
 from services.trainer import acceleration
 from services.trainer.data import Prompt, Sample
 from services.trainer.losses import diffusion_loss, draw_noise
-from services.trainer.strategies import AV2AV_TARGET_MODULES, V2A_TARGET_MODULES, Strategy
+from services.trainer.strategies import STRATEGIES
 from services.trainer.tokens import encode_text
 from services.trainer.training import add_lora
 
@@ -19,7 +19,7 @@ GIB = 2**30
 def _setup(model_dir, mode="v2a", frames=17, size=(128, 96)):
     """The tiny model with a LoRA, one random-latent sample's streams and text."""
     model = load_for_training(model_dir)
-    strategy = Strategy(mode, V2A_TARGET_MODULES if mode == "v2a" else AV2AV_TARGET_MODULES)
+    strategy = STRATEGIES[mode]()
     params = add_lora(model.transformer, strategy, rank=8, seed=0)
     gen = torch.Generator().manual_seed(7)
     grid = ((frames - 1) // 8 + 1, size[1] // 32, size[0] // 32)
