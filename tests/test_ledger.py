@@ -223,3 +223,9 @@ async def test_a_log_line_keeps_the_known_progress_and_losses(ledger):
     await ledger.apply_event(new_event(job.id, progress=jobs_pb2.Progress(stage="train", message="rendering")))
     stored = jobs_pb2.Progress.FromString((await ledger.get_job("acme", job.id)).progress)
     assert (stored.done, stored.total, stored.validation_loss, stored.message) == (7, 10, 0.4, "rendering")
+    # a preview's sampling steps count without losses: the losses of the run stay on the job
+    await ledger.apply_event(new_event(job.id, progress=jobs_pb2.Progress(
+        stage="train", done=3, total=30, unit="sampling steps", message="preview 1/1")))
+    stored = jobs_pb2.Progress.FromString((await ledger.get_job("acme", job.id)).progress)
+    assert (stored.unit, stored.done, stored.validation_loss, stored.baseline_validation_loss) == (
+        "sampling steps", 3, 0.4, 0.9)

@@ -37,14 +37,23 @@ def new_api_key() -> str:
     return "avl_" + secrets.token_urlsafe(32)
 
 
+LOSS_FIELDS = ("loss", "audio_loss", "video_loss", "validation_loss", "baseline_validation_loss")
+
+
 def merge_progress(stored: bytes, incoming: jobs_pb2.Progress) -> jobs_pb2.Progress:
-    """A progress line without counts (a log message) keeps the counts and losses already known."""
-    if incoming.total or not stored:
+    """A report without counts (a log line) keeps the counts already known; within a stage, the
+    losses known so far stay until reported again (a preview's sampling steps report none)."""
+    if not stored:
         return incoming
-    merged = jobs_pb2.Progress.FromString(stored)
-    if merged.stage != incoming.stage:
+    previous = jobs_pb2.Progress.FromString(stored)
+    if previous.stage != incoming.stage:
         return incoming
+    merged = jobs_pb2.Progress()
+    merged.CopyFrom(incoming if incoming.total else previous)
     merged.message = incoming.message
+    for name in LOSS_FIELDS:
+        if not getattr(merged, name):
+            setattr(merged, name, getattr(previous, name))
     return merged
 
 
