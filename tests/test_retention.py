@@ -61,6 +61,8 @@ async def test_inputs_go_when_a_job_ends_and_outputs_after_the_retention_period(
     store.write_bytes("uploads/shared", b"u" * 50)
     store.write_bytes("uploads/own", b"o" * 60)
     store.write_bytes("uploads/stray", b"s" * 70)
+    for upload_id, size in (("shared", 50), ("own", 60)):  # as the ingest service records them
+        await ledger.record_upload(upload_id, "acme", size)
     first, _ = await ledger.create_job("acme", params("upload://own"), "")
     second, _ = await ledger.create_job("acme", params("upload://shared"), "")
     third, _ = await ledger.create_job("acme", params("upload://shared"), "")
