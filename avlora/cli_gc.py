@@ -3,7 +3,7 @@ what it reclaims. Runs where the ledger's database and the store are reachable (
 AVLORA_DATABASE_URL / AVLORA_STORE_URL / AWS_* settings as the ledger)."""
 
 import asyncio
-import os
+from pathlib import Path
 from collections import Counter
 
 from avlora import retention
@@ -22,11 +22,10 @@ async def _jobs(settings: Settings) -> list:
 
 
 def cmd_gc(args) -> int:
-    if args.data_dir:
-        os.environ["AVLORA_DATA_DIR"] = str(args.data_dir)
-    settings = Settings.from_env()
+    settings = Settings.from_env(**({"data_dir": Path(args.data_dir)} if args.data_dir else {}))
     store = open_store(settings.store_url)
-    plan = retention.collect(store, asyncio.run(_jobs(settings)), days=args.days)
+    days = settings.retention_days if args.days is None else args.days
+    plan = retention.collect(store, asyncio.run(_jobs(settings)), days)
     by_reason, sizes = Counter(), Counter()
     for _, size, reason in plan.items:
         by_reason[reason] += 1
@@ -37,7 +36,7 @@ def cmd_gc(args) -> int:
     if not args.dry_run:
         plan.apply(store)
     print(f"{verb} {plan.total_bytes / 1e6:.1f} MB in {len(plan.items)} files "
-          f"(retention {retention.retention_days() if args.days is None else args.days:g} days)")
+          f"(retention {days:g} days)")
     return 0
 
 

@@ -3,15 +3,26 @@ AVLORA_ADDR / AVLORA_API_KEY / AVLORA_INGEST_ADDR / AVLORA_PREPROCESS_ADDR."""
 
 import hashlib
 import json
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
 import grpc
 
+from avlora import config
+from avlora.settings import Settings
 from avlora.v1 import jobs_pb2_grpc, stages_pb2, stages_pb2_grpc
 
 CHUNK = 1024 * 1024
+
+
+@dataclass(frozen=True)
+class ClientSettings:
+    """Where the CLI finds a stack: AVLORA_DATA_DIR/stack.json, or these variables for a remote one."""
+    ENV_PREFIX = ""
+    addr: str = ""                         # the public JobService address
+    api_key: str = ""                      # a tenant's API key
+    ingest_addr: str = ""                  # for uploads of local files
+    preprocess_addr: str = ""              # for `avlora inspect`
 
 
 @dataclass
@@ -24,18 +35,18 @@ class Endpoints:
 
     @classmethod
     def find(cls, data_dir: str | None = None) -> "Endpoints":
-        env = os.environ
-        stack_file = Path(data_dir or env.get("AVLORA_DATA_DIR", ".state")) / "stack.json"
+        env = config.from_env(ClientSettings)
+        stack_file = Path(data_dir or Settings.from_env().data_dir) / "stack.json"
         info = json.loads(stack_file.read_text()) if stack_file.exists() else {}
-        api = env.get("AVLORA_ADDR") or info.get("ledger_addr")
-        key = env.get("AVLORA_API_KEY") or info.get("api_key")
+        api = env.addr or info.get("ledger_addr")
+        key = env.api_key or info.get("api_key")
         if not api or not key:
             raise SystemExit(
                 f"no stack found: {stack_file} does not exist. Start one with `avlora up`, point to the "
                 "directory of a running one with --data-dir DIR (or AVLORA_DATA_DIR=DIR), or set "
                 "AVLORA_ADDR and AVLORA_API_KEY to reach a remote one")
-        return cls(api=api, api_key=key, ingest=env.get("AVLORA_INGEST_ADDR") or info.get("ingest_addr", ""),
-                   preprocess=env.get("AVLORA_PREPROCESS_ADDR") or info.get("preprocess_addr", ""),
+        return cls(api=api, api_key=key, ingest=env.ingest_addr or info.get("ingest_addr", ""),
+                   preprocess=env.preprocess_addr or info.get("preprocess_addr", ""),
                    store_dir=info.get("store_dir", ""))
 
     def local_path(self, uri: str) -> str:

@@ -3,7 +3,9 @@ variables `AVLORA_<PREFIX><FIELD>` by `from_env`. A class names its prefix in `E
 documents each field with a trailing comment; `variables` lists them for the README."""
 
 import dataclasses
+import inspect
 import os
+import re
 import typing
 from pathlib import Path
 
@@ -15,6 +17,9 @@ def env_name(cls, field_name: str) -> str:
 
 
 def _parse(kind, raw: str):
+    options = [arg for arg in typing.get_args(kind) if arg is not type(None)]
+    if options and type(None) in typing.get_args(kind):  # X | None: parse as X
+        kind = options[0]
     if kind in (bool, "bool"):
         if raw.strip().lower() in ("1", "true", "yes", "on"):
             return True
@@ -42,13 +47,28 @@ def from_env(cls, environ: typing.Mapping[str, str] | None = None, **overrides):
     return cls(**(values | overrides))
 
 
-def variables(cls) -> list[tuple[str, str]]:
-    """(variable, default) of every field of `cls`."""
-    rows = []
+def _comments(cls) -> dict[str, str]:
+    """Each field's comment in the class source: the one ending its line, or the lines just above it."""
+    comments, above = {}, []
+    for line in inspect.getsource(cls).splitlines()[1:]:
+        stripped = line.strip()
+        if stripped.startswith("#"):
+            above.append(stripped.lstrip("# "))
+            continue
+        match = re.match(r"(\w+)\s*:[^#]*(?:#\s*(.*))?$", stripped)
+        if match:
+            comments[match.group(1)] = match.group(2) or " ".join(above)
+        above = []
+    return comments
+
+
+def variables(cls) -> list[tuple[str, str, str]]:
+    """(variable, default, meaning) of every field of `cls`."""
+    comments, rows = _comments(cls), []
     for field in dataclasses.fields(cls):
         if field.default is not dataclasses.MISSING:
-            default = str(field.default) if field.default != "" else "(empty)"
+            default = str(field.default) if field.default not in ("", None) else "(unset)"
         else:
             default = "(computed)"
-        rows.append((env_name(cls, field.name), default))
+        rows.append((env_name(cls, field.name), default, comments.get(field.name, "")))
     return rows

@@ -12,7 +12,6 @@
 """
 
 import asyncio
-import os
 import re
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -22,10 +21,6 @@ from avlora.v1 import jobs_pb2
 
 UPLOAD_REF = re.compile(r"upload://[A-Za-z0-9_.\-]+")
 TERMINAL = {jobs_pb2.SUCCEEDED, jobs_pb2.FAILED, jobs_pb2.CANCELLED}
-
-
-def retention_days() -> float:
-    return float(os.environ.get("AVLORA_RETENTION_DAYS", "30"))
 
 
 def upload_keys(params_json: str) -> set[str]:
@@ -77,10 +72,11 @@ def inputs_of_ended_job(store: ArtifactStore, job, active_uploads: set[str]) -> 
     return plan
 
 
-def collect(store: ArtifactStore, jobs: list, now: datetime | None = None, days: float | None = None) -> Plan:
-    """Everything retention removes from the whole store, given every job of the ledger."""
+def collect(store: ArtifactStore, jobs: list, days: float, now: datetime | None = None) -> Plan:
+    """Everything retention removes from the whole store, given every job of the ledger, when
+    outputs and checkpoints are kept `days` days."""
     now = now or datetime.now(UTC)
-    cutoff = (now - timedelta(days=retention_days() if days is None else days)).timestamp()
+    cutoff = (now - timedelta(days=days)).timestamp()
     by_id = {job.id: job for job in jobs}
     active_uploads = set().union(*(upload_keys(j.params_json) for j in jobs if j.state not in TERMINAL))
     ended_uploads = set().union(*(upload_keys(j.params_json) for j in jobs if j.state in TERMINAL))

@@ -14,8 +14,9 @@ from avlora import config
 class Settings:
     ENV_PREFIX = ""
     data_dir: Path = Path(".state")        # state of a service: the default store and scratch live here
-    nats_url: str = "nats://127.0.0.1:4222"
+    nats_url: str = "nats://127.0.0.1:4222"   # NATS with JetStream
     grpc_port: int = 0                     # 0: any free port (printed at start-up)
+    # this process in logs and events; default host-pid
     worker_name: str = field(default_factory=lambda: f"{socket.gethostname()}-{os.getpid()}")
     database_url: str = ""                 # the ledger's; default SQLite in DATA_DIR
     ledger_addr: str = "127.0.0.1:50052"   # the ledger's internal port
@@ -26,6 +27,10 @@ class Settings:
     ack_wait_s: float = 30.0               # how long a work item may go without a heartbeat
     max_deliver: int = 4                   # how often a work item is tried
     ingest_concurrency: int = 4            # work items one ingest worker runs at once
+    ledger_keys: str = ""                  # API keys the ledger registers at start: tenant:key,tenant:key
+    admin_key: str = ""                    # the admin key CreateApiKey needs (with the internal token)
+    retention_days: float = 30.0           # outputs and checkpoints are deleted this long after a job ends
+    download_url_ttl_s: int = 3600         # how long a presigned download URL stays valid
     # the artifact store: a directory or s3://bucket/prefix; default DATA_DIR/store
     store: str = field(default="", metadata={"env": "STORE_URL"})
     # local space for the files a stage works on; default DATA_DIR/scratch

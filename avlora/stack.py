@@ -15,6 +15,8 @@ from pathlib import Path
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from avlora.settings import Settings
+
 SERVICES = ("ledger", "ingest", "preprocess", "trainer")
 STACK_FILE = "stack.json"
 
@@ -59,7 +61,7 @@ def wait_healthy(address: str, timeout: float, process: subprocess.Popen, name: 
 
 def ensure_model(data_dir: Path) -> str:
     """AVLORA_MODEL_DIR, or the tiny random-weight LTX-2.3 written once into the data dir."""
-    configured = os.environ.get("AVLORA_MODEL_DIR")
+    configured = Settings.from_env().model_dir
     if configured:
         return configured
     model_dir = data_dir / "models" / "ltx23-tiny"

@@ -25,6 +25,16 @@ def test_a_bad_value_names_the_variable():
 
 
 def test_every_variable_is_listed_with_its_default():
-    rows = dict(config.variables(Settings) + config.variables(IngestLimits))
-    assert rows["AVLORA_STORE_URL"] == "(empty)" and rows["AVLORA_MAX_DELIVER"] == "4"
-    assert rows["AVLORA_INGEST_RETRIES"] == str(IngestLimits.retries)
+    rows = {name: (default, meaning) for name, default, meaning
+            in config.variables(Settings) + config.variables(IngestLimits)}
+    assert rows["AVLORA_STORE_URL"][0] == "(unset)" and rows["AVLORA_MAX_DELIVER"][0] == "4"
+    assert rows["AVLORA_INGEST_RETRIES"] == (str(IngestLimits.retries), "extra attempts after the first")
+    assert all(meaning for _, meaning in rows.values()), [name for name, (_, m) in rows.items() if not m]
+
+
+def test_trainer_options_come_from_the_same_loader():
+    from services.trainer.training import TrainerOptions
+    options = config.from_env(TrainerOptions, {"AVLORA_TRAIN_COMPILE": "0", "AVLORA_TRAIN_PROCESSES": "2",
+                                               "AVLORA_TRAIN_MEMORY_MARGIN_GIB": "6.5"})
+    assert (options.compile, options.processes, options.memory_margin_gib) == (False, 2, 6.5)
+    assert config.from_env(TrainerOptions, {}).compile is None  # unset: decided by the device

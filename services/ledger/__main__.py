@@ -4,7 +4,6 @@ consumers. AVLORA_DATABASE_URL (default: SQLite in the data dir); AVLORA_LEDGER_
 registers keys at start-up; AVLORA_ADMIN_KEY enables CreateApiKey."""
 
 import asyncio
-import os
 
 from avlora import bus
 from avlora.service import configure_logging, serve
@@ -25,7 +24,7 @@ async def main() -> None:
     await migrate(engine)
     ledger = Ledger(engine)
     ledger.on_job_end.append(job_end_callback(ledger, open_store(settings.store_url)))
-    for entry in filter(None, os.environ.get("AVLORA_LEDGER_KEYS", "").split(",")):
+    for entry in filter(None, settings.ledger_keys.split(",")):
         tenant, _, key = entry.partition(":")
         await ledger.add_api_key(tenant, key)
     nc = await bus.connect(settings.nats_url, f"ledger-{settings.worker_name}")
@@ -37,7 +36,7 @@ async def main() -> None:
     registrations = [
         (jobs_pb2_grpc.add_JobServiceServicer_to_server, JobService(ledger, js, changes), "avlora.v1.JobService"),
         (ledger_pb2_grpc.add_LedgerServiceServicer_to_server,
-         LedgerService(ledger, os.environ.get("AVLORA_ADMIN_KEY", "")), "avlora.v1.LedgerService"),
+         LedgerService(ledger, settings.admin_key), "avlora.v1.LedgerService"),
     ]
     try:
         await serve("ledger", settings, registrations, internal_port=settings.internal_port, on_stop=stopping.set,

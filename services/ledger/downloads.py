@@ -2,7 +2,6 @@
 with an object store, presigned GET URLs in every Job reply."""
 
 import asyncio
-import os
 import time
 from functools import cache
 from pathlib import PurePosixPath
@@ -16,8 +15,7 @@ from avlora.v1 import jobs_pb2
 
 
 def url_ttl_s() -> int:
-    """How long a presigned download URL stays valid (AVLORA_DOWNLOAD_URL_TTL_S, default 1 h)."""
-    return int(os.environ.get("AVLORA_DOWNLOAD_URL_TTL_S", "3600"))
+    return Settings.from_env().download_url_ttl_s
 
 
 @cache

@@ -21,10 +21,9 @@ from services.trainer import status
 STOP_GRACE_S = 60  # the launcher gives its workers 30 s to exit after SIGTERM before killing them
 
 
-def training_processes() -> int:
-    """AVLORA_TRAIN_PROCESSES; by default one per visible GPU, 1 without CUDA."""
-    default = torch.cuda.device_count() if torch.cuda.is_available() else 1
-    return int(os.environ.get("AVLORA_TRAIN_PROCESSES") or default)
+def training_processes(options) -> int:
+    """How many processes one job trains on: AVLORA_TRAIN_PROCESSES, else one per visible GPU."""
+    return options.processes or (torch.cuda.device_count() if torch.cuda.is_available() else 1)
 
 
 def write_job_file(ctx, folder: Path) -> str:

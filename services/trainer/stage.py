@@ -36,7 +36,7 @@ def run(ctx) -> jobs_pb2.Outputs:
     if not ctx.settings.model_dir:
         raise RuntimeError("AVLORA_MODEL_DIR is not set: the trainer needs a local LTX-2.3 model directory")
     options = TrainerOptions.from_env()
-    processes = training_processes()
+    processes = training_processes(options)
     device = torch.device(options.device)
     status.begin(ctx.job_id, ctx.params.number_of_steps,
                  f"{processes} x {device}" if processes > 1 else str(device), ctx.settings.model_dir)

@@ -7,13 +7,13 @@ With a `world` (services/trainer/distributed.py) each rank trains on its own cli
 averaged over the ranks, and only rank 0 writes checkpoints and previews."""
 
 import contextlib
-import os
 import time
 from dataclasses import dataclass, field
 
 import torch
 from peft import LoraConfig, get_peft_model_state_dict, set_peft_model_state_dict
 
+from avlora import config
 from avlora.stage import JobCancelled
 from services.trainer import acceleration, status
 from services.trainer.checkpoints import load_checkpoint, save_checkpoint
@@ -44,38 +44,28 @@ def optimiser_config(base_lr: float) -> dict:
                             "warmup_steps": 0}}
 
 
-def _env_int(name: str, default: int) -> int:
-    return int(os.environ.get(f"AVLORA_TRAIN_{name}", default))
-
-
 @dataclass(frozen=True)
 class TrainerOptions:
     """How often things happen (0: derived from the number of steps). From AVLORA_TRAIN_* variables."""
+    ENV_PREFIX = "TRAIN_"
     checkpoint_every: int = 0     # default: every 100 steps
     validation_every: int = 0     # default: 10 times per run
     preview_every: int = 0        # default: every max(500, steps // 4) steps (and always at the end)
     sampling_steps: int = 30      # Euler steps of the validation previews
-    seed: int = 0
+    seed: int = 0                 # LoRA initialisation and the draws of noise and timesteps
     cpu_threads: int = 1          # the tiny model's small ops run fastest on one thread
+    # cuda or cpu; default cuda when a GPU is visible
     device: str = field(default_factory=lambda: "cuda" if torch.cuda.is_available() else "cpu")
+    processes: int = 0            # processes (GPUs) one job trains on; 0: one per visible GPU, 1 without CUDA
     # Speed (services/trainer/acceleration.py); none changes what is learned beyond rounding.
-    compile: bool | None = None   # regional torch.compile of the blocks; None: on for CUDA, off on CPU
+    compile: bool | None = None   # regional torch.compile of the blocks; unset: on for CUDA, off on CPU
     checkpoint: str = "budget"    # CUDA: "budget" (as many blocks un-checkpointed as fit), "all", "none" or N
-    memory_margin_gib: float = 4.0
+    memory_margin_gib: float = 4.0  # GPU memory the checkpointing budget leaves free
     lora_dtype: str = "fp32"      # "bf16": LoRA weights compute in bf16 on CUDA (fp32 masters)
 
     @classmethod
     def from_env(cls) -> "TrainerOptions":
-        return cls(checkpoint_every=_env_int("CHECKPOINT_EVERY", 0),
-                   validation_every=_env_int("VALIDATION_EVERY", 0),
-                   preview_every=_env_int("PREVIEW_EVERY", 0),
-                   sampling_steps=_env_int("SAMPLING_STEPS", 30), seed=_env_int("SEED", 0),
-                   cpu_threads=_env_int("CPU_THREADS", 1),
-                   device=os.environ.get("AVLORA_TRAIN_DEVICE") or cls().device,
-                   compile={"1": True, "0": False}.get(os.environ.get("AVLORA_TRAIN_COMPILE", "")),
-                   checkpoint=os.environ.get("AVLORA_TRAIN_CHECKPOINT", "budget"),
-                   memory_margin_gib=float(os.environ.get("AVLORA_TRAIN_MEMORY_MARGIN_GIB", 4.0)),
-                   lora_dtype=os.environ.get("AVLORA_TRAIN_LORA_DTYPE", "fp32"))
+        return config.from_env(cls)
 
     def intervals(self, total_steps: int) -> tuple[int, int, int]:
         """(checkpoint, validation, preview) intervals in steps."""
