@@ -76,13 +76,24 @@ def make_stack(tmp_path, tiny_model_dir):
 
 
 @pytest.fixture
-def ledger(make_stack) -> dict:
-    """A stack of the ledger alone (NATS + ledger); its stack.json information."""
+def ledger_stack(make_stack) -> dict:
+    """A stack of the ledger alone (NATS + ledger process); its stack.json information."""
     return make_stack(services=("ledger",)).info
 
 
 @pytest.fixture
-def authenticator(ledger):
+def authenticator(ledger_stack):
     """How a stage service authenticates callers: through the ledger's internal port, with the token."""
     from avlora.auth import LedgerAuthenticator
-    return LedgerAuthenticator(ledger["ledger_internal_addr"], ledger["internal_token"])
+    return LedgerAuthenticator(ledger_stack["ledger_internal_addr"], ledger_stack["internal_token"])
+
+
+@pytest.fixture
+async def ledger(database_url):
+    """The Ledger (no process) on a migrated database: SQLite, or PostgreSQL with DATABASE_URL."""
+    from services.ledger.db import make_engine, migrate
+    from services.ledger.ledger import Ledger
+    engine = make_engine(database_url)
+    await migrate(engine)
+    yield Ledger(engine)
+    await engine.dispose()

@@ -18,7 +18,7 @@ from tests.preprocess_fixtures import small_v2a
 
 
 
-async def test_slow_inspections_cannot_exhaust_the_server(tmp_path, ledger, authenticator):
+async def test_slow_inspections_cannot_exhaust_the_server(tmp_path, ledger_stack, authenticator):
     httpd = Server(("127.0.0.1", 0), Handler)
     httpd.files, httpd.hits = {"notes.zip": b"not a zip"}, {}
     threading.Thread(target=httpd.serve_forever, daemon=True).start()
@@ -34,7 +34,7 @@ async def test_slow_inspections_cannot_exhaust_the_server(tmp_path, ledger, auth
 
     def call(path: str, timeout: float):
         request = stages_pb2.InspectDatasetRequest(params=to_proto(small_v2a(training_data_url=base + path)))
-        return stub.InspectDataset(request, timeout=timeout, metadata=[("authorization", f"Bearer {ledger['api_key']}")])
+        return stub.InspectDataset(request, timeout=timeout, metadata=[("authorization", f"Bearer {ledger_stack['api_key']}")])
 
     try:
         slow = [asyncio.ensure_future(call("/drip", timeout=3)) for _ in range(2)]  # one running, one waiting

@@ -46,8 +46,8 @@ async def raw_ingest_stub(store, authenticator):
 
 
 @pytest.fixture
-def ingest_stub(raw_ingest_stub, ledger):
-    return AuthenticatedIngest(raw_ingest_stub, ledger["api_key"])
+def ingest_stub(raw_ingest_stub, ledger_stack):
+    return AuthenticatedIngest(raw_ingest_stub, ledger_stack["api_key"])
 
 
 async def test_upload_needs_a_valid_key(raw_ingest_stub, store):

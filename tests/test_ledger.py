@@ -7,17 +7,8 @@ from alembic.migration import MigrationContext
 from avlora.stage import new_event
 from avlora.params import InvalidParams, from_proto
 from avlora.v1 import events_pb2, jobs_pb2, params_pb2
-from services.ledger.db import make_engine, migrate
-from services.ledger.ledger import Ledger, RequestIdReused
+from services.ledger.ledger import RequestIdReused
 from services.ledger.models import Base
-
-
-@pytest.fixture
-async def ledger(database_url):
-    engine = make_engine(database_url)
-    await migrate(engine)
-    yield Ledger(engine)
-    await engine.dispose()
 
 
 def params(mode="v2a", steps=2000):

@@ -12,7 +12,7 @@ from tests.media import write_clip, zip_files
 
 
 @pytest.fixture
-async def inspect(tmp_path, ledger, authenticator):
+async def inspect(tmp_path, ledger_stack, authenticator):
     store = LocalStore(tmp_path / "store")
     server = grpc.aio.server()
     servicer = PreprocessServicer(store, authenticator)
@@ -26,7 +26,7 @@ async def inspect(tmp_path, ledger, authenticator):
         zip_files(store.path("uploads/dataset"), files)
         return "upload://dataset"
 
-    async def call(params_message, api_key=ledger["api_key"]):
+    async def call(params_message, api_key=ledger_stack["api_key"]):
         return await stub.InspectDataset(stages_pb2.InspectDatasetRequest(params=params_message), timeout=60,
                                          metadata=[("authorization", f"Bearer {api_key}")])
 

@@ -6,7 +6,6 @@ import subprocess
 import sys
 import time
 
-import pytest
 
 from avlora.stage import new_event
 from avlora.params import from_proto
@@ -19,14 +18,6 @@ from services.ledger.ledger import Ledger
 
 def params(dataset: str):
     return from_proto(params_pb2.JobParams(v2a=params_pb2.V2AParams(training_data_url=dataset, number_of_steps=100)))
-
-
-@pytest.fixture
-async def ledger(database_url):
-    engine = make_engine(database_url)
-    await migrate(engine)
-    yield Ledger(engine)
-    await engine.dispose()
 
 
 def write_job_files(store, job_id: str) -> JobFiles:

@@ -21,13 +21,17 @@ def _first_sample(tmp_path, model_dir, params):
     return load_sample(store, entry.name, entry.uri, strategy_for(params).cache_keys)
 
 
+def _streams(tmp_path, model_dir, params):
+    """The tiny model, the job's strategy, its first cached sample, its text and token streams."""
+    model, strategy = load_for_training(model_dir), strategy_for(params)
+    sample = _first_sample(tmp_path, model_dir, params)
+    video, audio = strategy.streams(model.transformer, sample, 24)
+    return model, strategy, sample, encode_text(model.connectors, sample.prompt), video, audio
+
+
 def test_v2a_scores_audio_only(tmp_path, tiny_model_dir):
     params = make_params("v2a")
-    model = load_for_training(tiny_model_dir)
-    strategy = strategy_for(params)
-    sample = _first_sample(tmp_path, tiny_model_dir, params)
-    text = encode_text(model.connectors, sample.prompt)
-    video, audio = strategy.streams(model.transformer, sample, 24)
+    model, strategy, sample, text, video, audio = _streams(tmp_path, tiny_model_dir, params)
     noise = draw_noise(video, audio, torch.Generator().manual_seed(3))
     assert noise.video_sigma == 0 and 0 < noise.audio_sigma < 1
     loss, parts = diffusion_loss(model.transformer, text, video, audio, noise)
@@ -57,11 +61,8 @@ def test_v2a_scores_audio_only(tmp_path, tiny_model_dir):
 def test_av2av_appends_scaled_references(tmp_path, tiny_model_dir):
     params = make_params("av2av", number_of_frames=17, validation_number_of_frames=17,
                          reference_downscale_factor=2, reference_temporal_scale_factor=2, resolution="low")
-    model = load_for_training(tiny_model_dir)
-    strategy = strategy_for(params)
-    sample = _first_sample(tmp_path, tiny_model_dir, params)
+    model, strategy, sample, text, video, audio = _streams(tmp_path, tiny_model_dir, params)
     assert sample.video.shape[2:] == (3, 2, 2) and sample.ref_video.shape[2:] == (2, 1, 1)
-    video, audio = strategy.streams(model.transformer, sample, 24)
     assert video.reference.shape[1] == 2 and audio.reference.shape[1] == audio.count
     target, reference = video.coords[:, :, :video.count], video.coords[:, :, video.count:]
     # The half-size, half-rate reference spans the same seconds and pixels as the target.
@@ -69,7 +70,6 @@ def test_av2av_appends_scaled_references(tmp_path, tiny_model_dir):
     assert torch.allclose(reference[:, 0].amax(), target[:, 0].amax())
     assert torch.equal(audio.coords[:, :, audio.count:], audio.coords[:, :, :audio.count])
 
-    text = encode_text(model.connectors, sample.prompt)
     noise = draw_noise(video, audio, torch.Generator().manual_seed(0))
     assert 0 < noise.video_sigma < 1 and 0 < noise.audio_sigma < 1 and noise.video_sigma != noise.audio_sigma
     loss, parts = diffusion_loss(model.transformer, text, video, audio, noise)
@@ -113,11 +113,7 @@ def test_holdout_split_is_deterministic():
 
 def test_gradient_checkpointing_gives_the_same_lora_gradients(tmp_path, tiny_model_dir):
     params = make_params("v2a")
-    model = load_for_training(tiny_model_dir)
-    strategy = strategy_for(params)
-    sample = _first_sample(tmp_path, tiny_model_dir, params)
-    text = encode_text(model.connectors, sample.prompt)
-    video, audio = strategy.streams(model.transformer, sample, 24)
+    model, strategy, sample, text, video, audio = _streams(tmp_path, tiny_model_dir, params)
     trainable = add_lora(model.transformer, strategy, rank=4, seed=0)
     torch.nn.init.normal_(trainable[1], std=0.1)  # lora_B starts at zero; make the path non-trivial
 
