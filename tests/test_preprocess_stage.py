@@ -11,11 +11,14 @@ import pytest
 from safetensors.torch import load_file
 
 from avlora.settings import Settings
-from avlora.store import LocalStore
+from avlora.store import LocalFiles, LocalStore
+from avlora.store_s3 import S3Store
 from avlora.v1 import dataset_pb2
 from avlora.stage import JobContext, UserError
+from services.preprocess.checks import check_dataset
 from services.preprocess.stage import run
 from tests.preprocess_fixtures import manifest_of, small_av2av, small_v2a, tiny_model_dir  # noqa: F401
+from tests.s3_server import s3_server  # noqa: F401  (fixture)
 
 CLIP = dict(frames=12)
 
@@ -125,3 +128,17 @@ def test_a_dataset_error_fails_the_stage_naming_the_file(tmp_path, tiny_model_di
     assert "sample03_end.mp4 has no audio track" in str(error.value)
     assert "a_start.mp4 has no matching target (no a_end clip)" in str(error.value)
     assert not store.exists("jobs/bad/preprocess/training_set.pb")
+
+
+def test_cache_keys_do_not_depend_on_where_inputs_were_downloaded(tmp_path, s3_server):
+    """With an object store every try reads its inputs from a new scratch folder; the cached
+    samples' keys (a digest of the planned items) must stay the same, or a redelivery re-encodes."""
+    local = LocalStore(tmp_path / "local")
+    manifest = manifest_of(local, "j", {"walk.mp4": CLIP, "walk.txt": "steps"})
+    remote = S3Store(s3_server.bucket, "cache-keys", client=s3_server.client())
+    for key in local.list("jobs/j"):
+        remote.put_file(key, local.path(key))
+    plans = [check_dataset(manifest, small_v2a(), LocalFiles(remote, tmp_path / scratch))[0]
+             for scratch in ("try1", "try2")]
+    assert [item.target.info.path.is_relative_to(tmp_path / "try1") for item in plans[0].items] == [True]
+    assert repr(plans[0].items) == repr(plans[1].items) and "try1" not in repr(plans[0].items)

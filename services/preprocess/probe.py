@@ -3,7 +3,7 @@ is it. Every number comes from the packets themselves (one demux pass, no decodi
 first frame of each stream), so mkv/webm files that carry no stream duration are measured the same
 way as mp4, and a truncated file is measured by what is really in it."""
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import av
@@ -16,7 +16,9 @@ class MediaInfo:
     """A probed clip. Times are seconds from the first video frame."""
 
     name: str                 # the file's name inside the archive (for messages)
-    path: Path
+    # where the file is read from now (a scratch copy with an object store): not part of what a
+    # cached sample was made from, so not in its repr
+    path: Path = field(repr=False, compare=False)
     width: int                # as displayed (a rotated phone clip has its sides swapped)
     height: int
     video_start: float        # the first video frame's timestamp in the container (seconds)
