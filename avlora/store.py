@@ -93,6 +93,12 @@ class ArtifactStore(ABC):
         """A time-limited HTTPS URL for the artifact, where the backend has them."""
         return None
 
+    def move_file(self, key: str, source: str | Path) -> str:
+        """Puts a local file in and removes it (a rename when store and file share a disk)."""
+        uri = self.put_file(key, source)
+        Path(source).unlink()
+        return uri
+
     def write_bytes(self, key: str, data: bytes) -> str:
         with tempfile.TemporaryDirectory() as scratch:
             path = Path(scratch) / "data"
@@ -167,6 +173,14 @@ class LocalStore(ArtifactStore):
         except BaseException:
             Path(tmp).unlink(missing_ok=True)
             raise
+        return self.uri(key)
+
+    def move_file(self, key: str, source: str | Path) -> str:
+        path = self.path(key)
+        try:
+            os.replace(source, path)  # the scratch folder is usually on the store's disk
+        except OSError:  # another file system: copy
+            return super().move_file(key, source)
         return self.uri(key)
 
     def get_file(self, uri_or_key: str, dest: str | Path) -> Path:

@@ -54,13 +54,9 @@ def child(case: str, folder: Path, model_dir: str, encode: bool) -> dict:
     clip = mode.fit_item(plan.items[0], settings)
     result = {"fit_mb": peak_mb(), "fit_s": time.perf_counter() - started}
     if encode:
-        from services.preprocess.stage import TrainingSetBuilder
-
-        class Context:  # what TrainingSetBuilder.encoder reads
-            settings = type("S", (), {"model_dir": model_dir})()
-
+        from services.preprocess.encoding import DatasetEncoder
         started = time.perf_counter()
-        TrainingSetBuilder(Context()).encoder().training_sample(clip, settings)
+        DatasetEncoder(model_dir).training_sample(clip, settings)
         result |= {"encode_mb": peak_mb(), "encode_s": time.perf_counter() - started}
     return result
 

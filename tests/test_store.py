@@ -35,6 +35,8 @@ def test_files_go_in_and_come_out_whole(store, tmp_path):
     assert b"".join(store.chunks(uri, 1 << 20)) == source.read_bytes()
     with store.local_file(uri) as local:
         assert local.read_bytes()[:100] == source.read_bytes()[:100]
+    moved = store.move_file(files.output("moved.bin"), copy)  # put in, and the local file is gone
+    assert not copy.exists() and store.read_bytes(moved) == source.read_bytes()
 
 
 def test_listing_sizes_and_removal_of_a_folder(store):

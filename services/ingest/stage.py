@@ -8,7 +8,7 @@ from pathlib import Path, PurePosixPath
 
 from avlora.params import JobParams
 from avlora.stage import StageContext, Throttle, UserError
-from avlora.store import UPLOAD_SCHEME, ArtifactStore, JobFiles
+from avlora.store import UPLOAD_SCHEME, ArtifactStore, JobFiles, LocalFiles
 from avlora.v1 import dataset_pb2
 from services.ingest import archive
 from services.ingest.fetch import download, redact_url
@@ -40,7 +40,7 @@ def ingest_dataset(params: JobParams, store: ArtifactStore, files: JobFiles, wor
     mode = ingest_mode(params)
     work_dir = Path(work_dir)
     progress = on_progress or (lambda *args, **kwargs: None)
-    manifest = dataset_pb2.Manifest(job_id=files.job_id, archive_uri=params.training_data_url)
+    manifest = dataset_pb2.Manifest(job_id=files.job_id, archive_uri=redact_url(params.training_data_url))
     store.remove(files.extracted_dir)  # a redelivered job extracts again from scratch
     try:
         with (fetched(params.training_data_url, store, work_dir / "dataset.zip", limits, "dataset", progress,
@@ -50,8 +50,7 @@ def ingest_dataset(params: JobParams, store: ArtifactStore, files: JobFiles, wor
             on_file = _throttled(progress, "files", "extracting")
             for entry, path, size in archive.extract(zip_file, plan, work_dir / "files", limits, on_file,
                                                      checkpoint):
-                uri = store.put_file(files.extracted(path.name), path)
-                path.unlink()
+                uri = store.move_file(files.extracted(path.name), path)
                 manifest.files.add(name=entry.name, uri=uri, size=size, kind=entry.kind)
     except BaseException:
         store.remove(files.extracted_dir)
@@ -73,9 +72,8 @@ def ingest_dataset(params: JobParams, store: ArtifactStore, files: JobFiles, wor
 def fetched(url: str, store: ArtifactStore, dest: Path, limits: IngestLimits, label: str,
             progress: ProgressFunction, checkpoint: Callable[[], None] | None) -> Iterator[Path]:
     """`url` as a local file for the block: an upload read from the store, or a download to `dest`."""
-    if url.startswith(UPLOAD_SCHEME):
-        with store.local_file(upload_key(url, store, label)) as path:
-            yield path
+    if url.startswith(UPLOAD_SCHEME):  # the store's own file, or a copy in the scratch folder
+        yield LocalFiles(store, dest.parent)(upload_key(url, store, label))
         return
     if not url.startswith(("http://", "https://")):
         raise UserError(f"{label}: unsupported URL {redact_url(url)} (use http://, https:// or upload://)")
@@ -103,11 +101,12 @@ def _fetch_media(url: str, store: ArtifactStore, files: JobFiles, work_dir: Path
     if url.startswith(UPLOAD_SCHEME):
         return store.uri(upload_key(url, store, label))
     with fetched(url, store, work_dir / "validation" / name, limits, label, progress, checkpoint) as path:
-        return store.put_file(files.validation_media(name), path)
+        return store.move_file(files.validation_media(name), path)
 
 
 def _throttled(progress: ProgressFunction, unit: str, message: str) -> Callable[[int, int], None]:
-    """A (done, total) callback that reports at most every PROGRESS_INTERVAL_S, and at the end."""
+    """A (done, total) callback that reports at most every PROGRESS_INTERVAL_S, and at the end (the
+    context lets every report with a message through, and byte and file counts all carry one)."""
     throttle = Throttle()
 
     def report(done: int, total: int) -> None:

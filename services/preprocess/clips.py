@@ -16,7 +16,7 @@ import numpy as np
 
 from services.preprocess.audio import fit_audio
 from services.preprocess.fitting import Crop, fill_crop, fit_video, sample_times
-from services.preprocess.items import ClipSource, FittedClip  # noqa: F401  (FittedClip: encoding.py)
+from services.preprocess.items import ClipSource
 
 ShouldStop = Callable[[], bool]
 
@@ -38,14 +38,10 @@ class FitSettings:
     def reference_size(self) -> tuple[int, int]:
         return self.size[0] // self.downscale, self.size[1] // self.downscale
 
-    @property
-    def reference_frame_rate(self) -> float:
-        return self.frame_rate / self.temporal
-
 
 def reference_frame_indices(frames: int, factor: int) -> list[int]:
-    """The fitted frames a reference keeps: all when factor is 1, else [0, 1, 1 + factor, ...]."""
-    return list(range(frames)) if factor == 1 else [0, *range(1, frames, factor)]
+    """The fitted frames a reference keeps, as Lightricks' IC-LoRA: [0, 1, 1 + factor, 1 + 2 factor, ...]."""
+    return [0, *range(1, frames, factor)]
 
 
 def target_crop(source: ClipSource, settings: FitSettings) -> Crop:

@@ -15,7 +15,8 @@ import numpy as np
 
 from avlora.v1 import dataset_pb2
 from services.preprocess.audio import SAMPLE_RATE
-from services.preprocess.clips import FitSettings, FittedClip
+from services.preprocess.clips import FitSettings
+from services.preprocess.items import FittedClip
 from services.preprocess.report import report_json
 
 

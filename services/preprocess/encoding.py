@@ -9,8 +9,8 @@ from safetensors.torch import save
 from avlora.model.cache import AUDIO_LATENTS, REF_AUDIO_LATENTS, REF_VIDEO_LATENTS, VIDEO_LATENTS
 from avlora.model.components import load_encoders
 from avlora.model.encode import audio_latent_count, encode_audio, encode_prompts, encode_video, prompt_to_cache
-from services.preprocess.clips import FitSettings, FittedClip
-from services.preprocess.validation import FittedValidation
+from services.preprocess.clips import FitSettings
+from services.preprocess.items import FittedClip, FittedValidation
 
 Tensors = dict[str, torch.Tensor]
 
@@ -22,6 +22,12 @@ class DatasetEncoder:
         device = "cuda" if torch.cuda.is_available() else "cpu"
         dtype = torch.bfloat16 if device == "cuda" else torch.float32
         self.encoders = load_encoders(model_dir, device, dtype)
+        if device == "cpu":
+            # On a CPU the VAE's activations are process memory (a 121-frame 960x960 clip needs
+            # over 18 GB whole): encode in overlapping tiles of 16 frames x 512 px, blended.
+            # (diffusers gates temporal tiling of encoding on use_framewise_decoding.)
+            self.encoders.vae.enable_tiling()
+            self.encoders.vae.use_framewise_decoding = True
 
     def prompt(self, text: str) -> Tensors:
         """The prompt keys (the valid rows and the mask) of one prompt."""

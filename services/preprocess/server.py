@@ -3,15 +3,14 @@
 
 import asyncio
 import secrets
-import tempfile
 import threading
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 
 import grpc
 
 from avlora.auth import LedgerAuthenticator
 from avlora.service import valid_params
+from avlora.settings import Settings
 from avlora.store import ArtifactStore, JobFiles, LocalFiles
 from avlora.v1 import dataset_pb2, stages_pb2, stages_pb2_grpc
 from avlora.stage import JobCancelled, UserError
@@ -21,8 +20,9 @@ from services.preprocess.checks import inspect_dataset
 
 
 class PreprocessServicer(stages_pb2_grpc.PreprocessServiceServicer):
-    def __init__(self, store: ArtifactStore, authenticator: LedgerAuthenticator, limits: IngestLimits | None = None):
-        self.store, self.authenticator = store, authenticator
+    def __init__(self, store: ArtifactStore, authenticator: LedgerAuthenticator, limits: IngestLimits | None = None,
+                 settings: Settings | None = None):
+        self.store, self.authenticator, self.settings = store, authenticator, settings or Settings.from_env()
         self.limits = limits or IngestLimits.from_env()
         # Inspections download: they run on their own bounded pool, calls beyond the pool and its
         # queue are refused at once, and a call whose client is gone stops, so slow URLs cannot
@@ -55,10 +55,10 @@ class PreprocessServicer(stages_pb2_grpc.PreprocessServiceServicer):
 
         job_id = f"inspect-{secrets.token_hex(8)}"
         try:
-            with tempfile.TemporaryDirectory(prefix=f"{job_id}-") as work_dir:
-                manifest = ingest_dataset(params, self.store, JobFiles(job_id), Path(work_dir) / "ingest",
+            with self.settings.scratch_dir(f"{job_id}-") as work_dir:
+                manifest = ingest_dataset(params, self.store, JobFiles(job_id), work_dir / "ingest",
                                           checkpoint=checkpoint, limits=self.limits)
-                return inspect_dataset(manifest, params, LocalFiles(self.store, Path(work_dir) / "inputs"))
+                return inspect_dataset(manifest, params, LocalFiles(self.store, work_dir / "inputs"))
         except UserError as error:
             return dataset_pb2.DatasetReport(ok=False, errors=[str(error)])
         finally:

@@ -44,12 +44,12 @@ def build_training_set(ctx: StageContext, scratch: Path) -> dataset_pb2.Training
     for index, item in enumerate(plan.items):
         ctx.raise_if_cancelled()
         sample_key = builder.key("samples", index, item, settings)
-        clip = None
-        if archive is not None or not store.exists(sample_key):
-            clip = mode.fit_item(item, settings, should_stop=ctx.cancelled)
+        cached = store.exists(sample_key)
+        clip = None if cached and archive is None else mode.fit_item(item, settings, should_stop=ctx.cancelled)
         if archive is not None:
             archive.add(index, clip)
-        uri = store.reuse_or_write(sample_key, lambda: to_bytes(builder.encoder().training_sample(clip, settings)))
+        uri = store.uri(sample_key) if cached else store.write_bytes(
+            sample_key, to_bytes(builder.encoder().training_sample(clip, settings)))
         training_set.samples.add(name=item.name, uri=uri, caption=item.caption)
         ctx.progress(index + 1, len(plan.items), "clips", f"encoded {item.name}")
     validation_settings = mode.validation_settings()
@@ -84,13 +84,6 @@ class TrainingSetBuilder:
     def encoder(self) -> DatasetEncoder:
         if self._encoder is None:
             self._encoder = DatasetEncoder(self.ctx.settings.model_dir)
-            vae = self._encoder.encoders.vae
-            if vae.device.type == "cpu":
-                # On a CPU the VAE's activations are process memory (a 121-frame 960x960 clip needs
-                # over 18 GB whole): encode in overlapping tiles of 16 frames x 512 px, blended.
-                # (diffusers gates temporal tiling of encoding on use_framewise_decoding.)
-                vae.enable_tiling()
-                vae.use_framewise_decoding = True
         return self._encoder
 
     def debug_archive(self, settings: FitSettings, scratch: Path) -> DebugArchive | None:

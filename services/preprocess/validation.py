@@ -7,7 +7,7 @@ never refused for its length."""
 from avlora.store import LocalFiles
 from avlora.v1 import dataset_pb2
 from avlora.stage import UserError
-from services.preprocess.items import FittedValidation, ValidationItem  # noqa: F401  (FittedValidation: encoding.py)
+from services.preprocess.items import ValidationItem
 from services.preprocess.modes import Preprocessing
 
 
