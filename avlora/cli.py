@@ -4,15 +4,14 @@ import argparse
 import json
 import sys
 from pathlib import Path
-from typing import Literal, get_args, get_origin
 
 import grpc
 from google.protobuf import json_format
 from google.protobuf.descriptor import FieldDescriptor
 
 from avlora.client import Endpoints, as_url
-from avlora.job_state import state_label, state_name
-from avlora.params import MODES, CommonParams, field_rules
+from avlora.job_state import TERMINAL, state_label, state_name
+from avlora.params import MODES, CommonParams, field_rules, field_type
 from avlora.progress import JobView
 from avlora.v1 import jobs_pb2, stages_pb2
 
@@ -31,9 +30,7 @@ def _parameter_flags(parser: argparse.ArgumentParser, schema: type[CommonParams]
         default = "the built-in list" if name == "validation_negative_prompt" else field.default
         text = f"{field.description}" + (f"; {rules}" if rules else "") + f" (default: {default})"
         text = text.replace("%", "%%")
-        kind = field.annotation
-        if get_origin(kind) is Literal:  # e.g. rank: Literal[8, 16, ...] -> int; resolution -> str
-            kind = type(get_args(kind)[0])
+        kind = field_type(field)
         if kind is bool:
             parser.add_argument(*flags, dest=name, action=argparse.BooleanOptionalAction, default=None, help=text)
         else:
@@ -204,16 +201,13 @@ def cmd_list(args) -> int:
 def cmd_cancel(args) -> int:
     endpoints = Endpoints.find(args.data_dir)
     before = _call(endpoints.jobs().GetJob, jobs_pb2.GetJobRequest(job_id=args.job), metadata=endpoints.auth, timeout=30)
-    if before.state in ENDED:
+    if before.state in TERMINAL:
         return _already_ended(before, "had already")
     job = _call(endpoints.jobs().CancelJob, jobs_pb2.CancelJobRequest(job_id=args.job), metadata=endpoints.auth, timeout=30)
-    if job.state in ENDED and job.state != jobs_pb2.CANCELLED:
+    if job.state in TERMINAL and job.state != jobs_pb2.CANCELLED:
         return _already_ended(job, "ended before the cancel arrived:")
     print(to_json(job) if args.json else f"job {job.id}: {state_name(job.state)}")
     return 0
-
-
-ENDED = (jobs_pb2.SUCCEEDED, jobs_pb2.FAILED, jobs_pb2.CANCELLED)
 
 
 def _already_ended(job: jobs_pb2.Job, how: str) -> int:

@@ -14,7 +14,7 @@ from avlora.store import open_store
 async def _jobs(settings: Settings) -> list:
     from services.ledger.db import make_engine
     from services.ledger.ledger import Ledger
-    engine = make_engine(settings.database_url or f"sqlite:///{settings.data_dir / 'ledger.db'}")
+    engine = make_engine(settings.ledger_database_url)
     try:
         return await Ledger(engine).all_jobs()
     finally:

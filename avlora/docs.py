@@ -10,10 +10,10 @@ import importlib
 import json
 import sys
 from pathlib import Path
-from typing import Literal, get_args, get_origin
+from typing import get_origin
 
 from avlora import config
-from avlora.params import DEFAULT_NEGATIVE_PROMPT, MODES, field_rules
+from avlora.params import DEFAULT_NEGATIVE_PROMPT, MODES, field_rules, field_type
 
 README = Path(__file__).resolve().parent.parent / "README.md"
 
@@ -32,9 +32,7 @@ def _default(name: str, field) -> str:
 
 
 def _type(field) -> str:
-    kind = field.annotation
-    if get_origin(kind) is Literal:
-        kind = type(get_args(kind)[0])
+    kind = field_type(field)
     if get_origin(kind) is list:
         return "list"
     return {str: "string", int: "integer", float: "number", bool: "boolean"}[kind]

@@ -2,6 +2,8 @@
 
 from avlora.v1 import jobs_pb2
 
+TERMINAL = frozenset({jobs_pb2.SUCCEEDED, jobs_pb2.FAILED, jobs_pb2.CANCELLED})  # a job ended in one of these
+
 
 def state_name(state: int) -> str:
     return jobs_pb2.JobState.Name(state)

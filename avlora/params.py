@@ -13,7 +13,6 @@ from pydantic.fields import FieldInfo
 
 from avlora.v1 import params_pb2
 
-Mode = Literal["v2a", "av2av"]
 ResolutionName = Literal["low", "medium", "high"]
 AspectRatio = Literal["16:9", "1:1", "9:16"]
 
@@ -25,7 +24,6 @@ RESOLUTION_BUCKETS: dict[tuple[str, str], tuple[int, int]] = {
 }
 
 # Price per billable unit, by mode (seed pages: "0.0049 * steps", "0.0068 * steps").
-UNIT_PRICE: dict[str, float] = {"v2a": 0.0049, "av2av": 0.0068}
 
 DEFAULT_NEGATIVE_PROMPT = (
     "worst quality, low quality, inconsistent motion, blurry, jittery, distorted, watermark, "
@@ -39,6 +37,12 @@ def _bucket_table() -> str:
     rows = [f"{name} " + " / ".join("%dx%d" % RESOLUTION_BUCKETS[(name, ratio)] for ratio in ratios)
             for name in get_args(ResolutionName)]
     return f"with aspect_ratio {' / '.join(ratios)}: " + ", ".join(rows)
+
+
+def field_type(field: FieldInfo) -> type:
+    """A field's plain type: a Literal's values' type (rank: int; resolution: str), else its annotation."""
+    kind = field.annotation
+    return type(get_args(kind)[0]) if get_origin(kind) is Literal else kind
 
 
 def field_rules(field: FieldInfo) -> str:
@@ -138,7 +142,7 @@ class CommonParams(BaseModel):
     split_input_duration_threshold: float = Field(30.0, ge=1.0, le=60.0, description=(
         "seconds above which a clip is split into scenes, when splitting is on"))
     validation_negative_prompt: str = Field(DEFAULT_NEGATIVE_PROMPT, max_length=MAX_PROMPT_CHARS, description=(
-        "what validation previews steer away from (default: a built-in list of quality faults)"))
+        "what validation previews steer away from"))
     validation_number_of_frames: int = Field(89, ge=9, le=121, description=(
         "frames per validation preview, snapped down to frames % 8 == 1"))
     validation_frame_rate: int = Field(24, ge=8, le=60, description="frames per second of validation previews")
@@ -166,7 +170,6 @@ class CommonParams(BaseModel):
     def validation_size(self) -> tuple[int, int]:
         return RESOLUTION_BUCKETS[(self.validation_resolution, self.validation_aspect_ratio)]
 
-
     @classmethod
     def mode_name(cls) -> str:
         return cls.model_fields["mode"].default
@@ -185,6 +188,7 @@ class V2AParams(CommonParams):
     """Video to audio (foley): the video is fixed conditioning; the LoRA learns to generate its soundtrack."""
 
     proto: ClassVar = params_pb2.V2AParams
+    unit_price: ClassVar[float] = 0.0049   # per billed unit
     mode: Literal["v2a"] = "v2a"
     validation: list[V2AValidation] = Field(default_factory=list, max_length=2, description=(
         "up to 2 preview samples, each a prompt and a video to generate audio for"))
@@ -194,6 +198,7 @@ class AV2AVParams(CommonParams):
     """Audio+video to audio+video: a reference clip (video and audio) conditions a generated target clip."""
 
     proto: ClassVar = params_pb2.AV2AVParams
+    unit_price: ClassVar[float] = 0.0068   # per billed unit
     mode: Literal["av2av"] = "av2av"
     reference_downscale_factor: int = Field(1, ge=1, le=8, description=(
         "shrink the reference video by this factor before encoding; width/factor and height/factor "
@@ -261,7 +266,7 @@ def from_proto(message: params_pb2.JobParams) -> JobParams:
     """Validates a JobParams message into the schema (defaults filled, frames snapped)."""
     mode = message.WhichOneof("mode")
     if mode is None:
-        raise InvalidParams("params: exactly one of v2a or av2av is required")
+        raise InvalidParams(f"params: exactly one of {' or '.join(MODES)} is required")
     data = json_format.MessageToDict(getattr(message, mode), preserving_proto_field_name=True)
     try:
         return MODES[mode].model_validate(data)

@@ -10,12 +10,11 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import TextIO
 
-from avlora.job_state import state_label
+from avlora.job_state import TERMINAL, state_label
 from avlora.v1 import jobs_pb2
 
 RATE_WINDOW_S = 10.0     # rates and ETAs are measured over the last this-many seconds
 PLAIN_EVERY_S = 5.0      # a plain (non-terminal) view prints a phase's count at most this often
-ENDED = (jobs_pb2.SUCCEEDED, jobs_pb2.FAILED, jobs_pb2.CANCELLED)
 
 
 class RateWindow:
@@ -107,8 +106,8 @@ class JobView:
 
     def update(self, job: jobs_pb2.Job) -> None:
         now, progress = self.clock(), job.progress
-        counted = bool(progress.total) and job.state not in ENDED
-        if job.state in ENDED:
+        counted = bool(progress.total) and job.state not in TERMINAL
+        if job.state in TERMINAL:
             self.close(job)
         elif counted and self.phase and (self.phase.stage, self.phase.unit) != (progress.stage, progress.unit):
             # The stage moved on to its next phase: the one before is done.

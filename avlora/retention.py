@@ -16,11 +16,11 @@ import re
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
+from avlora.job_state import TERMINAL
 from avlora.store import ArtifactStore, JobFiles, StoredObject, store_key
 from avlora.v1 import jobs_pb2
 
 UPLOAD_REF = re.compile(r"upload://[A-Za-z0-9_.\-]+")
-TERMINAL = {jobs_pb2.SUCCEEDED, jobs_pb2.FAILED, jobs_pb2.CANCELLED}
 
 
 def upload_keys(params_json: str) -> set[str]:

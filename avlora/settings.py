@@ -44,6 +44,10 @@ class Settings:
         return config.from_env(cls, **overrides)
 
     @property
+    def ledger_database_url(self) -> str:
+        return self.database_url or f"sqlite:///{self.data_dir / 'ledger.db'}"
+
+    @property
     def store_url(self) -> str:
         return self.store or str(self.data_dir / "store")
 

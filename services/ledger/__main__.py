@@ -20,7 +20,7 @@ from services.ledger.ledger import Ledger
 async def main() -> None:
     settings = Settings.from_env()
     settings.data_dir.mkdir(parents=True, exist_ok=True)
-    engine = make_engine(settings.database_url or f"sqlite:///{settings.data_dir / 'ledger.db'}")
+    engine = make_engine(settings.ledger_database_url)
     await migrate(engine)
     ledger = Ledger(engine)
     ledger.on_job_end.append(job_end_callback(ledger, open_store(settings.store_url)))

@@ -16,7 +16,7 @@ from sqlalchemy.exc import DataError, IntegrityError, SQLAlchemyError
 
 from avlora import bus
 from avlora.auth import KeyCache, bearer_key, require_bearer_key
-from avlora.params import UNIT_PRICE, InvalidParams, from_json, to_proto
+from avlora.params import MODES, InvalidParams, from_json, to_proto
 from avlora.service import valid_params
 from avlora.v1 import events_pb2, jobs_pb2, jobs_pb2_grpc, ledger_pb2, ledger_pb2_grpc, params_pb2
 from services.ledger import downloads, states
@@ -103,7 +103,7 @@ def params_message(params_json: str) -> params_pb2.JobParams:
 
 
 def job_message(job: Job, units: int = 0, queue_position: int = 0) -> jobs_pb2.Job:
-    bill = Bill(units, UNIT_PRICE[job.mode])
+    bill = Bill(units, MODES[job.mode].unit_price)
     return jobs_pb2.Job(
         id=job.id, mode=job.mode, state=job.state, params=params_message(job.params_json),
         request_id=job.request_id or "", created_at=_timestamp(job.created_at), updated_at=_timestamp(job.updated_at),
@@ -180,8 +180,8 @@ class JobService(jobs_pb2_grpc.JobServiceServicer):
 
     async def ListJobs(self, request, context):
         tenant = await self._tenant(context)
-        if request.mode not in ("", "v2a", "av2av"):
-            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "mode: must be v2a, av2av or empty")
+        if request.mode and request.mode not in MODES:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"mode: must be one of {', '.join(MODES)} or empty")
         try:
             rows, token = await self.ledger.list_jobs(tenant, state=request.state, mode=request.mode,
                                                       page_size=request.page_size, page_token=request.page_token)

@@ -3,7 +3,7 @@
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from avlora.params import UNIT_PRICE, billable_units
+from avlora.params import MODES, billable_units
 from avlora.v1.jobs_pb2 import SUCCEEDED
 
 
@@ -20,7 +20,7 @@ class Bill:
 def bill_for(mode: str, final_state: int, number_of_steps: int) -> Bill:
     """A successful job: max(100, steps) units at the mode's price; anything else: 0 units."""
     units = billable_units(number_of_steps) if final_state == SUCCEEDED else 0
-    return Bill(units=units, unit_price=UNIT_PRICE[mode])
+    return Bill(units=units, unit_price=MODES[mode].unit_price)
 
 
 def total_cost(bills: Iterable[Bill]) -> float:
