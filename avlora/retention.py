@@ -67,8 +67,10 @@ def inputs_of_ended_job(store: ArtifactStore, job, active_uploads: set[str]) -> 
             if found.key not in keep:
                 plan.add(found, "input of an ended job")
     for key in sorted(upload_keys(job.params_json) - active_uploads):
-        if store.exists(key):
+        try:
             plan.items.append((key, store.size(key), "upload of an ended job"))
+        except FileNotFoundError:  # already gone (another job used it too)
+            pass
     return plan
 
 
@@ -116,9 +118,11 @@ def _timestamp(value: datetime) -> float:
 
 def job_end_callback(ledger, store: ArtifactStore):
     """The ledger's on_job_end hook: deletes the ended job's inputs."""
+    def remove_inputs(job, active: set[str]) -> None:
+        inputs_of_ended_job(store, job, active).apply(store)
+
     async def on_end(job) -> None:
-        active = set().union(*(upload_keys(j.params_json) for j in await ledger.all_jobs(active_only=True)))
-        plan = inputs_of_ended_job(store, job, active)
-        await asyncio.to_thread(plan.apply, store)
+        active = set().union(*(upload_keys(params) for params in await ledger.active_params()))
+        await asyncio.to_thread(remove_inputs, job, active)  # store I/O off the ledger's event loop
 
     return on_end

@@ -6,6 +6,7 @@ import grpc
 import pytest
 
 from avlora.stack import free_port
+from avlora.store import LocalStore
 from avlora.v1 import jobs_pb2, jobs_pb2_grpc
 from services.ledger.api import JobChanges, JobService
 from services.ledger.db import make_engine
@@ -20,10 +21,10 @@ def unreachable_database(request, tmp_path):
     return f"sqlite:///{tmp_path / 'gone' / 'ledger.db'}"
 
 
-async def test_a_database_outage_is_unavailable_and_shows_no_sql(unreachable_database):
+async def test_a_database_outage_is_unavailable_and_shows_no_sql(unreachable_database, tmp_path):
     engine = make_engine(unreachable_database)
     server = grpc.aio.server()
-    jobs_pb2_grpc.add_JobServiceServicer_to_server(JobService(Ledger(engine), None, JobChanges()), server)
+    jobs_pb2_grpc.add_JobServiceServicer_to_server(JobService(Ledger(engine), None, JobChanges(), LocalStore(tmp_path / "store")), server)
     port = server.add_insecure_port("127.0.0.1:0")
     await server.start()
     try:

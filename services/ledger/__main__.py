@@ -23,7 +23,8 @@ async def main() -> None:
     engine = make_engine(settings.ledger_database_url)
     await migrate(engine)
     ledger = Ledger(engine)
-    ledger.on_job_end.append(job_end_callback(ledger, open_store(settings.store_url)))
+    store = open_store(settings.store_url)
+    ledger.on_job_end.append(job_end_callback(ledger, store))
     for entry in filter(None, settings.ledger_keys.split(",")):
         tenant, _, key = entry.partition(":")
         await ledger.add_api_key(tenant, key)
@@ -34,7 +35,7 @@ async def main() -> None:
     changes = JobChanges()
     stopping = asyncio.Event()
     registrations = [
-        (jobs_pb2_grpc.add_JobServiceServicer_to_server, JobService(ledger, js, changes), "avlora.v1.JobService"),
+        (jobs_pb2_grpc.add_JobServiceServicer_to_server, JobService(ledger, js, changes, store, settings.download_url_ttl_s), "avlora.v1.JobService"),
         (ledger_pb2_grpc.add_LedgerServiceServicer_to_server,
          LedgerService(ledger, settings.admin_key), "avlora.v1.LedgerService"),
     ]

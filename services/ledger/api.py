@@ -18,6 +18,7 @@ from avlora import bus
 from avlora.auth import KeyCache, bearer_key, require_bearer_key
 from avlora.params import MODES, InvalidParams, from_json, to_proto
 from avlora.service import valid_params
+from avlora.store import ArtifactStore
 from avlora.v1 import events_pb2, jobs_pb2, jobs_pb2_grpc, ledger_pb2, ledger_pb2_grpc, params_pb2
 from services.ledger import downloads, states
 from services.ledger.billing import Bill, total_cost
@@ -124,8 +125,9 @@ def list_item(job: Job, units: int) -> jobs_pb2.Job:
 
 @database_errors_mapped
 class JobService(jobs_pb2_grpc.JobServiceServicer):
-    def __init__(self, ledger: Ledger, js, changes: JobChanges):
+    def __init__(self, ledger: Ledger, js, changes: JobChanges, store: ArtifactStore, url_ttl_s: int = 3600):
         self.ledger, self.js, self.changes = ledger, js, changes
+        self.store, self.url_ttl_s = store, url_ttl_s  # outputs to download; presigned URLs' lifetime
         self.keys = KeyCache()
 
     async def _tenant(self, context) -> str:
@@ -141,7 +143,7 @@ class JobService(jobs_pb2_grpc.JobServiceServicer):
 
     async def _message(self, job: Job) -> jobs_pb2.Job:
         bill = await self.ledger.bill_of(job.id) if job.state in states.TERMINAL else None
-        return downloads.add_download_urls(job_message(job, bill.units if bill else 0,
+        return downloads.add_download_urls(self.store, self.url_ttl_s, job_message(job, bill.units if bill else 0,
                                                        await self.ledger.queue_position(job)))
 
     async def _own_job(self, tenant: str, job_id: str, context) -> Job:

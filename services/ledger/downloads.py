@@ -3,24 +3,13 @@ with an object store, presigned GET URLs in every Job reply."""
 
 import asyncio
 import time
-from functools import cache
 from pathlib import PurePosixPath
 
 import grpc
 from google.protobuf.timestamp_pb2 import Timestamp
 
-from avlora.settings import Settings
-from avlora.store import CHUNK_BYTES, ArtifactStore, open_store
+from avlora.store import CHUNK_BYTES, ArtifactStore
 from avlora.v1 import jobs_pb2
-
-
-def url_ttl_s() -> int:
-    return Settings.from_env().download_url_ttl_s
-
-
-@cache
-def job_store() -> ArtifactStore:
-    return open_store(Settings.from_env().store_url)
 
 
 def output_uris(outputs: jobs_pb2.Outputs) -> dict[str, str]:
@@ -36,10 +25,8 @@ def find_output(outputs: jobs_pb2.Outputs, name: str) -> tuple[str, str] | None:
     return None
 
 
-def add_download_urls(message: jobs_pb2.Job, store: ArtifactStore | None = None) -> jobs_pb2.Job:
-    """Fills the job's presigned URLs where the store has them (an object store)."""
-    store = store or job_store()
-    ttl = url_ttl_s()
+def add_download_urls(store: ArtifactStore, ttl: int, message: jobs_pb2.Job) -> jobs_pb2.Job:
+    """Fills the job's presigned URLs (valid `ttl` seconds) where the store has them (an object store)."""
     for field, uri in output_uris(message.outputs).items():
         url = store.presigned_url(uri, ttl)
         if url is None:
@@ -57,21 +44,15 @@ async def download_artifact(service, request, context):
     found = find_output(jobs_pb2.Outputs.FromString(job.outputs or b""), request.name)
     if found is None:
         await context.abort(grpc.StatusCode.NOT_FOUND, f"job {request.job_id!r} has no output {request.name!r}")
-    store = job_store()
+    store, uri = service.store, found[1]
     try:
-        handle = await asyncio.to_thread(store.open_read, found[1])
-        size = await asyncio.to_thread(store.size, found[1])
+        size = await asyncio.to_thread(store.size, uri)
+        handle = await asyncio.to_thread(store.open_read, uri)
     except FileNotFoundError:
         await context.abort(grpc.StatusCode.NOT_FOUND,
                             f"output {request.name!r} of job {request.job_id!r} is gone (retention period over)")
-    with handle:
-        first = True
-        while True:
-            data = await asyncio.to_thread(handle.read, CHUNK_BYTES)
-            if not data and not first:
-                return
-            yield jobs_pb2.ArtifactChunk(name=PurePosixPath(found[1]).name if first else "",
-                                         size=size if first else 0, data=data)
-            first = False
-            if not data:
-                return
+    with handle:  # the first chunk names the file and its size (and may be empty)
+        data = await asyncio.to_thread(handle.read, CHUNK_BYTES)
+        yield jobs_pb2.ArtifactChunk(name=PurePosixPath(uri).name, size=size, data=data)
+        while data := await asyncio.to_thread(handle.read, CHUNK_BYTES):
+            yield jobs_pb2.ArtifactChunk(data=data)

@@ -81,13 +81,12 @@ class Ledger:
         async with self._write_lock, self.session.begin() as session:
             yield session
 
-    async def _ended(self, job_id: str) -> None:
-        job = await self.get_job(None, job_id)
+    async def _ended(self, job: Job) -> None:
         for callback in self.on_job_end:
             try:
                 await callback(job)
             except Exception as error:  # never undoes the transition; `avlora gc` catches up
-                log.error("job-end callback failed", job_id=job_id, error=repr(error))
+                log.error("job-end callback failed", job_id=job.id, error=repr(error))
 
     def _insert(self, table):
         dialect = postgresql if self.engine.dialect.name == "postgresql" else sqlite
@@ -204,8 +203,8 @@ class Ledger:
                 await self._finish(session, job, jobs_pb2.CANCELLED)
                 log.info("job state", job=job_id, tenant=tenant, state="CANCELLED", queued_for="")
         if ended:
-            await self._ended(job_id)
-        return await self.get_job(tenant, job_id)
+            await self._ended(job)
+        return job
 
     # --- events -----------------------------------------------------------------------------
     async def apply_event(self, event: events_pb2.JobEvent) -> Applied:
@@ -234,7 +233,7 @@ class Ledger:
         if changed:
             log.info("job state", **changed)
         if ended:
-            await self._ended(event.job_id)
+            await self._ended(job)
         return Applied(event.job_id, applied, note)
 
     def _apply(self, job: Job, new_state: int, event: events_pb2.JobEvent) -> None:
@@ -277,13 +276,15 @@ class Ledger:
                                               .order_by(JobEvent.seq)))
 
     # --- retention --------------------------------------------------------------------------
-    async def all_jobs(self, active_only: bool = False) -> list[Job]:
-        """Every job (or every job not ended yet), for retention."""
-        query = sa.select(Job)
-        if active_only:
-            query = query.where(Job.state.not_in(states.TERMINAL))
+    async def all_jobs(self) -> list[Job]:
+        """Every job, for retention."""
         async with self.session() as session:
-            return list(await session.scalars(query))
+            return list(await session.scalars(sa.select(Job)))
+
+    async def active_params(self) -> list[str]:
+        """The parameters (JSON) of every job that has not ended."""
+        async with self.session() as session:
+            return list(await session.scalars(sa.select(Job.params_json).where(Job.state.not_in(states.TERMINAL))))
 
     # --- usage ------------------------------------------------------------------------------
     async def usage(self, tenant: str, job_id: str = "") -> list[tuple[Usage, int]]:
