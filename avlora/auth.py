@@ -5,6 +5,7 @@ a shared secret from the deployment). API keys live in the ledger: stage service
 
 import hashlib
 import time
+from collections.abc import Awaitable, Callable
 
 import grpc
 
@@ -51,6 +52,19 @@ class KeyCache:
             self._known.clear()
         self._known[digest] = (tenant, time.monotonic())
 
+    async def tenant(self, context, lookup: Callable[[str], Awaitable[str | None]]) -> str:
+        """The caller's tenant: its bearer key looked up (key -> tenant, or None when unknown) unless
+        verified recently; aborts the call with UNAUTHENTICATED when the key is missing or unknown."""
+        key = await require_bearer_key(context)
+        digest = self.digest(key)
+        if tenant := self.get(digest):
+            return tenant
+        tenant = await lookup(key)
+        if not tenant:
+            await context.abort(grpc.StatusCode.UNAUTHENTICATED, "unknown API key")
+        self.put(digest, tenant)
+        return tenant
+
 
 class LedgerAuthenticator:
     """A stage service's client of the ledger's internal port: authenticates tenants' keys and
@@ -71,19 +85,16 @@ class LedgerAuthenticator:
 
     async def tenant(self, context) -> str:
         """The caller's tenant; aborts the call with UNAUTHENTICATED when the key is missing or unknown."""
-        key = await require_bearer_key(context)
-        digest = KeyCache.digest(key)
-        if tenant := self.cache.get(digest):
-            return tenant
-        try:
-            reply = await self.ledger.Authenticate(ledger_pb2.AuthenticateRequest(api_key=key),
-                                                   metadata=self.metadata, timeout=10)
-        except grpc.aio.AioRpcError as error:
-            if error.code() == grpc.StatusCode.UNAUTHENTICATED and "API key" in error.details():
-                await context.abort(grpc.StatusCode.UNAUTHENTICATED, "unknown API key")
-            await context.abort(grpc.StatusCode.UNAVAILABLE, f"cannot check the API key: {error.details()}")
-        self.cache.put(digest, reply.tenant)
-        return reply.tenant
+        async def ask_the_ledger(key: str) -> str | None:
+            try:
+                reply = await self.ledger.Authenticate(ledger_pb2.AuthenticateRequest(api_key=key),
+                                                       metadata=self.metadata, timeout=10)
+            except grpc.aio.AioRpcError as error:
+                if error.code() == grpc.StatusCode.UNAUTHENTICATED:  # this service's token is good: the key is not
+                    return None
+                await context.abort(grpc.StatusCode.UNAVAILABLE, f"cannot check the API key: {error.details()}")
+            return reply.tenant
+        return await self.cache.tenant(context, ask_the_ledger)
 
     async def record_upload(self, context, upload_id: str, tenant: str, size: int) -> None:
         """Tells the ledger which tenant owns upload://<upload_id>; aborts with UNAVAILABLE if it cannot."""

@@ -11,10 +11,13 @@ import time
 from urllib.parse import urlparse
 
 import nats
+import structlog
 from nats.js import api
 from nats.js.errors import BadRequestError, NotFoundError
 
 from avlora.v1 import events_pb2
+
+log = structlog.get_logger()
 
 WORK_STREAM = "AVLORA_WORK"
 EVENT_STREAM = "AVLORA_EVENTS"
@@ -125,3 +128,22 @@ async def is_cancelled(kv, job_id: str) -> bool:
         return (await kv.get(job_id)).value == b"1"
     except Exception:  # key not found
         return False
+
+
+async def pull(js, stream: str, durable: str, batch: int, handle, stopping: asyncio.Event) -> None:
+    """Fetches a durable pull consumer's messages until `stopping`, awaiting `handle(message)` on
+    each; a fetch that fails (a NATS blip) is tried again after a pause instead of ending the loop."""
+    subscription = await js.pull_subscribe_bind(durable=durable, stream=stream)
+    while not stopping.is_set():
+        try:
+            messages = await subscription.fetch(batch, timeout=1)
+        except (asyncio.TimeoutError, TimeoutError):
+            continue
+        except Exception as error:
+            if stopping.is_set():
+                break
+            log.warning("fetch failed", stream=stream, consumer=durable, error=repr(error))
+            await asyncio.sleep(0.5)
+            continue
+        for message in messages:
+            await handle(message)

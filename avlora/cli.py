@@ -178,7 +178,13 @@ def cmd_watch(args) -> int:
     endpoints = Endpoints.find(args.data_dir)
     job = watch(endpoints, args.job)
     print(describe(job, endpoints))
-    return 0 if job.state == jobs_pb2.SUCCEEDED else 1
+    if job.state != jobs_pb2.SUCCEEDED:
+        return 1
+    if args.download:  # flags added by avlora/cli_download.py
+        from avlora.cli_download import download_outputs
+        for path in download_outputs(endpoints, job, Path(args.dir or job.id)):
+            print(f"downloaded {path}")
+    return 0
 
 
 def cmd_status(args) -> int:

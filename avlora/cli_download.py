@@ -49,18 +49,6 @@ def cmd_download(args) -> int:
     return 0
 
 
-def cmd_watch(args) -> int:
-    endpoints = Endpoints.find(args.data_dir)
-    job = cli.watch(endpoints, args.job)
-    print(cli.describe(job, endpoints))
-    if job.state != jobs_pb2.SUCCEEDED:
-        return 1
-    if args.download:
-        for path in download_outputs(endpoints, job, Path(args.dir or job.id)):
-            print(f"downloaded {path}")
-    return 0
-
-
 def register(commands, data_dir_parent) -> None:
     """Adds `download`, and `--download/--dir` to `watch`."""
     download = commands.add_parser("download", parents=[data_dir_parent], help="download a job's outputs")
@@ -70,4 +58,3 @@ def register(commands, data_dir_parent) -> None:
     watch = commands.choices["watch"]
     watch.add_argument("--download", action="store_true", help="download the outputs when the job succeeds")
     watch.add_argument("--dir", help="where --download writes (default: a folder named after the job)")
-    watch.set_defaults(run=cmd_watch)

@@ -5,7 +5,6 @@ AWS_REGION, AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, or any other source boto3 
 in and out with boto3's managed transfers (multipart above 16 MiB, streamed from and to disk), so a
 checkpoint or a zip is never held whole in memory."""
 
-import os
 from datetime import datetime
 from pathlib import Path
 from typing import BinaryIO
@@ -28,9 +27,9 @@ class S3Store(ArtifactStore):
     def __init__(self, bucket: str, prefix: str = "", client=None):
         self.bucket = bucket
         self.prefix = prefix.strip("/")
+        # Endpoint, region and credentials: botocore reads AWS_ENDPOINT_URL(_S3), AWS_REGION, ... itself.
         self.client = client or boto3.client(
-            "s3", endpoint_url=os.environ.get("AWS_ENDPOINT_URL") or None,
-            region_name=os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1",
+            "s3", region_name=None if boto3.session.Session().region_name else "us-east-1",
             config=Config(signature_version="s3v4", s3={"addressing_style": "path"},
                           retries={"max_attempts": 5, "mode": "standard"}))
 

@@ -15,7 +15,7 @@ from google.protobuf.timestamp_pb2 import Timestamp
 from sqlalchemy.exc import DataError, IntegrityError, SQLAlchemyError
 
 from avlora import bus
-from avlora.auth import KeyCache, bearer_key, require_bearer_key
+from avlora.auth import KeyCache, bearer_key
 from avlora.params import MODES, InvalidParams, from_json, to_proto
 from avlora.service import valid_params
 from avlora.store import ArtifactStore
@@ -131,15 +131,7 @@ class JobService(jobs_pb2_grpc.JobServiceServicer):
         self.keys = KeyCache()
 
     async def _tenant(self, context) -> str:
-        key = await require_bearer_key(context)
-        digest = KeyCache.digest(key)
-        if tenant := self.keys.get(digest):
-            return tenant
-        tenant = await self.ledger.tenant_for_key(key)
-        if tenant is None:
-            await context.abort(grpc.StatusCode.UNAUTHENTICATED, "unknown API key")
-        self.keys.put(digest, tenant)
-        return tenant
+        return await self.keys.tenant(context, self.ledger.tenant_for_key)
 
     async def _message(self, job: Job) -> jobs_pb2.Job:
         bill = await self.ledger.bill_of(job.id) if job.state in states.TERMINAL else None

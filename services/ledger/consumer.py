@@ -22,14 +22,8 @@ ADVISORY_CONSUMER = "ledger-advisories"
 
 
 async def apply_events(js, ledger: Ledger, changes: JobChanges, stopping: asyncio.Event) -> None:
-    subscription = await js.pull_subscribe_bind(durable=bus.LEDGER_CONSUMER, stream=bus.EVENT_STREAM)
-    while not stopping.is_set():
-        try:
-            messages = await subscription.fetch(100, timeout=1)
-        except (asyncio.TimeoutError, TimeoutError):
-            continue
-        for message in messages:
-            await _apply_one(message, ledger, changes)
+    await bus.pull(js, bus.EVENT_STREAM, bus.LEDGER_CONSUMER, 100,
+                   lambda message: _apply_one(message, ledger, changes), stopping)
 
 
 async def _apply_one(message, ledger: Ledger, changes: JobChanges) -> None:
@@ -70,22 +64,18 @@ async def ensure_advisory_stream(js) -> None:
 async def fail_exhausted_work(js, ledger: Ledger, changes: JobChanges, stopping: asyncio.Event) -> None:
     """A work item redelivered max_deliver times without an ack fails its job (nothing stays stuck),
     also when the advisory came while the ledger was down."""
-    subscription = await js.pull_subscribe_bind(durable=ADVISORY_CONSUMER, stream=ADVISORY_STREAM)
-    while not stopping.is_set():
+    async def handle(message) -> None:
         try:
-            messages = await subscription.fetch(10, timeout=1)
-        except (asyncio.TimeoutError, TimeoutError):
-            continue
-        for message in messages:
-            try:
-                job_id = await _fail_exhausted(js, ledger, json.loads(message.data))
-            except Exception as error:  # e.g. the database is unavailable: retry later
-                log.error("max-deliveries advisory not handled", error=repr(error))
-                await message.nak(delay=2)
-                continue
-            if job_id:
-                changes.notify(job_id)
-            await message.ack()
+            job_id = await _fail_exhausted(js, ledger, json.loads(message.data))
+        except Exception as error:  # e.g. the database is unavailable: retry later
+            log.error("max-deliveries advisory not handled", error=repr(error))
+            await message.nak(delay=2)
+            return
+        if job_id:
+            changes.notify(job_id)
+        await message.ack()
+
+    await bus.pull(js, ADVISORY_STREAM, ADVISORY_CONSUMER, 10, handle, stopping)
 
 
 async def _fail_exhausted(js, ledger: Ledger, advisory: dict) -> str:
