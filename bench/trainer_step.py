@@ -43,7 +43,7 @@ from avlora.model.encode import audio_latent_count
 from avlora.model.tiny import write_tiny_model
 from services.trainer.data import Prompt, Sample
 from services.trainer.losses import diffusion_loss, draw_noise
-from services.trainer.strategies import Strategy, V2A_TARGET_MODULES, AV2AV_TARGET_MODULES
+from services.trainer.strategies import STRATEGIES
 from services.trainer.tokens import Text, encode_text
 from services.trainer import acceleration
 from services.trainer.training import add_lora, autocast_for
@@ -98,7 +98,7 @@ def training_flops(transformer, text, video, audio, generator, autocast) -> floa
 
 def bench_mode(mode: str, transformer, text, sample: Sample, fps: int, rank: int, steps: int, device,
                args) -> dict:
-    strategy = Strategy(mode, V2A_TARGET_MODULES if mode == "v2a" else AV2AV_TARGET_MODULES)
+    strategy = STRATEGIES[mode]()
     params = add_lora(transformer, strategy, rank, seed=0)
     masters = None
     if args.lora_dtype == "bf16":

@@ -38,3 +38,11 @@ def test_trainer_options_come_from_the_same_loader():
                                                "AVLORA_TRAIN_MEMORY_MARGIN_GIB": "6.5"})
     assert (options.compile, options.processes, options.memory_margin_gib) == (False, 2, 6.5)
     assert config.from_env(TrainerOptions, {}).compile is None  # unset: decided by the device
+
+
+def test_a_bad_speed_switch_is_named_at_start():
+    from services.trainer.training import TrainerOptions
+    with pytest.raises(ValueError, match=r"AVLORA_TRAIN_CHECKPOINT='al': budget, all, none or a number of blocks"):
+        config.from_env(TrainerOptions, {"AVLORA_TRAIN_CHECKPOINT": "al"})
+    with pytest.raises(ValueError, match=r"AVLORA_TRAIN_LORA_DTYPE='fp16': fp32 or bf16"):
+        config.from_env(TrainerOptions, {"AVLORA_TRAIN_LORA_DTYPE": "fp16"})

@@ -85,7 +85,8 @@ def free_device_bytes(device: torch.device) -> int:
 
 def checkpoint_by_budget(transformer, run_step: Callable[[], None], device: torch.device,
                          margin_gib: float, optimizer_bytes: int = 0) -> int:
-    """Measures, chooses and applies the number of un-checkpointed blocks; returns it."""
+    """Measures, chooses and applies the number of un-checkpointed blocks; returns it. `run_step`
+    is one forward and backward that leaves no gradients behind."""
     step_bytes, per_block = probe_block_bytes(transformer, run_step, device)
     free = free_device_bytes(device) - step_bytes - optimizer_bytes
     unchecked = unchecked_block_count(len(transformer.transformer_blocks), per_block, free,
@@ -135,11 +136,21 @@ class LoraMasterWeights:
         for param, master in zip(self.params, self.masters):
             param.copy_(master)
 
+    def state(self) -> list[torch.Tensor]:
+        """The fp32 masters, for a checkpoint (the parameters hold them rounded to the forward dtype)."""
+        return [master.detach().clone() for master in self.masters]
+
     @torch.no_grad()
-    def params_to_masters(self) -> None:
-        """After the parameters were loaded (a resumed checkpoint)."""
+    def load_state(self, masters: list[torch.Tensor]) -> None:
+        for master, saved in zip(self.masters, masters, strict=True):
+            master.copy_(saved)
+        self.masters_to_params()
+
+    @torch.no_grad()
+    def finish(self) -> None:
+        """The parameters become the fp32 masters, so what is written out is what was learned."""
         for param, master in zip(self.params, self.masters):
-            master.copy_(param)
+            param.data = master.detach().clone()
 
 
 def lora_bytes(params: list[torch.nn.Parameter]) -> int:

@@ -59,8 +59,7 @@ class RankContext:
 
     def __init__(self, job: dict, rank: int):
         self.job_id, self.params, self.input_uri = job["job_id"], from_json(job["params"]), job["input_uri"]
-        settings = job["settings"]
-        self.settings = Settings(**{**settings, "data_dir": Path(settings["data_dir"])})
+        self.settings = Settings(**job["settings"])
         self.store = open_store(job["store_url"])
         self.rank = rank
 

@@ -1,10 +1,9 @@
 """One job on several GPUs: `run_distributed` starts torch's own launcher (torch.distributed.run) with
 one process per GPU running services/trainer/distributed.py, forwards rank 0's progress (JSON lines
 on stdout) to the job's context, stops the launcher when the job is cancelled, and raises a rank's
-error. The processes read the job from a JSON file in the job's store directory. Should this process
+error. The processes read the job from a JSON file in a scratch folder. Should this process
 die, rank 0's next report hits the closed pipe and the launcher stops the other ranks."""
 
-import dataclasses
 import json
 import os
 import queue
@@ -29,7 +28,8 @@ def training_processes(options) -> int:
 def write_job_file(ctx, folder: Path) -> str:
     """What each rank needs to rebuild the job, as a JSON file in `folder`; returns its path."""
     job = {"job_id": ctx.job_id, "params": ctx.params.model_dump_json(), "input_uri": ctx.input_uri,
-           "store_url": ctx.store.url, "settings": dataclasses.asdict(ctx.settings)}
+           "store_url": ctx.store.url,  # what the ranks need of the settings (no credentials)
+           "settings": {name: str(getattr(ctx.settings, name)) for name in ("model_dir", "data_dir", "scratch")}}
     path = folder / "distributed.json"
     path.write_text(json.dumps(job, default=str))
     return str(path)

@@ -61,6 +61,8 @@ def train(ctx, options: TrainerOptions, device: torch.device, world=None) -> job
     model = load_for_training(model_dir, device, dtype, decoders_device="cpu")
     strategy = strategy_for(ctx.params)
     samples = [load_sample(store, s.name, s.uri, strategy.cache_keys) for s in training_set.samples]
+    if device.type == "cuda":  # pinned once, for fast copies: one sample at a time goes to the GPU
+        samples = [sample.pinned() for sample in samples]
     if not samples:
         raise ValueError(f"training set {ctx.input_uri} has no samples")
     train_samples, held_out = split_holdout(samples)

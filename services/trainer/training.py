@@ -1,7 +1,7 @@
 """The training loop, one for both modes (the strategy says what is noised and scored): LoRA on the
 strategy's modules, AdamW with gradient clipping and a linear learning-rate decay (Lightricks'
-presets), samples on the host moved to the device one per step, bf16 autocast and gradient checkpointing on a GPU
-(fp32 on the CPU), progress at a bounded rate, a held-out validation loss at intervals with the
+presets), samples on the host moved to the device one per step, bf16 autocast on a GPU with the speed switches
+of acceleration.py (compiled blocks, checkpointing by memory budget; fp32 on the CPU), progress at a bounded rate, a held-out validation loss at intervals with the
 untrained baseline, atomic checkpoints every N steps, resume from the last one, prompt cancellation.
 With a `world` (services/trainer/distributed.py) each rank trains on its own clips, the gradients are
 averaged over the ranks, and only rank 0 writes checkpoints and previews."""
@@ -46,7 +46,8 @@ def optimiser_config(base_lr: float) -> dict:
 
 @dataclass(frozen=True)
 class TrainerOptions:
-    """How often things happen (0: derived from the number of steps). From AVLORA_TRAIN_* variables."""
+    """How a job trains: intervals (0: derived from the number of steps), device and processes, and
+    the speed switches. From AVLORA_TRAIN_* variables."""
     ENV_PREFIX = "TRAIN_"
     checkpoint_every: int = 0     # default: every 100 steps
     validation_every: int = 0     # default: 10 times per run
@@ -62,6 +63,12 @@ class TrainerOptions:
     checkpoint: str = "budget"    # CUDA: "budget" (as many blocks un-checkpointed as fit), "all", "none" or N
     memory_margin_gib: float = 4.0  # GPU memory the checkpointing budget leaves free
     lora_dtype: str = "fp32"      # "bf16": LoRA weights compute in bf16 on CUDA (fp32 masters)
+
+    def __post_init__(self):
+        if self.lora_dtype not in ("fp32", "bf16"):
+            raise ValueError(f"AVLORA_TRAIN_LORA_DTYPE={self.lora_dtype!r}: fp32 or bf16")
+        if self.checkpoint not in ("budget", "all", "none") and not self.checkpoint.isdigit():
+            raise ValueError(f"AVLORA_TRAIN_CHECKPOINT={self.checkpoint!r}: budget, all, none or a number of blocks")
 
     @classmethod
     def from_env(cls) -> "TrainerOptions":
@@ -122,16 +129,14 @@ class Trainer:
         if self.masters:
             self.masters.attach(self.optimizer)
         self.generator = torch.Generator().manual_seed(options.seed)
-        # On the host (pinned for fast copies to a GPU); one sample at a time goes to the device.
-        host = (lambda s: s.pinned()) if self.device.type == "cuda" else (lambda s: s)  # noqa: E731
-        self.samples = [host(s) for s in samples]
-        self.held_out = [host(s) for s in held_out]
+        self.samples, self.held_out = samples, held_out  # on the host; one at a time goes to the device
         if self.device.type == "cuda":
-            probe = torch.Generator().manual_seed(options.seed)  # the training's own draws stay untouched
+            def probe_step() -> None:  # its own draws: the training's stay untouched
+                self.backward(torch.Generator().manual_seed(options.seed))
+                self.optimizer.zero_grad(set_to_none=True)
             unchecked = acceleration.choose_checkpointing(
-                transformer, options.checkpoint, lambda: self.backward(probe), self.device,
+                transformer, options.checkpoint, probe_step, self.device,
                 options.memory_margin_gib, acceleration.lora_bytes(self.params))
-            self.optimizer.zero_grad(set_to_none=True)
             ctx.log(f"{unchecked} of {len(transformer.transformer_blocks)} blocks without gradient checkpointing")
 
     def _prepare(self, sample: Sample):
@@ -142,12 +147,14 @@ class Trainer:
 
     def _state(self, step: int, losses: dict) -> dict:
         return {"step": step, "lora": get_peft_model_state_dict(self.model.transformer),
-                "optimizer": self.optimizer.state_dict(), "generator": self.generator.get_state(), **losses}
+                "optimizer": self.optimizer.state_dict(), "generator": self.generator.get_state(),
+                **({"lora_masters": self.masters.state()} if self.masters else {}), **losses}
 
     def _restore(self, state: dict) -> int:
         set_peft_model_state_dict(self.model.transformer, state["lora"])
         if self.masters:
-            self.masters.params_to_masters()
+            # a checkpoint written without masters (fp32 LoRA) carries the fp32 weights in "lora"
+            self.masters.load_state(state.get("lora_masters") or [p.detach().float() for p in self.masters.params])
         self.optimizer.load_state_dict(state["optimizer"])
         self.generator.set_state(state["generator"])
         return state["step"]
@@ -210,4 +217,6 @@ class Trainer:
                          eta_seconds=(self.total - step) / rate, **parts, **losses)
             if self.leader and self.on_preview and step % preview_every == 0 and step < self.total:
                 self.on_preview(step)
+        if self.masters:
+            self.masters.finish()
         return TrainingResult(step, losses["validation_loss"], losses["baseline_validation_loss"])
