@@ -9,6 +9,8 @@ from collections.abc import Awaitable, Callable
 
 import grpc
 
+from avlora.params import foreign_upload
+from avlora.store import UPLOAD_SCHEME
 from avlora.v1 import ledger_pb2, ledger_pb2_grpc
 
 CACHE_S = 60.0
@@ -95,6 +97,21 @@ class LedgerAuthenticator:
                 await context.abort(grpc.StatusCode.UNAVAILABLE, f"cannot check the API key: {error.details()}")
             return reply.tenant
         return await self.cache.tenant(context, ask_the_ledger)
+
+    async def check_uploads(self, context, tenant: str, urls: dict[str, str]) -> None:
+        """Aborts with INVALID_ARGUMENT when an upload:// among `urls` (by field) is not the tenant's,
+        as CreateJob does; UNAVAILABLE when the ledger cannot say."""
+        uploads = {field: url.removeprefix(UPLOAD_SCHEME) for field, url in urls.items() if url.startswith(UPLOAD_SCHEME)}
+        if not uploads:
+            return
+        try:
+            reply = await self.ledger.CheckUploads(ledger_pb2.CheckUploadsRequest(
+                tenant=tenant, upload_ids=sorted(set(uploads.values()))), metadata=self.metadata, timeout=10)
+        except grpc.aio.AioRpcError as error:
+            await context.abort(grpc.StatusCode.UNAVAILABLE, f"cannot check the uploads, retry: {error.details()}")
+        for field, upload_id in uploads.items():
+            if upload_id in reply.not_owned:
+                await context.abort(grpc.StatusCode.INVALID_ARGUMENT, foreign_upload(field, upload_id))
 
     async def record_upload(self, context, upload_id: str, tenant: str, size: int) -> None:
         """Tells the ledger which tenant owns upload://<upload_id>; aborts with UNAVAILABLE if it cannot."""

@@ -237,6 +237,11 @@ class AV2AVParams(CommonParams):
 JobParams = V2AParams | AV2AVParams
 
 
+def foreign_upload(field: str, upload_id: str) -> str:
+    """The error for an upload:// reference that is not the caller's (CreateJob, InspectDataset)."""
+    return f"{field}: no upload upload://{upload_id} of this tenant"
+
+
 def urls_of(params: JobParams) -> dict[str, str]:
     """Every URL of a job, by field path (training_data_url, validation.0.video_url, ...)."""
     urls = {"training_data_url": params.training_data_url}

@@ -5,7 +5,7 @@ import pytest
 
 from avlora.params import to_proto
 from avlora.store import LocalStore
-from avlora.v1 import stages_pb2, stages_pb2_grpc
+from avlora.v1 import ledger_pb2, stages_pb2, stages_pb2_grpc
 from services.preprocess.server import PreprocessServicer
 from tests.preprocess_fixtures import small_av2av, small_v2a
 from tests.media import write_clip, zip_files
@@ -22,8 +22,12 @@ async def inspect(tmp_path, ledger_stack, authenticator):
     channel = grpc.aio.insecure_channel(f"127.0.0.1:{port}")
     stub = stages_pb2_grpc.PreprocessServiceStub(channel)
 
-    def upload(files: dict) -> str:
-        zip_files(store.path("uploads/dataset"), files)
+    async def upload(files: dict, recorded: bool = True) -> str:
+        """Puts a zip in the store as the ingest service's Upload does, recording it as the tenant's."""
+        size = zip_files(store.path("uploads/dataset"), files).stat().st_size
+        if recorded:
+            await authenticator.ledger.RecordUpload(ledger_pb2.RecordUploadRequest(
+                upload_id="dataset", tenant=ledger_stack["tenant"], size=size), metadata=authenticator.metadata)
         return "upload://dataset"
 
     async def call(params_message, api_key=ledger_stack["api_key"]):
@@ -37,7 +41,7 @@ async def inspect(tmp_path, ledger_stack, authenticator):
 
 async def test_a_good_dataset_is_reported_ok_and_leaves_nothing_behind(inspect, tmp_path):
     store, upload, call = inspect
-    url = upload({"a_start.mp4": write_clip(tmp_path / "a_start.mp4", frames=12),
+    url = await upload({"a_start.mp4": write_clip(tmp_path / "a_start.mp4", frames=12),
                   "a_end.mp4": write_clip(tmp_path / "a_end.mp4", frames=12), "a.txt": "neon",
                   "__MACOSX/._a_end.mp4": b"junk"})
     report = await call(to_proto(small_av2av(training_data_url=url, trigger_phrase="st9")))
@@ -47,7 +51,7 @@ async def test_a_good_dataset_is_reported_ok_and_leaves_nothing_behind(inspect, 
 
 async def test_a_dataset_error_is_a_report_not_an_rpc_failure(inspect, tmp_path):
     _, upload, call = inspect
-    url = upload({"sample03_start.mp4": write_clip(tmp_path / "s.mp4", frames=12),
+    url = await upload({"sample03_start.mp4": write_clip(tmp_path / "s.mp4", frames=12),
                   "sample03_end.mp4": write_clip(tmp_path / "e.mp4", frames=12, audio_rate=None)})
     report = await call(to_proto(small_av2av(training_data_url=url)))
     assert not report.ok and list(report.errors) == ["sample03_end.mp4 has no audio track"]
@@ -55,7 +59,7 @@ async def test_a_dataset_error_is_a_report_not_an_rpc_failure(inspect, tmp_path)
 
 async def test_an_ingest_error_is_a_report_too(inspect):
     _, upload, call = inspect
-    url = upload({"notes.txt": "no videos here"})
+    url = await upload({"notes.txt": "no videos here"})
     report = await call(to_proto(small_v2a(training_data_url=url)))
     assert not report.ok and len(report.errors) == 1
 
@@ -72,7 +76,17 @@ async def test_a_bad_parameter_is_invalid_argument(inspect):
 
 async def test_inspect_needs_a_valid_key(inspect):
     _, upload, call = inspect
-    url = upload({"notes.txt": "x"})
+    url = await upload({"notes.txt": "x"})
     with pytest.raises(grpc.aio.AioRpcError) as error:
         await call(to_proto(small_v2a(training_data_url=url)), api_key="avl_wrong")
     assert error.value.code() == grpc.StatusCode.UNAUTHENTICATED
+
+
+async def test_an_upload_that_is_not_the_tenants_is_refused(inspect, tmp_path):
+    """(another tenant's, or a file that no Upload of this tenant put there)"""
+    _, upload, call = inspect
+    url = await upload({"a.mp4": write_clip(tmp_path / "a.mp4", frames=12)}, recorded=False)
+    with pytest.raises(grpc.aio.AioRpcError) as error:
+        await call(to_proto(small_v2a(training_data_url=url)))
+    assert error.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert error.value.details() == "training_data_url: no upload upload://dataset of this tenant"

@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from avlora.v1 import events_pb2 as avlora_dot_v1_dot_events__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x16\x61vlora/v1/ledger.proto\x12\tavlora.v1\x1a\x16\x61vlora/v1/events.proto\"&\n\x13\x41uthenticateRequest\x12\x0f\n\x07\x61pi_key\x18\x01 \x01(\t\"&\n\x14\x41uthenticateResponse\x12\x0e\n\x06tenant\x18\x01 \x01(\t\"&\n\x14ListJobEventsRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\"Q\n\x0c\x41ppliedEvent\x12\"\n\x05\x65vent\x18\x01 \x01(\x0b\x32\x13.avlora.v1.JobEvent\x12\x0f\n\x07\x61pplied\x18\x02 \x01(\x08\x12\x0c\n\x04note\x18\x03 \x01(\t\"@\n\x15ListJobEventsResponse\x12\'\n\x06\x65vents\x18\x01 \x03(\x0b\x32\x17.avlora.v1.AppliedEvent\"%\n\x13\x43reateApiKeyRequest\x12\x0e\n\x06tenant\x18\x01 \x01(\t\"7\n\x14\x43reateApiKeyResponse\x12\x0e\n\x06tenant\x18\x01 \x01(\t\x12\x0f\n\x07\x61pi_key\x18\x02 \x01(\t\"F\n\x13RecordUploadRequest\x12\x11\n\tupload_id\x18\x01 \x01(\t\x12\x0e\n\x06tenant\x18\x02 \x01(\t\x12\x0c\n\x04size\x18\x03 \x01(\x03\"\x16\n\x14RecordUploadResponse2\xd6\x02\n\rLedgerService\x12R\n\rListJobEvents\x12\x1f.avlora.v1.ListJobEventsRequest\x1a .avlora.v1.ListJobEventsResponse\x12O\n\x0c\x43reateApiKey\x12\x1e.avlora.v1.CreateApiKeyRequest\x1a\x1f.avlora.v1.CreateApiKeyResponse\x12O\n\x0c\x41uthenticate\x12\x1e.avlora.v1.AuthenticateRequest\x1a\x1f.avlora.v1.AuthenticateResponse\x12O\n\x0cRecordUpload\x12\x1e.avlora.v1.RecordUploadRequest\x1a\x1f.avlora.v1.RecordUploadResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x16\x61vlora/v1/ledger.proto\x12\tavlora.v1\x1a\x16\x61vlora/v1/events.proto\"&\n\x13\x41uthenticateRequest\x12\x0f\n\x07\x61pi_key\x18\x01 \x01(\t\"&\n\x14\x41uthenticateResponse\x12\x0e\n\x06tenant\x18\x01 \x01(\t\"&\n\x14ListJobEventsRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\"Q\n\x0c\x41ppliedEvent\x12\"\n\x05\x65vent\x18\x01 \x01(\x0b\x32\x13.avlora.v1.JobEvent\x12\x0f\n\x07\x61pplied\x18\x02 \x01(\x08\x12\x0c\n\x04note\x18\x03 \x01(\t\"@\n\x15ListJobEventsResponse\x12\'\n\x06\x65vents\x18\x01 \x03(\x0b\x32\x17.avlora.v1.AppliedEvent\"%\n\x13\x43reateApiKeyRequest\x12\x0e\n\x06tenant\x18\x01 \x01(\t\"7\n\x14\x43reateApiKeyResponse\x12\x0e\n\x06tenant\x18\x01 \x01(\t\x12\x0f\n\x07\x61pi_key\x18\x02 \x01(\t\"F\n\x13RecordUploadRequest\x12\x11\n\tupload_id\x18\x01 \x01(\t\x12\x0e\n\x06tenant\x18\x02 \x01(\t\x12\x0c\n\x04size\x18\x03 \x01(\x03\"\x16\n\x14RecordUploadResponse\"9\n\x13\x43heckUploadsRequest\x12\x0e\n\x06tenant\x18\x01 \x01(\t\x12\x12\n\nupload_ids\x18\x02 \x03(\t\")\n\x14\x43heckUploadsResponse\x12\x11\n\tnot_owned\x18\x01 \x03(\t2\xa7\x03\n\rLedgerService\x12R\n\rListJobEvents\x12\x1f.avlora.v1.ListJobEventsRequest\x1a .avlora.v1.ListJobEventsResponse\x12O\n\x0c\x43reateApiKey\x12\x1e.avlora.v1.CreateApiKeyRequest\x1a\x1f.avlora.v1.CreateApiKeyResponse\x12O\n\x0c\x41uthenticate\x12\x1e.avlora.v1.AuthenticateRequest\x1a\x1f.avlora.v1.AuthenticateResponse\x12O\n\x0cRecordUpload\x12\x1e.avlora.v1.RecordUploadRequest\x1a\x1f.avlora.v1.RecordUploadResponse\x12O\n\x0c\x43heckUploads\x12\x1e.avlora.v1.CheckUploadsRequest\x1a\x1f.avlora.v1.CheckUploadsResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -50,6 +50,10 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_RECORDUPLOADREQUEST']._serialized_end=496
   _globals['_RECORDUPLOADRESPONSE']._serialized_start=498
   _globals['_RECORDUPLOADRESPONSE']._serialized_end=520
-  _globals['_LEDGERSERVICE']._serialized_start=523
-  _globals['_LEDGERSERVICE']._serialized_end=865
+  _globals['_CHECKUPLOADSREQUEST']._serialized_start=522
+  _globals['_CHECKUPLOADSREQUEST']._serialized_end=579
+  _globals['_CHECKUPLOADSRESPONSE']._serialized_start=581
+  _globals['_CHECKUPLOADSRESPONSE']._serialized_end=622
+  _globals['_LEDGERSERVICE']._serialized_start=625
+  _globals['_LEDGERSERVICE']._serialized_end=1048
 # @@protoc_insertion_point(module_scope)

@@ -68,3 +68,17 @@ class RecordUploadRequest(_message.Message):
 class RecordUploadResponse(_message.Message):
     __slots__ = ()
     def __init__(self) -> None: ...
+
+class CheckUploadsRequest(_message.Message):
+    __slots__ = ("tenant", "upload_ids")
+    TENANT_FIELD_NUMBER: _ClassVar[int]
+    UPLOAD_IDS_FIELD_NUMBER: _ClassVar[int]
+    tenant: str
+    upload_ids: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, tenant: _Optional[str] = ..., upload_ids: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class CheckUploadsResponse(_message.Message):
+    __slots__ = ("not_owned",)
+    NOT_OWNED_FIELD_NUMBER: _ClassVar[int]
+    not_owned: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, not_owned: _Optional[_Iterable[str]] = ...) -> None: ...

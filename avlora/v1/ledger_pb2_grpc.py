@@ -57,6 +57,11 @@ class LedgerServiceStub:
                 request_serializer=avlora_dot_v1_dot_ledger__pb2.RecordUploadRequest.SerializeToString,
                 response_deserializer=avlora_dot_v1_dot_ledger__pb2.RecordUploadResponse.FromString,
                 _registered_method=True)
+        self.CheckUploads = channel.unary_unary(
+                '/avlora.v1.LedgerService/CheckUploads',
+                request_serializer=avlora_dot_v1_dot_ledger__pb2.CheckUploadsRequest.SerializeToString,
+                response_deserializer=avlora_dot_v1_dot_ledger__pb2.CheckUploadsResponse.FromString,
+                _registered_method=True)
 
 
 class LedgerServiceServicer:
@@ -94,6 +99,13 @@ class LedgerServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def CheckUploads(self, request, context):
+        """Which of these uploads are not the tenant's (InspectDataset refuses them, as CreateJob does).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_LedgerServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -116,6 +128,11 @@ def add_LedgerServiceServicer_to_server(servicer, server):
                     servicer.RecordUpload,
                     request_deserializer=avlora_dot_v1_dot_ledger__pb2.RecordUploadRequest.FromString,
                     response_serializer=avlora_dot_v1_dot_ledger__pb2.RecordUploadResponse.SerializeToString,
+            ),
+            'CheckUploads': grpc.unary_unary_rpc_method_handler(
+                    servicer.CheckUploads,
+                    request_deserializer=avlora_dot_v1_dot_ledger__pb2.CheckUploadsRequest.FromString,
+                    response_serializer=avlora_dot_v1_dot_ledger__pb2.CheckUploadsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -229,6 +246,33 @@ class LedgerService:
             '/avlora.v1.LedgerService/RecordUpload',
             avlora_dot_v1_dot_ledger__pb2.RecordUploadRequest.SerializeToString,
             avlora_dot_v1_dot_ledger__pb2.RecordUploadResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CheckUploads(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/avlora.v1.LedgerService/CheckUploads',
+            avlora_dot_v1_dot_ledger__pb2.CheckUploadsRequest.SerializeToString,
+            avlora_dot_v1_dot_ledger__pb2.CheckUploadsResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -262,3 +262,7 @@ class LedgerService(ledger_pb2_grpc.LedgerServiceServicer):
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "upload_id and tenant are required")
         await self.ledger.record_upload(request.upload_id, request.tenant, request.size)
         return ledger_pb2.RecordUploadResponse()
+
+    async def CheckUploads(self, request, context):
+        not_owned = await self.ledger.uploads_not_owned(request.tenant, set(request.upload_ids))
+        return ledger_pb2.CheckUploadsResponse(not_owned=sorted(not_owned))

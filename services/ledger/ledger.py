@@ -14,7 +14,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from avlora.job_state import state_name
-from avlora.params import InvalidParams, JobParams, from_json, urls_of
+from avlora.params import InvalidParams, JobParams, foreign_upload, from_json, urls_of
 from avlora.store import UPLOAD_SCHEME
 from avlora.v1 import events_pb2, jobs_pb2
 from services.ledger import billing, states
@@ -108,6 +108,17 @@ class Ledger:
         async with self.session() as session:
             return await session.scalar(sa.select(ApiKey.tenant_id).where(ApiKey.key_hash == hash_key(api_key)))
 
+    @staticmethod
+    async def _not_owned(connection, tenant: str, upload_ids: set[str]) -> set[str]:
+        owned = await connection.scalars(sa.select(Upload.id).where(Upload.id.in_(upload_ids),
+                                                                    Upload.tenant_id == tenant))
+        return upload_ids - set(owned)
+
+    async def uploads_not_owned(self, tenant: str, upload_ids: set[str]) -> set[str]:
+        """The uploads of `upload_ids` that the tenant did not upload."""
+        async with self.engine.connect() as connection:
+            return await self._not_owned(connection, tenant, upload_ids)
+
     # --- jobs -------------------------------------------------------------------------------
     async def create_job(self, tenant: str, params: JobParams, request_id: str) -> tuple[Job, bool]:
         """Inserts a job queued for ingest; a repeated request_id with the same parameters returns
@@ -121,11 +132,10 @@ class Ledger:
                       error="", created_at=now, updated_at=now, queued_for="ingest", queued_at=now)
         async with self._write_lock, self.engine.begin() as connection:  # Core: the hot path of CreateJob
             if uploads:
-                owned = set(await connection.scalars(sa.select(Upload.id).where(
-                    Upload.id.in_(set(uploads.values())), Upload.tenant_id == tenant)))
+                not_owned = await self._not_owned(connection, tenant, set(uploads.values()))
                 for field, upload_id in uploads.items():
-                    if upload_id not in owned:
-                        raise InvalidParams(f"{field}: no upload {UPLOAD_SCHEME}{upload_id} of this tenant")
+                    if upload_id in not_owned:
+                        raise InvalidParams(foreign_upload(field, upload_id))
             inserted = await connection.scalar(self._insert_job, values)
         if inserted is None:
             async with self.session() as session:

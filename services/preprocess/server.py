@@ -9,6 +9,7 @@ from concurrent.futures import ThreadPoolExecutor
 import grpc
 
 from avlora.auth import LedgerAuthenticator
+from avlora.params import urls_of
 from avlora.service import valid_params
 from avlora.settings import Settings
 from avlora.store import ArtifactStore, JobFiles, LocalFiles
@@ -33,8 +34,9 @@ class PreprocessServicer(stages_pb2_grpc.PreprocessServiceServicer):
     async def InspectDataset(self, request: stages_pb2.InspectDatasetRequest,
                              context: grpc.aio.ServicerContext) -> dataset_pb2.DatasetReport:
         """A dataset error is a report with ok=false and its errors; a bad parameter is INVALID_ARGUMENT."""
-        await self.authenticator.tenant(context)
+        tenant = await self.authenticator.tenant(context)
         params = await valid_params(request.params, context)
+        await self.authenticator.check_uploads(context, tenant, urls_of(params))  # only the tenant's own
         if not self.slots.acquire(blocking=False):
             await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, "too many InspectDataset calls in progress "
                                 f"(limit {self.limits.inspect_workers} running + {self.limits.inspect_queue} "
