@@ -19,7 +19,7 @@ from services.trainer import stage
 from services.trainer.data import load_sample, load_training_set, split_holdout
 from services.trainer.distributed import World
 from services.trainer.strategies import strategy_for
-from services.trainer.training import GRAD_CLIP_NORM, Trainer, TrainerOptions, learning_rate
+from services.trainer.training import Trainer, TrainerOptions
 
 ENV = {"AVLORA_TRAIN_PROCESSES": "2", "AVLORA_TRAIN_DEVICE": "cpu", "AVLORA_TRAIN_CHECKPOINT_EVERY": "25",
        "AVLORA_TRAIN_VALIDATION_EVERY": "50", "AVLORA_TRAIN_PREVIEW_EVERY": "50",
@@ -98,11 +98,7 @@ def test_the_ranks_average_their_gradients(job, tiny_model_dir):
                                 zip(first, (p.grad for p in trainer.params))))
         for param in trainer.params:
             param.grad /= 2
-        torch.nn.utils.clip_grad_norm_(trainer.params, GRAD_CLIP_NORM)
-        for group in trainer.optimizer.param_groups:
-            group["lr"] = learning_rate(run.params.learning_rate, step, run.params.number_of_steps)
-        trainer.optimizer.step()
-        trainer.optimizer.zero_grad(set_to_none=True)
+        trainer.apply(step)
     assert all(ranks_differ)
     expected = get_peft_model_state_dict(model.transformer)
     got = torch.load(run.store.path(JobFiles("job").checkpoint), weights_only=True)["lora"]

@@ -41,7 +41,7 @@ def plan_dataset(manifest: dataset_pb2.Manifest, params: JobParams, local: Local
                           "clips with audio, motion over time)")
     videos = [file for file in manifest.files if file.kind == dataset_pb2.VIDEO]
     if not videos:
-        errors.append("the archive holds no video clips (.mp4, .mov, .avi, .mkv, .webm)")
+        errors.append("the archive holds no video clips")  # ingest refuses such an archive first
     infos: dict[str, MediaInfo] = {}
     for done, video in enumerate(videos):
         if on_progress:

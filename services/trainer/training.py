@@ -182,12 +182,16 @@ class Trainer:
         else:
             loss, parts = self.backward(self.world.step_generator(self.generator))
             loss, parts = self.world.average(self.params, loss, parts)
+        self.apply(index)
+        return loss, parts
+
+    def apply(self, index: int) -> None:
+        """Clips the accumulated gradients and takes step `index` at its scheduled learning rate."""
         torch.nn.utils.clip_grad_norm_(self.params, GRAD_CLIP_NORM)
         for group in self.optimizer.param_groups:
             group["lr"] = learning_rate(self.ctx.params.learning_rate, index, self.total)
         self.optimizer.step()
         self.optimizer.zero_grad(set_to_none=True)
-        return loss, parts
 
     def run(self) -> TrainingResult:
         ctx, store, job = self.ctx, self.ctx.store, self.ctx.job_id
