@@ -16,6 +16,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol, runtime_checkable
 
+from google.protobuf.message import Message
+
 from avlora.params import JobParams
 from avlora.settings import Settings
 from avlora.store import ArtifactStore, JobFiles
@@ -121,3 +123,12 @@ class JobContext:
 
 
 StageFunction = Callable[[StageContext], object]
+
+
+def stage_output(ctx: StageContext, key: str, make: Callable[[Path], Message]) -> str:
+    """The URI of a stage's output message at `key`: the one an earlier try wrote (a redelivery), or
+    `make(scratch)` in a fresh scratch folder (removed afterwards), written to the store."""
+    def build() -> bytes:
+        with ctx.settings.scratch_dir(f"{ctx.job_id}-") as scratch:
+            return make(scratch).SerializeToString()
+    return ctx.store.reuse_or_write(key, build)

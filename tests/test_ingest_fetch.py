@@ -338,4 +338,4 @@ def test_cancelled_job_stops_the_download(server, tmp_path, limits):
     ctx.cancel_flag.set()
     with pytest.raises(JobCancelled):
         stage.run(ctx)
-    assert store.list("jobs/job10") == [] and not list(Path(ctx.settings.scratch).glob("ingest-job10-*"))
+    assert store.list("jobs/job10") == [] and not list(Path(ctx.settings.scratch).glob("job10-*"))

@@ -7,7 +7,7 @@ from contextlib import contextmanager
 from pathlib import Path, PurePosixPath
 
 from avlora.params import JobParams
-from avlora.stage import StageContext, Throttle, UserError
+from avlora.stage import StageContext, Throttle, UserError, stage_output
 from avlora.store import UPLOAD_SCHEME, ArtifactStore, JobFiles, LocalFiles
 from avlora.v1 import dataset_pb2
 from services.ingest import archive
@@ -20,13 +20,9 @@ ProgressFunction = Callable[..., None]  # (done, total, unit, message)
 
 def run(ctx: StageContext) -> str:
     """Ingests the job's dataset and returns the Manifest's URI (reused when already written)."""
-    files = ctx.files
-    if ctx.store.exists(files.manifest):
-        return ctx.store.uri(files.manifest)
-    with ctx.settings.scratch_dir(f"ingest-{ctx.job_id}-") as work_dir:
-        manifest = ingest_dataset(ctx.params, ctx.store, files, work_dir, on_progress=ctx.progress,
-                                  on_log=ctx.log, checkpoint=ctx.raise_if_cancelled)
-    return ctx.store.write_bytes(files.manifest, manifest.SerializeToString())
+    return stage_output(ctx, ctx.files.manifest, lambda work_dir: ingest_dataset(
+        ctx.params, ctx.store, ctx.files, work_dir, on_progress=ctx.progress, on_log=ctx.log,
+        checkpoint=ctx.raise_if_cancelled))
 
 
 def ingest_dataset(params: JobParams, store: ArtifactStore, files: JobFiles, work_dir: Path,

@@ -10,7 +10,7 @@ import hashlib
 from pathlib import Path
 
 from avlora.v1 import dataset_pb2
-from avlora.stage import StageContext
+from avlora.stage import StageContext, stage_output
 from avlora.store import LocalFiles
 from services.preprocess.checks import check_dataset
 from services.preprocess.clips import FitSettings
@@ -22,11 +22,7 @@ from services.preprocess.report import summary
 
 def run(ctx: StageContext) -> str:
     """Preprocesses the job's dataset and returns the TrainingSet's URI."""
-    if ctx.store.exists(ctx.files.training_set):
-        return ctx.store.uri(ctx.files.training_set)
-    with ctx.settings.scratch_dir(f"preprocess-{ctx.job_id}-") as scratch:
-        training_set = build_training_set(ctx, scratch)
-    return ctx.store.write_bytes(ctx.files.training_set, training_set.SerializeToString())
+    return stage_output(ctx, ctx.files.training_set, lambda scratch: build_training_set(ctx, scratch))
 
 
 def build_training_set(ctx: StageContext, scratch: Path) -> dataset_pb2.TrainingSet:
