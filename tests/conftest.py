@@ -97,3 +97,11 @@ async def ledger(database_url):
     await migrate(engine)
     yield Ledger(engine)
     await engine.dispose()
+
+
+@pytest.fixture(scope="module")
+def trainer_env(request):
+    """The test module's TRAINER_ENV (AVLORA_TRAIN_* variables) set for the module, one torch thread."""
+    from trainer_sets import trainer_environment
+    with trainer_environment(request.module.TRAINER_ENV):
+        yield

@@ -9,7 +9,7 @@ import pytest
 import torch
 from peft import get_peft_model_state_dict
 from safetensors.torch import load_file
-from trainer_sets import TrainerRun, trainer_environment
+from trainer_sets import TrainerRun
 
 from avlora.store import JobFiles
 from avlora.model.cache import V2A_KEYS
@@ -21,19 +21,13 @@ from services.trainer.distributed import World
 from services.trainer.strategies import strategy_for
 from services.trainer.training import Trainer, TrainerOptions
 
-ENV = {"AVLORA_TRAIN_PROCESSES": "2", "AVLORA_TRAIN_DEVICE": "cpu", "AVLORA_TRAIN_CHECKPOINT_EVERY": "25",
+TRAINER_ENV = {"AVLORA_TRAIN_PROCESSES": "2", "AVLORA_TRAIN_DEVICE": "cpu", "AVLORA_TRAIN_CHECKPOINT_EVERY": "25",
        "AVLORA_TRAIN_VALIDATION_EVERY": "50", "AVLORA_TRAIN_PREVIEW_EVERY": "50",
        "AVLORA_TRAIN_SAMPLING_STEPS": "2"}
 
 
 @pytest.fixture(scope="module")
-def env():
-    with trainer_environment(ENV):
-        yield
-
-
-@pytest.fixture(scope="module")
-def job(env, tmp_path_factory, tiny_model_dir):
+def job(trainer_env, tmp_path_factory, tiny_model_dir):
     run = TrainerRun(tmp_path_factory.mktemp("distributed"), tiny_model_dir)
     ctx = run.context("job")
     return run, ctx, stage.run(ctx)

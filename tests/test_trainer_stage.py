@@ -9,32 +9,26 @@ import pytest
 import torch
 from diffusers import LTX2Pipeline
 from safetensors.torch import load_file
-from trainer_sets import TrainerRun, trainer_environment
+from trainer_sets import TrainerRun
 
 from avlora.store import JobFiles
 from avlora.stage import JobCancelled
 from services.trainer import stage
 from services.trainer.lora_files import read_lora_metadata
 
-ENV = {"AVLORA_TRAIN_CHECKPOINT_EVERY": "25", "AVLORA_TRAIN_VALIDATION_EVERY": "50",
+TRAINER_ENV = {"AVLORA_TRAIN_CHECKPOINT_EVERY": "25", "AVLORA_TRAIN_VALIDATION_EVERY": "50",
        "AVLORA_TRAIN_SAMPLING_STEPS": "3", "AVLORA_TRAIN_DEVICE": "cpu"}
 
 
 @pytest.fixture(scope="module")
-def env():
-    with trainer_environment(ENV):
-        yield
-
-
-@pytest.fixture(scope="module")
-def v2a(env, tmp_path_factory, tiny_model_dir):
+def v2a(trainer_env, tmp_path_factory, tiny_model_dir):
     run = TrainerRun(tmp_path_factory.mktemp("v2a"), tiny_model_dir, "v2a", validations=2, trigger_phrase="bnc")
     ctx = run.context("v2a-job")
     return run, ctx, stage.run(ctx)
 
 
 @pytest.fixture(scope="module")
-def av2av(env, tmp_path_factory, tiny_model_dir):
+def av2av(trainer_env, tmp_path_factory, tiny_model_dir):
     run = TrainerRun(tmp_path_factory.mktemp("av2av"), tiny_model_dir, "av2av", validations=2, trigger_phrase="bnc")
     ctx = run.context("av2av-job")
     return run, ctx, stage.run(ctx)
@@ -78,7 +72,7 @@ def test_v2a_preview_is_one_audio_file_of_the_right_duration(v2a):
     assert samples.shape[-1] / 2 / 48000 == pytest.approx(2 * 9 / 24, abs=1e-3)  # two validation clips
 
 
-def test_lora_file_loads_in_the_pipeline_and_changes_output(v2a, env, tiny_model_dir):
+def test_lora_file_loads_in_the_pipeline_and_changes_output(v2a, trainer_env, tiny_model_dir):
     run, _, outputs = v2a
     pipe = LTX2Pipeline.from_pretrained(tiny_model_dir, local_files_only=True)
 
@@ -126,7 +120,7 @@ def test_rerun_returns_the_recorded_outputs(v2a):
     assert time.monotonic() - started < 1
 
 
-def test_interrupted_job_resumes_from_its_checkpoint(v2a, env):
+def test_interrupted_job_resumes_from_its_checkpoint(v2a, trainer_env):
     run, _, outputs = v2a
     ctx = run.context("resumed-job")
     emit = ctx.emit

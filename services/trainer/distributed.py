@@ -82,7 +82,10 @@ class RankContext:
 
 
 def report(**fields) -> None:
-    print(json.dumps(fields), flush=True)
+    """One JSON line on stdout, in one write: the ranks share the pipe, and a write of one short
+    line is not interleaved with another rank's (print's separate newline write could be)."""
+    sys.stdout.flush()
+    os.write(sys.stdout.fileno(), (json.dumps(fields) + "\n").encode())
 
 
 def main(job_file: str) -> None:
