@@ -3,9 +3,10 @@
 - regional compilation: every transformer block `torch.compile`d in place with one shared code
   object, so the compiled graph is made once and reused by all blocks (training, validation loss
   and preview sampling all go through the blocks);
-- gradient checkpointing chosen by a memory budget: a probe measures the peak of a step with every
-  block checkpointed and with two blocks not, and as many blocks as fit in the free memory (less a
-  safety margin) run without checkpointing;
+- gradient checkpointing chosen by a memory budget: probe steps measure the peak with every block
+  checkpointed and with two blocks not, the estimate of how many blocks fit in the free memory
+  (less a safety margin) is checked with a real step and corrected, and that many blocks run
+  without checkpointing;
 - LoRA weights computing in the compute dtype (bf16 on a GPU) with fp32 master copies that the
   optimizer updates: peft casts a layer's input to its LoRA weights' dtype, so fp32 LoRA weights
   under bf16 autocast cost two casts of every adapted activation per use.
@@ -24,7 +25,11 @@ RECOMPILE_LIMIT = 64
 
 
 def compile_blocks(transformer, backend: str = "inductor") -> None:
-    """Compiles each transformer block in place (static shapes); all blocks share the compiled code."""
+    """Compiles each transformer block in place (static shapes); all blocks share the compiled code.
+    Compiled variants from earlier models are dropped first: a worker training job after job (each
+    with its own model and LoRA) would otherwise pile up variants until torch's recompile limit
+    silently runs the blocks eagerly."""
+    torch._dynamo.reset()
     config = torch._dynamo.config
     name = "recompile_limit" if hasattr(config, "recompile_limit") else "cache_size_limit"
     setattr(config, name, max(getattr(config, name), RECOMPILE_LIMIT))
@@ -60,20 +65,58 @@ def set_checkpointing(transformer, unchecked: int) -> None:
     transformer.enable_gradient_checkpointing(gradient_checkpointing_func=checkpoint_or_run)
 
 
-def probe_block_bytes(transformer, run_step: Callable[[], None], device: torch.device) -> tuple[int, int]:
-    """(peak bytes a step needs above what is allocated with every block checkpointed, extra bytes
-    per block left un-checkpointed), measured by running `run_step` (forward and backward; the
-    caller clears the gradients) with 0 and 2 blocks un-checkpointed."""
-    peaks = []
-    for unchecked in (0, 2):
-        set_checkpointing(transformer, unchecked)
-        torch.cuda.synchronize(device)
-        allocated = torch.cuda.memory_allocated(device)
-        torch.cuda.reset_peak_memory_stats(device)
+def fit_unchecked_blocks(blocks: int, measure: Callable[[int], int | None], limit_bytes: int,
+                         attempts: int = 4) -> tuple[int, list[tuple[int, int | None]]]:
+    """How many blocks can skip checkpointing, found by measuring: `measure(n)` runs a step with n
+    blocks un-checkpointed and returns its peak bytes (None when it ran out of memory). A first
+    estimate from n = 0 and 2 is checked with a real step and corrected from what that step needed
+    (a two-block probe can underestimate), until a step fits under `limit_bytes`; the largest n
+    measured to fit wins. Returns (n, the (n, peak) measurements)."""
+    measured: list[tuple[int, int | None]] = []
+
+    def run(n: int) -> int | None:
+        peak = measure(n)
+        measured.append((n, peak))
+        return peak
+
+    base = run(0)
+    if base is None or base > limit_bytes or blocks == 0:
+        return 0, measured
+    probe = min(2, blocks)
+    peak = run(probe)
+    if peak is None or peak > limit_bytes:
+        return 0, measured
+    fits = probe
+    per_block = max(1, (peak - base) // probe)
+    for _ in range(attempts):
+        n = unchecked_block_count(blocks, per_block, limit_bytes - base, 0)
+        if n <= fits:
+            break
+        peak = run(n)
+        if peak is not None and peak <= limit_bytes:
+            fits = n
+            if n == blocks:
+                break
+            per_block = max(1, (peak - base) // n)
+        else:  # too much: the next estimate comes from this step's own need (or half way, after an OOM)
+            per_block = max(per_block + 1, -(-(peak - base) // n) if peak is not None else 2 * per_block)
+    return fits, measured
+
+
+def step_peak_bytes(transformer, run_step: Callable[[], None], device: torch.device, unchecked: int,
+                    baseline: int) -> int | None:
+    """Peak bytes above `baseline` of one `run_step` with `unchecked` blocks un-checkpointed; None
+    when it ran out of memory (run_step clears its gradients either way)."""
+    set_checkpointing(transformer, unchecked)
+    torch.cuda.synchronize(device)
+    torch.cuda.reset_peak_memory_stats(device)
+    try:
         run_step()
-        torch.cuda.synchronize(device)
-        peaks.append(torch.cuda.max_memory_allocated(device) - allocated)
-    return peaks[0], max(0, (peaks[1] - peaks[0]) // 2)
+    except torch.OutOfMemoryError:
+        torch.cuda.empty_cache()
+        return None
+    torch.cuda.synchronize(device)
+    return torch.cuda.max_memory_allocated(device) - baseline
 
 
 def free_device_bytes(device: torch.device) -> int:
@@ -84,23 +127,30 @@ def free_device_bytes(device: torch.device) -> int:
 
 
 def checkpoint_by_budget(transformer, run_step: Callable[[], None], device: torch.device,
-                         margin_gib: float, optimizer_bytes: int = 0) -> int:
+                         margin_gib: float, optimizer_bytes: int = 0,
+                         report: Callable[[str], None] = lambda line: None) -> int:
     """Measures, chooses and applies the number of un-checkpointed blocks; returns it. `run_step`
-    is one forward and backward that leaves no gradients behind."""
-    step_bytes, per_block = probe_block_bytes(transformer, run_step, device)
-    free = free_device_bytes(device) - step_bytes - optimizer_bytes
-    unchecked = unchecked_block_count(len(transformer.transformer_blocks), per_block, free,
-                                      int(margin_gib * GIB))
+    is one forward and backward that leaves no gradients behind, even when it fails."""
+    torch.cuda.synchronize(device)
+    baseline = torch.cuda.memory_allocated(device)
+    limit = free_device_bytes(device) - optimizer_bytes - int(margin_gib * GIB)
+    blocks = len(transformer.transformer_blocks)
+    unchecked, measured = fit_unchecked_blocks(
+        blocks, lambda n: step_peak_bytes(transformer, run_step, device, n, baseline), limit)
     set_checkpointing(transformer, unchecked)
+    steps = ", ".join(f"{n}: {'out of memory' if peak is None else f'{peak / GIB:.1f} GiB'}" for n, peak in measured)
+    report(f"gradient checkpointing: {unchecked} of {blocks} blocks without, to stay under "
+           f"{limit / GIB:.1f} GiB of activations (measured steps by blocks without: {steps})")
     return unchecked
 
 
 def choose_checkpointing(transformer, setting: str, run_step: Callable[[], None], device: torch.device,
-                         margin_gib: float, optimizer_bytes: int = 0) -> int:
+                         margin_gib: float, optimizer_bytes: int = 0,
+                         report: Callable[[str], None] = lambda line: None) -> int:
     """Applies a checkpointing setting ("budget", "all", "none" or the number of blocks left
     un-checkpointed) and returns the number of un-checkpointed blocks."""
     if setting == "budget":
-        return checkpoint_by_budget(transformer, run_step, device, margin_gib, optimizer_bytes)
+        return checkpoint_by_budget(transformer, run_step, device, margin_gib, optimizer_bytes, report)
     blocks = len(transformer.transformer_blocks)
     unchecked = {"all": 0, "none": blocks}.get(setting)
     unchecked = min(blocks, int(setting)) if unchecked is None else unchecked
@@ -154,5 +204,6 @@ class LoraMasterWeights:
 
 
 def lora_bytes(params: list[torch.nn.Parameter]) -> int:
-    """AdamW's state for fp32 LoRA masters: two fp32 moments per weight."""
-    return 2 * 4 * sum(math.prod(p.shape) for p in params)
+    """What a training step holds beyond the probe's forward and backward for fp32 LoRA masters:
+    AdamW's two fp32 moments, the fp32 gradients and one fp32 temporary of the fused update."""
+    return 4 * 4 * sum(math.prod(p.shape) for p in params)

@@ -132,11 +132,13 @@ class Trainer:
         self.samples, self.held_out = samples, held_out  # on the host; one at a time goes to the device
         if self.device.type == "cuda":
             def probe_step() -> None:  # its own draws: the training's stay untouched
-                self.backward(torch.Generator().manual_seed(options.seed))
-                self.optimizer.zero_grad(set_to_none=True)
+                try:
+                    self.backward(torch.Generator().manual_seed(options.seed))
+                finally:
+                    self.optimizer.zero_grad(set_to_none=True)
             unchecked = acceleration.choose_checkpointing(
                 transformer, options.checkpoint, probe_step, self.device,
-                options.memory_margin_gib, acceleration.lora_bytes(self.params))
+                options.memory_margin_gib, acceleration.lora_bytes(self.params), ctx.log)
             ctx.log(f"{unchecked} of {len(transformer.transformer_blocks)} blocks without gradient checkpointing")
 
     def _prepare(self, sample: Sample):
