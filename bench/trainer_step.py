@@ -14,6 +14,7 @@ The rows of issue 13's tables (the trainer's own switches, services/trainer/acce
     + the first N blocks not checkpointed       --compile --checkpoint N   (v2a 20, av2av 5)
     the trainer's default on CUDA               --compile --checkpoint budget
     LoRA weights computing in bf16              --lora-dtype bf16 (fp32 masters)
+    kernel time by family (GEMM, attention...)  --profile
     worst allowed case                          --frames 121 --size 960x960 --modes av2av
 MFU = 2 x the forward's FLOPs (torch.utils.flop_counter) / s_per_step / 989 TFLOP/s (H100 bf16).
 No fp8 path exists yet (fp8 GEMMs only pay off with the activation quantisation fused, gpu.md).
@@ -96,6 +97,43 @@ def training_flops(transformer, text, video, audio, generator, autocast) -> floa
     return 2.0 * counter.get_total_flops()
 
 
+# Kernel families of a CUDA profile, matched on the kernel's name (first match wins).
+KERNEL_FAMILIES = (
+    ("attention", ("flash", "fmha", "attention", "cudnn")),
+    ("gemm", ("gemm", "cutlass", "xmma", "nvjet", "cublas", "wgmma")),
+    ("fused (compiled)", ("triton",)),
+    ("elementwise", ("elementwise", "vectorized", "unrolled", "copy", "cast", "mul", "add")),
+    ("reduction/norm", ("reduce", "norm", "softmax")),
+)
+
+
+def kernel_family(name: str) -> str:
+    lowered = name.lower()
+    return next((family for family, keys in KERNEL_FAMILIES if any(k in lowered for k in keys)), "other")
+
+
+def kernel_time_profile(step) -> str:
+    """One step under torch.profiler: kernel time per family and the ten costliest kernels."""
+    from torch.profiler import ProfilerActivity, profile
+    with profile(activities=[ProfilerActivity.CUDA]) as prof:
+        start = time.perf_counter()
+        step()
+        wall = time.perf_counter() - start
+    events = prof.key_averages()
+    kernels = [e for e in events if e.device_type == torch.autograd.DeviceType.CUDA]
+    kernels = kernels or [e for e in events if e.self_device_time_total > 0]
+    total = sum(e.self_device_time_total for e in kernels) or 1
+    families: dict[str, float] = {}
+    for event in kernels:
+        family = kernel_family(event.key)
+        families[family] = families.get(family, 0) + event.self_device_time_total
+    lines = [f"profile: step {wall:.3f} s, kernel time {total / 1e6:.3f} s"]
+    lines += [f"  {family:18s} {t / total:6.1%}" for family, t in sorted(families.items(), key=lambda x: -x[1])]
+    for event in sorted(kernels, key=lambda e: -e.self_device_time_total)[:10]:
+        lines.append(f"  {event.self_device_time_total / total:6.1%}  {event.key[:90]}")
+    return "\n".join(lines)
+
+
 def bench_mode(mode: str, transformer, text, sample: Sample, fps: int, rank: int, steps: int, device,
                args) -> dict:
     strategy = STRATEGIES[mode]()
@@ -113,18 +151,20 @@ def bench_mode(mode: str, transformer, text, sample: Sample, fps: int, rank: int
     unchecked = 0
     if device.type == "cuda":
         def probe_step():
-            with autocast():
-                loss, _ = diffusion_loss(transformer, text, video, audio, draw_noise(video, audio, generator))
-            loss.backward()
-            optimizer.zero_grad(set_to_none=True)
+            try:
+                with autocast():
+                    loss, _ = diffusion_loss(transformer, text, video, audio, draw_noise(video, audio, generator))
+                loss.backward()
+            finally:
+                optimizer.zero_grad(set_to_none=True)
         unchecked = acceleration.choose_checkpointing(transformer, args.checkpoint, probe_step, device,
-                                                      args.margin_gib, acceleration.lora_bytes(params))
+                                                      args.margin_gib, acceleration.lora_bytes(params), print)
     tokens = video.count + audio.count + sum(s.reference.shape[1] for s in (video, audio) if s.reference is not None)
     times = []
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats()
-    for index in range(steps + 2):  # the first two steps warm up (and compile)
-        start = time.perf_counter()
+
+    def step():
         with autocast():
             loss, _ = diffusion_loss(transformer, text, video, audio, draw_noise(video, audio, generator))
         loss.backward()
@@ -133,9 +173,15 @@ def bench_mode(mode: str, transformer, text, sample: Sample, fps: int, rank: int
         optimizer.zero_grad(set_to_none=True)
         if device.type == "cuda":
             torch.cuda.synchronize()
+
+    for index in range(steps + 2):  # the first two steps warm up (and compile)
+        start = time.perf_counter()
+        step()
         if index > 1:
             times.append(time.perf_counter() - start)
     seconds = sorted(times)[len(times) // 2]
+    if args.profile and device.type == "cuda":
+        print(kernel_time_profile(step), flush=True)
     flops = training_flops(transformer, text, video, audio, generator, autocast)
     transformer.delete_adapters("default")
     result = {"mode": mode, "compile": args.compile, "unchecked_blocks": unchecked,
@@ -166,6 +212,7 @@ def main() -> None:
                         help="CUDA: budget | all | none | N blocks left un-checkpointed (as the trainer)")
     parser.add_argument("--margin-gib", type=float, default=4.0, help="safety margin of the budget")
     parser.add_argument("--lora-dtype", choices=("fp32", "bf16"), default="fp32")
+    parser.add_argument("--profile", action="store_true", help="CUDA: kernel time by family of one more step")
     args = parser.parse_args()
     device = torch.device(args.device)
     if device.type == "cpu":
@@ -181,11 +228,11 @@ def main() -> None:
         sample, text = latents_sample(frames, width, height, args.fps, device), real_text(device)
     if args.compile is None:
         args.compile = device.type == "cuda"
-    if args.compile:
-        acceleration.compile_blocks(transformer)
     print(f"device={device} frames={frames} size={width}x{height} rank={args.rank} "
           f"transformer_params={sum(p.numel() for p in transformer.parameters()) / 1e9:.2f}B")
     for mode in args.modes.split(","):
+        if args.compile:  # afresh for each mode's LoRA, as the trainer does for each job's model
+            acceleration.compile_blocks(transformer)
         print(bench_mode(mode, transformer, text, sample, args.fps, args.rank, args.steps, device, args), flush=True)
 
 
