@@ -1,0 +1,34 @@
+"""The GPU benchmarks' CPU smoke checks run, so the scripts cannot rot between GPU sessions:
+bench/trainer_step.py on the tiny model, bench/real_job.py's whole trainer-stage path."""
+
+import ast
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _run(*args: str) -> str:
+    result = subprocess.run([sys.executable, *args], cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return result.stdout
+
+
+def test_trainer_step_benchmark_prints_a_step_time():
+    lines = [line for line in _run("bench/trainer_step.py", "--device", "cpu", "--steps", "1",
+                                   "--modes", "v2a").splitlines() if line.startswith("{")]
+    result = ast.literal_eval(lines[-1])
+    assert result["mode"] == "v2a" and result["s_per_step"] > 0 and result["tflops_per_step"] > 0
+
+
+def test_real_job_script_runs_the_trainer_stage(tmp_path):
+    out = _run("bench/real_job.py", "--tiny", "--mode", "av2av", "--frames", "9", "--resolution", "low",
+               "--validation-resolution", "low", "--steps", "2", "--sampling-steps", "2",
+               "--work-dir", str(tmp_path))
+    assert "rendering validation previews" in out
+    summary = json.loads(out.strip().splitlines()[-1])
+    assert summary["steps"] == 2 and summary["size"] == [512, 512]
+    assert set(summary["outputs"]) == {"lora_file", "lora_comfyui_file", "config_file", "video"}
+    assert all(size > 0 for size in summary["outputs"].values())
