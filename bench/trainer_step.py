@@ -25,8 +25,9 @@ therefore av2av at 121 frames 960x960 with both factors 1: 16x30x30 = 14 400 tar
 reference video tokens and 2 x 126 audio tokens. Measured on an H100 with every block
 checkpointed (eager): 65.0 GiB peak (gpu.md); compiled blocks use less (48.9 vs 50.9 GiB at
 768x768 av2av). The budget only leaves blocks un-checkpointed in memory measured free after that
-checkpointed step (less a 4 GiB margin), so every allowed combination trains within 80 GB and no
-refusal at submit is needed. Previews sample without gradients (one forward at a time), below the
+checkpointed step (less a 4 GiB margin), and checks its choice with a real step (on an H100 its
+first v2a estimate, 42 blocks, ran out of memory; 30 fit), so every allowed combination should
+train within 80 GB and no refusal at submit is needed (the worst case is yet to run on a GPU). Previews sample without gradients (one forward at a time), below the
 training peak; the video decode of 121 frames at 960x960 (about 18 GiB extrapolated from 7.4 GiB
 at 89x960x544) beside the 38 GiB of bf16 weights is the figure left to measure.
 """
