@@ -39,6 +39,7 @@ from avlora.stage import JobContext
 from avlora.store import LocalStore
 from avlora.v1 import dataset_pb2
 from services.trainer import stage
+from services.trainer.strategies import strategy_for
 from trainer_step import REAL_TRANSFORMER
 
 # LTX-2.3's connectors: Gemma 3's 49 stacked hidden states (3840 wide) projected per modality,
@@ -99,6 +100,7 @@ def latents(frames: int, fps: int, size: tuple[int, int], spatial: int = 1, temp
 def write_training_set(store: LocalStore, params, samples: int, prompt_width: int, prompt_length: int) -> str:
     """Random latents at the job's shapes, in the cache format preprocessing writes."""
     root = "jobs/set/preprocess"
+    keys = strategy_for(params).cache_keys
     spatial = getattr(params, "reference_downscale_factor", 1)
     temporal = getattr(params, "reference_temporal_scale_factor", 1)
 
@@ -110,9 +112,7 @@ def write_training_set(store: LocalStore, params, samples: int, prompt_width: in
         ref_video, ref_audio = latents(frames, fps, size, spatial, temporal)
         tensors = {VIDEO_LATENTS: video, AUDIO_LATENTS: audio, REF_VIDEO_LATENTS: ref_video,
                    REF_AUDIO_LATENTS: ref_audio}
-        keys = (stage.strategy_for(params).cache_keys.training if kind == "training"
-                else stage.strategy_for(params).cache_keys.validation)
-        return {k: tensors[k] for k in keys} | random_prompt(prompt_width, prompt_length)
+        return {k: tensors[k] for k in getattr(keys, kind)} | random_prompt(prompt_width, prompt_length)
 
     (width, height), validation_size = params.size, params.validation_size
     training_set = dataset_pb2.TrainingSet(job_id="set", mode=params.mode, width=width, height=height,

@@ -98,8 +98,10 @@ def fit_unchecked_blocks(blocks: int, measure: Callable[[int], int | None], limi
             if n == blocks:
                 break
             per_block = max(1, (peak - base) // n)
-        else:  # too much: the next estimate comes from this step's own need (or half way, after an OOM)
-            per_block = max(per_block + 1, -(-(peak - base) // n) if peak is not None else 2 * per_block)
+        elif peak is None:  # out of memory: assume twice the cost per block
+            per_block *= 2
+        else:  # over the limit: the next estimate comes from this step's own need
+            per_block = max(per_block + 1, math.ceil((peak - base) / n))
     return fits, measured
 
 
@@ -131,6 +133,7 @@ def checkpoint_by_budget(transformer, run_step: Callable[[], None], device: torc
                          report: Callable[[str], None] = lambda line: None) -> int:
     """Measures, chooses and applies the number of un-checkpointed blocks; returns it. `run_step`
     is one forward and backward that leaves no gradients behind, even when it fails."""
+    report("gradient checkpointing: measuring GPU memory with a few training steps")
     torch.cuda.synchronize(device)
     baseline = torch.cuda.memory_allocated(device)
     limit = free_device_bytes(device) - optimizer_bytes - int(margin_gib * GIB)
@@ -148,13 +151,14 @@ def choose_checkpointing(transformer, setting: str, run_step: Callable[[], None]
                          margin_gib: float, optimizer_bytes: int = 0,
                          report: Callable[[str], None] = lambda line: None) -> int:
     """Applies a checkpointing setting ("budget", "all", "none" or the number of blocks left
-    un-checkpointed) and returns the number of un-checkpointed blocks."""
+    un-checkpointed), reports the choice and returns the number of un-checkpointed blocks."""
     if setting == "budget":
         return checkpoint_by_budget(transformer, run_step, device, margin_gib, optimizer_bytes, report)
     blocks = len(transformer.transformer_blocks)
     unchecked = {"all": 0, "none": blocks}.get(setting)
     unchecked = min(blocks, int(setting)) if unchecked is None else unchecked
     set_checkpointing(transformer, unchecked)
+    report(f"gradient checkpointing: {unchecked} of {blocks} blocks without (setting {setting!r})")
     return unchecked
 
 

@@ -122,9 +122,9 @@ class Trainer:
         if options.lora_dtype == "bf16" and self.device.type == "cuda":
             self.masters = acceleration.LoraMasterWeights(self.params, torch.bfloat16)
             self.params = self.masters.masters
-        compiled = options.compile if options.compile is not None else self.device.type == "cuda"
-        if compiled:
+        if options.compile if options.compile is not None else self.device.type == "cuda":
             acceleration.compile_blocks(transformer)
+            ctx.log("transformer blocks compiled on first use: the first steps take a minute or two longer")
         self.optimizer = torch.optim.AdamW(self.params, lr=ctx.params.learning_rate, weight_decay=WEIGHT_DECAY,
                                            betas=ADAM_BETAS, eps=ADAM_EPS)
         if self.masters:
@@ -137,14 +137,9 @@ class Trainer:
                     self.backward(torch.Generator().manual_seed(options.seed))
                 finally:
                     self.optimizer.zero_grad(set_to_none=True)
-            if options.checkpoint == "budget":
-                ctx.log("measuring GPU memory for gradient checkpointing" +
-                        (" (the first steps compile the blocks: a minute or two)" if compiled else ""))
-            unchecked = acceleration.choose_checkpointing(
-                transformer, options.checkpoint, probe_step, self.device,
-                options.memory_margin_gib, acceleration.lora_bytes(self.params), ctx.log)
-            if options.checkpoint != "budget":  # the budget reports its own choice
-                ctx.log(f"{unchecked} of {len(transformer.transformer_blocks)} blocks without gradient checkpointing")
+            acceleration.choose_checkpointing(transformer, options.checkpoint, probe_step, self.device,
+                                              options.memory_margin_gib, acceleration.lora_bytes(self.params),
+                                              ctx.log)
 
     def _prepare(self, sample: Sample):
         """(text, video stream, audio stream) of a sample, on the device, text through the connectors."""
