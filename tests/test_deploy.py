@@ -118,7 +118,23 @@ def test_every_service_has_grpc_probes_on_its_port(rendered, overlay):
         assert "memory" in container["resources"]["limits"]
         svc = _one(objects, "Service", f"avlora-{service}")
         assert svc["spec"]["selector"] == deployment["spec"]["selector"]["matchLabels"]
-        assert [(p["port"], p["targetPort"]) for p in svc["spec"]["ports"]] == [(PORT, "grpc")]
+        assert [(p["port"], p["targetPort"]) for p in svc["spec"]["ports"]][0] == (PORT, "grpc")
+        if service != "ledger":
+            assert len(svc["spec"]["ports"]) == 1
+
+
+@pytest.mark.parametrize("overlay", ALL)
+def test_workers_reach_the_ledgers_internal_port(rendered, overlay):
+    """The workers' AVLORA_LEDGER_ADDR names the ledger Service's port that leads to the ledger's
+    LedgerService (AVLORA_INTERNAL_PORT), not the public JobService port."""
+    objects = rendered[overlay]
+    config = next(o for o in objects if o["kind"] == "ConfigMap" and o["metadata"]["name"].startswith("avlora-config"))
+    host, port = config["data"]["AVLORA_LEDGER_ADDR"].rsplit(":", 1)
+    internal_port = int(config["data"]["AVLORA_INTERNAL_PORT"])
+    assert internal_port != PORT and host == "avlora-ledger"
+    target = next(p["targetPort"] for p in _one(objects, "Service", host)["spec"]["ports"] if p["port"] == int(port))
+    container_ports = {p["name"]: p["containerPort"] for p in _container(_one(objects, "Deployment", host))["ports"]}
+    assert container_ports[target] == internal_port
 
 
 @pytest.mark.parametrize("overlay", ALL)
