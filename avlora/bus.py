@@ -80,16 +80,13 @@ async def ensure_spine(js, *, ack_wait: float, max_deliver: int) -> None:
                          max_age=30 * 24 * 3600),
     ]
     for config in streams:
-        try:
-            await js.add_stream(config)
-        except BadRequestError:
-            await js.update_stream(config)
+        await ensure_stream(js, config)
     for stage in STAGES:
-        await _ensure_consumer(js, WORK_STREAM, api.ConsumerConfig(
+        await ensure_consumer(js, WORK_STREAM, api.ConsumerConfig(
             durable_name=consumer_name(stage), filter_subject=work_subject(stage),
             ack_policy=api.AckPolicy.EXPLICIT, ack_wait=ack_wait, max_deliver=max_deliver,
             max_ack_pending=1000))
-    await _ensure_consumer(js, EVENT_STREAM, api.ConsumerConfig(
+    await ensure_consumer(js, EVENT_STREAM, api.ConsumerConfig(
         durable_name=LEDGER_CONSUMER, ack_policy=api.AckPolicy.EXPLICIT, ack_wait=30,
         max_ack_pending=10000))
     try:
@@ -98,7 +95,15 @@ async def ensure_spine(js, *, ack_wait: float, max_deliver: int) -> None:
         await js.create_key_value(bucket=CANCEL_BUCKET, ttl=7 * 24 * 3600)
 
 
-async def _ensure_consumer(js, stream: str, config: api.ConsumerConfig) -> None:
+async def ensure_stream(js, config: api.StreamConfig) -> None:
+    """Creates the stream, or brings an existing one to this configuration."""
+    try:
+        await js.add_stream(config)
+    except BadRequestError:
+        await js.update_stream(config)
+
+
+async def ensure_consumer(js, stream: str, config: api.ConsumerConfig) -> None:
     """Creates a missing consumer. An existing one keeps its configuration (adding it again would
     silently update it to whichever process started last)."""
     try:

@@ -23,8 +23,6 @@ RESOLUTION_BUCKETS: dict[tuple[str, str], tuple[int, int]] = {
     ("high", "16:9"): (960, 544), ("high", "1:1"): (960, 960), ("high", "9:16"): (544, 960),
 }
 
-# Price per billable unit, by mode (seed pages: "0.0049 * steps", "0.0068 * steps").
-
 DEFAULT_NEGATIVE_PROMPT = (
     "worst quality, low quality, inconsistent motion, blurry, jittery, distorted, watermark, "
     "text, muffled audio, distorted audio, noise, clipping, silence"

@@ -19,7 +19,7 @@ class Settings:
     # this process in logs and events; default host-pid
     worker_name: str = field(default_factory=lambda: f"{socket.gethostname()}-{os.getpid()}")
     database_url: str = ""                 # the ledger's; default SQLite in DATA_DIR
-    ledger_addr: str = "127.0.0.1:50052"   # the ledger's internal port
+    ledger_addr: str = ""                  # where the workers reach the ledger's internal port; default 127.0.0.1:INTERNAL_PORT
     # the service credential every internal RPC needs (from the deployment's secrets; `avlora up` makes one)
     internal_token: str = ""
     internal_port: int = 50052             # the ledger's internal port (LedgerService); GRPC_PORT serves JobService only
@@ -46,6 +46,10 @@ class Settings:
     @property
     def ledger_database_url(self) -> str:
         return self.database_url or f"sqlite:///{self.data_dir / 'ledger.db'}"
+
+    @property
+    def ledger_address(self) -> str:
+        return self.ledger_addr or f"127.0.0.1:{self.internal_port}"
 
     @property
     def store_url(self) -> str:

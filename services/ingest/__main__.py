@@ -12,7 +12,7 @@ from services.ingest.stage import run
 if __name__ == "__main__":
     settings = Settings.from_env()
     servicer = IngestServicer(open_store(settings.store_url), IngestLimits.from_env().max_download_bytes,
-                              LedgerAuthenticator(settings.ledger_addr, settings.internal_token), settings)
+                              LedgerAuthenticator(settings.ledger_address, settings.internal_token), settings)
     run_stage_process("ingest", run, [(stages_pb2_grpc.add_IngestServiceServicer_to_server, servicer,
                                        "avlora.v1.IngestService")],
                       concurrency=settings.ingest_concurrency)

@@ -16,11 +16,12 @@ from sqlalchemy.exc import DataError, IntegrityError, SQLAlchemyError
 
 from avlora import bus
 from avlora.auth import KeyCache, bearer_key
+from avlora.job_state import TERMINAL
 from avlora.params import MODES, InvalidParams, from_json, to_proto
 from avlora.service import valid_params
 from avlora.store import ArtifactStore
 from avlora.v1 import events_pb2, jobs_pb2, jobs_pb2_grpc, ledger_pb2, ledger_pb2_grpc, params_pb2
-from services.ledger import downloads, states
+from services.ledger import downloads
 from services.ledger.billing import Bill, total_cost
 from services.ledger.ledger import Ledger, RequestIdReused
 from services.ledger.models import Job
@@ -58,9 +59,12 @@ class JobChanges:
 async def _abort_for_database(context, error: Exception) -> None:
     """A database error as a status a caller can act on; the SQL and the host stay in our log."""
     log.error("database error", error=repr(error))
-    if isinstance(error, (DataError, IntegrityError)):
+    if isinstance(error, DataError):
         await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "a value does not fit the ledger's database "
                             "(too long or out of range)")
+    if isinstance(error, IntegrityError):
+        await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "a value does not fit the ledger's database "
+                            "(it names a record that does not exist, or repeats a unique one)")
     await context.abort(grpc.StatusCode.UNAVAILABLE, "the ledger's database is unavailable; retry later")
 
 
@@ -73,7 +77,7 @@ def database_errors_mapped(servicer_class):
                 try:
                     async for item in method(self, request, context):
                         yield item
-                except (SQLAlchemyError, OSError) as error:
+                except SQLAlchemyError as error:
                     await _abort_for_database(context, error)
             return streaming
 
@@ -81,7 +85,7 @@ def database_errors_mapped(servicer_class):
         async def unary(self, request, context):
             try:
                 return await method(self, request, context)
-            except (SQLAlchemyError, OSError) as error:
+            except SQLAlchemyError as error:
                 await _abort_for_database(context, error)
         return unary
 
@@ -134,7 +138,7 @@ class JobService(jobs_pb2_grpc.JobServiceServicer):
         return await self.keys.tenant(context, self.ledger.tenant_for_key)
 
     async def _message(self, job: Job) -> jobs_pb2.Job:
-        bill = await self.ledger.bill_of(job.id) if job.state in states.TERMINAL else None
+        bill = await self.ledger.bill_of(job.id) if job.state in TERMINAL else None
         return downloads.add_download_urls(self.store, self.url_ttl_s, job_message(job, bill.units if bill else 0,
                                                        await self.ledger.queue_position(job)))
 
@@ -210,7 +214,7 @@ class JobService(jobs_pb2_grpc.JobServiceServicer):
             if message != last:
                 yield message
                 last = message
-            if message.state in states.TERMINAL:
+            if message.state in TERMINAL:
                 return
             await self.changes.wait(request.job_id, WATCH_POLL_S)
 

@@ -7,7 +7,7 @@ import json
 import structlog
 from google.protobuf.message import DecodeError
 from nats.js import api
-from nats.js.errors import BadRequestError, NotFoundError
+from nats.js.errors import NotFoundError
 
 from avlora import bus
 from avlora.stage import new_event
@@ -50,15 +50,9 @@ async def ensure_advisory_stream(js) -> None:
     that one published while the ledger is down waits for it (a plain NATS message would be lost)."""
     config = api.StreamConfig(name=ADVISORY_STREAM, subjects=[MAX_DELIVERIES_ADVISORY],
                               retention=api.RetentionPolicy.LIMITS, max_age=30 * 24 * 3600)
-    try:
-        await js.add_stream(config)
-    except BadRequestError:
-        await js.update_stream(config)
-    try:
-        await js.consumer_info(ADVISORY_STREAM, ADVISORY_CONSUMER)
-    except NotFoundError:
-        await js.add_consumer(ADVISORY_STREAM, api.ConsumerConfig(
-            durable_name=ADVISORY_CONSUMER, ack_policy=api.AckPolicy.EXPLICIT, ack_wait=30))
+    await bus.ensure_stream(js, config)
+    await bus.ensure_consumer(js, ADVISORY_STREAM, api.ConsumerConfig(
+        durable_name=ADVISORY_CONSUMER, ack_policy=api.AckPolicy.EXPLICIT, ack_wait=30))
 
 
 async def fail_exhausted_work(js, ledger: Ledger, changes: JobChanges, stopping: asyncio.Event) -> None:

@@ -13,7 +13,7 @@ import structlog
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from avlora.job_state import state_name
+from avlora.job_state import TERMINAL, state_name
 from avlora.params import InvalidParams, JobParams, foreign_upload, from_json, urls_of
 from avlora.store import UPLOAD_SCHEME
 from avlora.v1 import events_pb2, jobs_pb2
@@ -207,7 +207,7 @@ class Ledger:
                                        .with_for_update())
             if job is None:
                 return None
-            ended = job.state not in states.TERMINAL
+            ended = job.state not in TERMINAL
             if ended:
                 await self._record(session, event, True, "cancelled through the API")
                 await self._finish(session, job, jobs_pb2.CANCELLED)
@@ -233,7 +233,7 @@ class Ledger:
                 applied = new_state is not None
                 if applied:
                     self._apply(job, new_state, event)
-                    if new_state in states.TERMINAL:
+                    if new_state in TERMINAL:
                         await self._finish(session, job, new_state)
                         ended = True
                     if (job.state, job.queued_for) != before:
@@ -252,7 +252,7 @@ class Ledger:
         job.updated_at = utcnow()
         if kind == "queued":
             job.queued_for, job.queued_at = event.queued.stage, job.updated_at
-        elif kind != "progress" or new_state in states.TERMINAL:
+        elif kind != "progress" or new_state in TERMINAL:
             job.queued_for, job.queued_at = "", None
         if kind == "progress":
             job.progress = merge_progress(job.progress, event.progress).SerializeToString()
@@ -294,7 +294,7 @@ class Ledger:
     async def active_params(self) -> list[str]:
         """The parameters (JSON) of every job that has not ended."""
         async with self.session() as session:
-            return list(await session.scalars(sa.select(Job.params_json).where(Job.state.not_in(states.TERMINAL))))
+            return list(await session.scalars(sa.select(Job.params_json).where(Job.state.not_in(TERMINAL))))
 
     # --- usage ------------------------------------------------------------------------------
     async def usage(self, tenant: str, job_id: str = "") -> list[tuple[Usage, int]]:

@@ -1,6 +1,6 @@
 """The job state machine: which event moves a job where. Pure functions over plain values."""
 
-from avlora.job_state import TERMINAL, state_name  # noqa: F401  (TERMINAL: states.TERMINAL)
+from avlora.job_state import state_name
 from avlora.v1 import events_pb2
 from avlora.v1.jobs_pb2 import CANCELLED, FAILED, INGESTING, PREPROCESSING, QUEUED, SUCCEEDED, TRAINING
 

@@ -10,7 +10,7 @@ from services.preprocess.stage import run
 
 if __name__ == "__main__":
     settings = Settings.from_env()
-    servicer = PreprocessServicer(open_store(settings.store_url), LedgerAuthenticator(settings.ledger_addr, settings.internal_token),
+    servicer = PreprocessServicer(open_store(settings.store_url), LedgerAuthenticator(settings.ledger_address, settings.internal_token),
                                   settings=settings)
     run_stage_process("preprocess", run, [(stages_pb2_grpc.add_PreprocessServiceServicer_to_server, servicer,
                                            "avlora.v1.PreprocessService")])
