@@ -54,7 +54,7 @@ class PreviewRenderer:
         generator = torch.Generator().manual_seed(self.seed)
         rate = model.vocoder.config.output_sampling_rate
         negative = encode_text(model.connectors, self.negative_prompt)
-        clips = []
+        generated = []  # sampled latents first, then each decoder visits the GPU once for all items
         for number, item in enumerate(items, 1):
             conditioning = item.conditioning.to(device, torch.float32)
             shape = self.strategy.target_shape(conditioning)
@@ -66,14 +66,15 @@ class PreviewRenderer:
             result = generate(model, self.strategy, conditioning, text, negative, item.fps, shape, audio_count,
                               self.steps, self.stg_scale, generator, self.autocast, should_stop,
                               on_step=lambda done, total: progress(done, total, label))
-            with visiting([model.audio_vae, model.vocoder], device):
-                sound = fit_duration(decode_audio(model.audio_vae, model.vocoder, result.audio[0]),
-                                     frames / item.fps, rate)
-            video = None
-            if self.strategy.decodes_video:
-                with visiting([model.vae], device):
-                    video = decode_video(model.vae, result.video[0])
-            clips.append((video, sound))
+            generated.append((result, frames / item.fps))
+        with visiting([model.audio_vae, model.vocoder], device):
+            sounds = [fit_duration(decode_audio(model.audio_vae, model.vocoder, result.audio[0]), seconds, rate)
+                      for result, seconds in generated]
+        videos = [None] * len(generated)
+        if self.strategy.decodes_video:
+            with visiting([model.vae], device):
+                videos = [decode_video(model.vae, result.video[0]) for result, _ in generated]
+        clips = list(zip(videos, sounds))
         return self.strategy.write_preview(out_path, clips, items[0].fps, rate)
 
 
