@@ -37,15 +37,10 @@ def compile_blocks(transformer, backend: str = "inductor") -> None:
         block.compile(backend=backend, dynamic=False)
 
 
-def unchecked_block_count(blocks: int, per_block_bytes: int, free_bytes: int, margin_bytes: int) -> int:
-    """How many blocks can skip checkpointing: those whose saved activations (per_block_bytes each)
-    fit in free_bytes (memory left over by a step with every block checkpointed) less the margin."""
-    spare = free_bytes - margin_bytes
-    if spare <= 0:
-        return 0
-    if per_block_bytes <= 0:
-        return blocks
-    return min(blocks, spare // per_block_bytes)
+def unchecked_block_count(blocks: int, per_block_bytes: int, spare_bytes: int) -> int:
+    """How many blocks can skip checkpointing: those whose saved activations (per_block_bytes each,
+    at least 1) fit in spare_bytes."""
+    return max(0, min(blocks, spare_bytes // max(1, per_block_bytes)))
 
 
 def set_checkpointing(transformer, unchecked: int) -> None:
@@ -89,7 +84,7 @@ def fit_unchecked_blocks(blocks: int, measure: Callable[[int], int | None], limi
     fits = probe
     per_block = max(1, (peak - base) // probe)
     for _ in range(attempts):
-        n = unchecked_block_count(blocks, per_block, limit_bytes - base, 0)
+        n = unchecked_block_count(blocks, per_block, limit_bytes - base)
         if n <= fits:
             break
         peak = run(n)
