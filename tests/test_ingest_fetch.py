@@ -6,6 +6,8 @@ import email.utils
 import gzip
 import ipaddress
 import re
+import ssl
+import subprocess
 import sys
 import threading
 import time
@@ -216,6 +218,34 @@ def test_loopback_is_refused_without_the_setting(server, tmp_path, limits):
     assert message.startswith("dataset download failed: host 127.0.0.1 resolves to the non-public address "
                               "127.0.0.1, which is refused")
     assert server.hits == {}
+
+
+@pytest.fixture(scope="module")
+def https_server(tmp_path_factory):
+    """The same handler over TLS, with a self-signed certificate for 127.0.0.1 (no CA vouches for it)."""
+    folder = tmp_path_factory.mktemp("tls")
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=127.0.0.1",
+                    "-addext", "subjectAltName=IP:127.0.0.1", "-keyout", str(folder / "key.pem"),
+                    "-out", str(folder / "cert.pem")], check=True, capture_output=True)
+    httpd = Server(("127.0.0.1", 0), Handler)
+    httpd.files, httpd.hits = {"ok": BODY}, {}
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(folder / "cert.pem", folder / "key.pem")
+    httpd.socket = context.wrap_socket(httpd.socket, server_side=True)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    httpd.base = f"https://127.0.0.1:{httpd.server_address[1]}"
+    yield httpd
+    httpd.shutdown()
+    httpd.server_close()
+
+
+def test_https_certificates_are_verified(https_server, tmp_path, limits):
+    """Every download shares one TLS context (built once, for speed); it still checks certificates:
+    a self-signed one is refused at once (retrying meets the same certificate)."""
+    message = fetch_fails(https_server, "/files/ok", tmp_path, limits)
+    assert message.startswith("dataset download failed: the server's TLS certificate is not trusted (")
+    assert "self-signed certificate" in message and "attempts" not in message
+    assert message.endswith(f"for {https_server.base}/files/ok")
 
 
 def test_redirect_loops_are_bounded(server, tmp_path, limits):
