@@ -10,7 +10,6 @@ from collections.abc import Awaitable, Callable
 import grpc
 
 from avlora.params import foreign_upload
-from avlora.store import UPLOAD_SCHEME
 from avlora.v1 import ledger_pb2, ledger_pb2_grpc
 
 CACHE_S = 60.0
@@ -98,10 +97,9 @@ class LedgerAuthenticator:
             return reply.tenant
         return await self.cache.tenant(context, ask_the_ledger)
 
-    async def check_uploads(self, context, tenant: str, urls: dict[str, str]) -> None:
-        """Aborts with INVALID_ARGUMENT when an upload:// among `urls` (by field) is not the tenant's,
-        as CreateJob does; UNAVAILABLE when the ledger cannot say."""
-        uploads = {field: url.removeprefix(UPLOAD_SCHEME) for field, url in urls.items() if url.startswith(UPLOAD_SCHEME)}
+    async def check_uploads(self, context, tenant: str, uploads: dict[str, str]) -> None:
+        """Aborts with INVALID_ARGUMENT when an upload (`params.upload_refs`: id by field) is not the
+        tenant's, as CreateJob does; UNAVAILABLE when the ledger cannot say."""
         if not uploads:
             return
         try:

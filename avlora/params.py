@@ -11,6 +11,7 @@ from pydantic import (BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
 from pydantic.fields import FieldInfo
 
+from avlora.store import UPLOAD_SCHEME
 from avlora.v1 import params_pb2
 
 ResolutionName = Literal["low", "medium", "high"]
@@ -41,6 +42,12 @@ def field_type(field: FieldInfo) -> type:
     """A field's plain type: a Literal's values' type (rank: int; resolution: str), else its annotation."""
     kind = field.annotation
     return type(get_args(kind)[0]) if get_origin(kind) is Literal else kind
+
+
+def default_label(field: FieldInfo) -> str:
+    """How help and docs name a field's default: the value, or a label for one too long to show."""
+    extra = field.json_schema_extra if isinstance(field.json_schema_extra, dict) else {}
+    return str(extra.get("default_label") or field.get_default(call_default_factory=True))
 
 
 def field_rules(field: FieldInfo) -> str:
@@ -140,7 +147,7 @@ class CommonParams(BaseModel):
     split_input_duration_threshold: float = Field(30.0, ge=1.0, le=60.0, description=(
         "seconds above which a clip is split into scenes, when splitting is on"))
     validation_negative_prompt: str = Field(DEFAULT_NEGATIVE_PROMPT, max_length=MAX_PROMPT_CHARS, description=(
-        "what validation previews steer away from"))
+        "what validation previews steer away from"), json_schema_extra={"default_label": "the built-in list"})
     validation_number_of_frames: int = Field(89, ge=9, le=121, description=(
         "frames per validation preview, snapped down to frames % 8 == 1"))
     validation_frame_rate: int = Field(24, ge=8, le=60, description="frames per second of validation previews")
@@ -248,6 +255,14 @@ def urls_of(params: JobParams) -> dict[str, str]:
             if name.endswith("_url") and value:
                 urls[f"validation.{index}.{name}"] = value
     return urls
+
+
+def upload_refs(params: JobParams) -> dict[str, str]:
+    """The upload ids a job names (its upload:// URLs), by field path."""
+    return {field: url.removeprefix(UPLOAD_SCHEME) for field, url in urls_of(params).items()
+            if url.startswith(UPLOAD_SCHEME)}
+
+
 # Every mode by name. A new mode is one params class here (and its message in params.proto).
 MODES: dict[str, type[CommonParams]] = {model.mode_name(): model for model in (V2AParams, AV2AVParams)}
 

@@ -12,26 +12,22 @@
 """
 
 import asyncio
-import re
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
 from avlora.job_state import TERMINAL
-from avlora.store import ArtifactStore, JobFiles, StoredObject, store_key
+from avlora.params import from_json, upload_refs
+from avlora.store import UPLOAD_SCHEME, ArtifactStore, JobFiles, StoredObject, store_key
 from avlora.v1 import jobs_pb2
 
-UPLOAD_REF = re.compile(r"upload://[A-Za-z0-9_.\-]+")
+
+def upload_ids(params_json: str) -> set[str]:
+    """The uploads a job's parameters name (dataset and validation media)."""
+    return set(upload_refs(from_json(params_json)).values())
 
 
-def upload_keys(params_json: str) -> set[str]:
-    """The store keys of the uploads a job's parameters name (dataset and validation media)."""
-    keys = set()
-    for ref in UPLOAD_REF.findall(params_json or ""):
-        try:
-            keys.add(store_key(ref))
-        except ValueError:
-            pass
-    return keys
+def upload_key(upload_id: str) -> str:
+    return store_key(UPLOAD_SCHEME + upload_id)
 
 
 def output_keys(outputs: bytes) -> set[str]:
@@ -59,14 +55,15 @@ class Plan:
             store.remove(key)
 
 
-def inputs_of_ended_job(store: ArtifactStore, job, active_uploads: set[str]) -> Plan:
-    """A just-ended job's inputs (and its uploads that no unfinished job names)."""
+def inputs_of_ended_job(store: ArtifactStore, job, unused_uploads: set[str]) -> Plan:
+    """A just-ended job's inputs, and `unused_uploads`: the ids of its uploads that no unfinished
+    job names."""
     plan, keep = Plan(), output_keys(job.outputs)
     for folder in JobFiles(job.id).input_dirs:
         for found in store.objects(folder):
             if found.key not in keep:
                 plan.add(found, "input of an ended job")
-    for key in sorted(upload_keys(job.params_json) - active_uploads):
+    for key in sorted(map(upload_key, unused_uploads)):
         try:
             plan.items.append((key, store.size(key), "upload of an ended job"))
         except FileNotFoundError:  # already gone (another job used it too)
@@ -80,8 +77,9 @@ def collect(store: ArtifactStore, jobs: list, days: float, now: datetime | None 
     now = now or datetime.now(UTC)
     cutoff = (now - timedelta(days=days)).timestamp()
     by_id = {job.id: job for job in jobs}
-    active_uploads = set().union(*(upload_keys(j.params_json) for j in jobs if j.state not in TERMINAL))
-    ended_uploads = set().union(*(upload_keys(j.params_json) for j in jobs if j.state in TERMINAL))
+    uploads = {job.id: set(map(upload_key, upload_ids(job.params_json))) for job in jobs}
+    active_uploads = set().union(*(uploads[job.id] for job in jobs if job.state not in TERMINAL))
+    ended_uploads = set().union(*(uploads[job.id] for job in jobs if job.state in TERMINAL))
     plan = Plan()
     folders: dict[str, list[StoredObject]] = {}
     for found in store.objects("jobs"):
@@ -118,11 +116,12 @@ def _timestamp(value: datetime) -> float:
 
 def job_end_callback(ledger, store: ArtifactStore):
     """The ledger's on_job_end hook: deletes the ended job's inputs."""
-    def remove_inputs(job, active: set[str]) -> None:
-        inputs_of_ended_job(store, job, active).apply(store)
+    def remove_inputs(job, unused_uploads: set[str]) -> None:
+        inputs_of_ended_job(store, job, unused_uploads).apply(store)
 
     async def on_end(job) -> None:
-        active = set().union(*(upload_keys(params) for params in await ledger.active_params()))
-        await asyncio.to_thread(remove_inputs, job, active)  # store I/O off the ledger's event loop
+        uploads = upload_ids(job.params_json)
+        unused = uploads - await ledger.uploads_in_use(uploads)
+        await asyncio.to_thread(remove_inputs, job, unused)  # store I/O off the ledger's event loop
 
     return on_end

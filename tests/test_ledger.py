@@ -157,6 +157,26 @@ async def test_an_upload_is_usable_only_by_the_tenant_that_uploaded_it(ledger):
         await ledger.create_job("acme", unknown, "")
 
 
+async def test_uploads_in_use_are_those_an_unfinished_job_names(ledger):
+    """Retention keeps an ended job's upload while another unfinished job names it. The ledger finds
+    those jobs by the id (the exact id: not one it prefixes, and '_' is no wildcard)."""
+    await ledger.add_api_key("acme")
+    for upload_id in ("u_1", "u_12", "ux1", "done"):
+        await ledger.record_upload(upload_id, "acme", 10)
+
+    async def job_naming(upload_id, validation_id=""):
+        validation = [params_pb2.V2AValidation(video_url=f"upload://{validation_id}")] if validation_id else []
+        job, _ = await ledger.create_job("acme", from_proto(params_pb2.JobParams(v2a=params_pb2.V2AParams(
+            training_data_url=f"upload://{upload_id}", validation=validation))), "")
+        return job
+
+    await job_naming("u_12", validation_id="ux1")
+    ended = await job_naming("done")
+    await ledger.apply_event(failed(ended.id))
+    assert await ledger.uploads_in_use({"u_1", "u_12", "ux1", "done", "never"}) == {"u_12", "ux1"}
+    assert await ledger.uploads_in_use(set()) == set()
+
+
 async def test_a_job_waiting_for_a_worker_knows_its_queue_and_place(ledger):
     await ledger.add_api_key("acme")
     first, second = [(await ledger.create_job("acme", params(), ""))[0] for _ in range(2)]

@@ -14,7 +14,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from avlora.job_state import TERMINAL, state_name
-from avlora.params import InvalidParams, JobParams, foreign_upload, from_json, urls_of
+from avlora.params import InvalidParams, JobParams, foreign_upload, from_json, upload_refs
 from avlora.store import UPLOAD_SCHEME
 from avlora.v1 import events_pb2, jobs_pb2
 from services.ledger import billing, states
@@ -125,8 +125,7 @@ class Ledger:
         the first job and False (other parameters: RequestIdReused). Every upload:// reference must
         be the tenant's own (else InvalidParams)."""
         job_id, now, params_json = uuid.uuid4().hex, utcnow(), params.model_dump_json()
-        uploads = {field: url.removeprefix(UPLOAD_SCHEME) for field, url in urls_of(params).items()
-                   if url.startswith(UPLOAD_SCHEME)}
+        uploads = upload_refs(params)
         values = dict(id=job_id, tenant_id=tenant, mode=params.mode, state=jobs_pb2.QUEUED,
                       params_json=params_json, request_id=request_id or None, progress=b"", outputs=b"",
                       error="", created_at=now, updated_at=now, queued_for="ingest", queued_at=now)
@@ -291,10 +290,17 @@ class Ledger:
         async with self.session() as session:
             return list(await session.scalars(sa.select(Job)))
 
-    async def active_params(self) -> list[str]:
-        """The parameters (JSON) of every job that has not ended."""
+    async def uploads_in_use(self, upload_ids: set[str]) -> set[str]:
+        """The uploads among `upload_ids` that a job which has not ended names. Only jobs whose
+        parameters mention one are read (not every unfinished job: thousands may be queued)."""
+        if not upload_ids:
+            return set()
+        mentions = sa.or_(*(Job.params_json.contains(f'"{UPLOAD_SCHEME}{upload_id}"', autoescape=True)
+                            for upload_id in upload_ids))
         async with self.session() as session:
-            return list(await session.scalars(sa.select(Job.params_json).where(Job.state.not_in(TERMINAL))))
+            rows = await session.scalars(sa.select(Job.params_json).where(Job.state.not_in(TERMINAL), mentions))
+            return upload_ids & {upload_id for params_json in rows
+                                 for upload_id in upload_refs(from_json(params_json)).values()}
 
     # --- usage ------------------------------------------------------------------------------
     async def usage(self, tenant: str, job_id: str = "") -> list[tuple[Usage, int]]:
