@@ -11,7 +11,7 @@ from google.protobuf.descriptor import FieldDescriptor
 
 from avlora.client import Endpoints, as_url
 from avlora.job_state import TERMINAL, state_label, state_name
-from avlora.params import MODES, CommonParams, field_rules, field_type
+from avlora.params import MODES, CommonParams, default_label, field_rules, field_type
 from avlora.progress import JobView
 from avlora.v1 import jobs_pb2, stages_pb2
 
@@ -27,8 +27,7 @@ def _parameter_flags(parser: argparse.ArgumentParser, schema: type[CommonParams]
             continue
         flags = [f"--{name.replace('_', '-')}"] + ([SHORT_FLAGS[name]] if name in SHORT_FLAGS else [])
         rules = field_rules(field)
-        default = "the built-in list" if name == "validation_negative_prompt" else field.default
-        text = f"{field.description}" + (f"; {rules}" if rules else "") + f" (default: {default})"
+        text = f"{field.description}" + (f"; {rules}" if rules else "") + f" (default: {default_label(field)})"
         text = text.replace("%", "%%")
         kind = field_type(field)
         if kind is bool:

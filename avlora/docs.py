@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import get_origin
 
 from avlora import config
-from avlora.params import DEFAULT_NEGATIVE_PROMPT, MODES, field_rules, field_type
+from avlora.params import MODES, default_label, field_rules, field_type
 
 README = Path(__file__).resolve().parent.parent / "README.md"
 
@@ -22,13 +22,17 @@ def _cell(text: str) -> str:
     return str(text).replace("|", "\\|")
 
 
-def _default(name: str, field) -> str:
+def _labelled(field) -> bool:
+    """A default too long for the table: a label there, the value below it."""
+    return default_label(field) != str(field.get_default(call_default_factory=True))
+
+
+def _default(field) -> str:
     if field.is_required():
         return "required"
-    if name == "validation_negative_prompt":
-        return "built-in (below)"
-    value = field.get_default(call_default_factory=True)
-    return f"`{json.dumps(value)}`"
+    if _labelled(field):
+        return default_label(field) + " (below)"
+    return f"`{json.dumps(field.get_default(call_default_factory=True))}`"
 
 
 def _type(field) -> str:
@@ -51,7 +55,7 @@ def parameter_tables() -> str:
         field = MODES[modes[0]].model_fields[name]
         where = "all" if len(modes) == len(MODES) else ", ".join(modes)
         description = field.description if name != "validation" else "validation samples (below)"
-        lines.append(f"| `{name}` | {where} | {_type(field)} | {_default(name, field)} | {_cell(field_rules(field))} "
+        lines.append(f"| `{name}` | {where} | {_type(field)} | {_default(field)} | {_cell(field_rules(field))} "
                      f"| {_cell(description)} |")
     lines += ["", "Validation samples (`--validation` on the command line, fields in this order after the prompt):", ""]
     for mode, schema in MODES.items():
@@ -59,7 +63,10 @@ def parameter_tables() -> str:
         fields = ", ".join(f"`{name}`" + ("" if field.is_required() or name == "prompt" else " (optional)")
                            + f": {field.description}" for name, field in sample.model_fields.items())
         lines.append(f"- {mode}: {fields}")
-    lines += ["", f"The built-in `validation_negative_prompt`: \"{DEFAULT_NEGATIVE_PROMPT}\"."]
+    for name, modes in names.items():
+        field = MODES[modes[0]].model_fields[name]
+        if not field.is_required() and _labelled(field):
+            lines += ["", f"`{name}` defaults to {default_label(field)}: \"{field.default}\"."]
     return "\n".join(lines)
 
 
