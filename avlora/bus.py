@@ -135,20 +135,36 @@ async def is_cancelled(kv, job_id: str) -> bool:
         return False
 
 
-async def pull(js, stream: str, durable: str, batch: int, handle, stopping: asyncio.Event) -> None:
-    """Fetches a durable pull consumer's messages until `stopping`, awaiting `handle(message)` on
-    each; a fetch that fails (a NATS blip) is tried again after a pause instead of ending the loop."""
+async def pull(js, stream: str, durable: str, batch: int, handle, stopping: asyncio.Event,
+               concurrent: bool = False) -> None:
+    """Fetches a durable pull consumer's messages until `stopping` and awaits `handle(message)` on
+    each: in order, one at a time, fetching up to `batch`; or, `concurrent`, up to `batch` at once,
+    fetching only what a free slot can take (and awaiting the running ones before returning). A
+    fetch that fails (a NATS blip) is tried again after a pause instead of ending the loop."""
     subscription = await js.pull_subscribe_bind(durable=durable, stream=stream)
-    while not stopping.is_set():
-        try:
-            messages = await subscription.fetch(batch, timeout=1)
-        except (asyncio.TimeoutError, TimeoutError):
-            continue
-        except Exception as error:
-            if stopping.is_set():
-                break
-            log.warning("fetch failed", stream=stream, consumer=durable, error=repr(error))
-            await asyncio.sleep(0.5)
-            continue
-        for message in messages:
-            await handle(message)
+    running: set[asyncio.Task] = set()
+    try:
+        while not stopping.is_set():
+            if len(running) >= batch:  # every slot busy: wait for one
+                await asyncio.wait(running, timeout=1, return_when=asyncio.FIRST_COMPLETED)
+                continue
+            try:
+                messages = await subscription.fetch(batch - len(running), timeout=1)
+            except (asyncio.TimeoutError, TimeoutError):
+                continue
+            except Exception as error:
+                if stopping.is_set():
+                    break
+                log.warning("fetch failed", stream=stream, consumer=durable, error=repr(error))
+                await asyncio.sleep(0.5)
+                continue
+            for message in messages:
+                if concurrent:
+                    task = asyncio.create_task(handle(message))
+                    running.add(task)
+                    task.add_done_callback(running.discard)
+                else:
+                    await handle(message)
+    finally:
+        if running:
+            await asyncio.wait(running)

@@ -59,32 +59,12 @@ class StageWorker:
         nc = await bus.connect(self.settings.nats_url, f"{self.stage}-{self.settings.worker_name}")
         js = nc.jetstream()
         await bus.ensure_spine(js, ack_wait=self.settings.ack_wait_s, max_deliver=self.settings.max_deliver)
-        subscription = await js.pull_subscribe_bind(durable=bus.consumer_name(self.stage), stream=bus.WORK_STREAM)
         kv = await js.key_value(bus.CANCEL_BUCKET)
         log.info("worker ready", stage=self.stage, worker=self.settings.worker_name, concurrency=self.concurrency)
-        running: set[asyncio.Task] = set()
-        try:
-            while not self.stopping.is_set():
-                if len(running) >= self.concurrency:  # full: wait for an item to finish
-                    await asyncio.wait(running, timeout=1, return_when=asyncio.FIRST_COMPLETED)
-                    continue
-                try:
-                    messages = await subscription.fetch(self.concurrency - len(running), timeout=1)
-                except (asyncio.TimeoutError, TimeoutError):
-                    continue
-                except Exception as error:  # connection blips: keep pulling
-                    if self.stopping.is_set():
-                        break
-                    log.warning("fetch failed", error=str(error))
-                    await asyncio.sleep(0.5)
-                    continue
-                for message in messages:
-                    task = asyncio.create_task(self._handle_logged(js, kv, message))
-                    running.add(task)
-                    task.add_done_callback(running.discard)
+        try:  # on stop, each running item settles itself: finished, or released for redelivery
+            await bus.pull(js, bus.WORK_STREAM, bus.consumer_name(self.stage), self.concurrency,
+                           lambda message: self._handle_logged(js, kv, message), self.stopping, concurrent=True)
         finally:
-            if running:  # each item settles itself on stop: finished, or released for redelivery
-                await asyncio.wait(running)
             await bus.close(nc)
 
     async def _handle_logged(self, js, kv, message) -> None:
