@@ -3,7 +3,6 @@
 from avlora.params import JobParams
 from avlora.store import LocalFiles
 from avlora.v1 import dataset_pb2
-from services.preprocess.modes import preprocessing_for
 from services.preprocess.plan import DatasetPlan, Progress, plan_dataset
 from services.preprocess.validation import ValidationItem, plan_validation
 
@@ -12,7 +11,7 @@ def check_dataset(manifest: dataset_pb2.Manifest, params: JobParams, local: Loca
                   on_progress: Progress | None = None) -> tuple[DatasetPlan, list[ValidationItem]]:
     """The training plan and the validation items; every error found is in plan.report.errors."""
     plan = plan_dataset(manifest, params, local, on_progress)
-    validation, errors = plan_validation(manifest, preprocessing_for(params), local)
+    validation, errors = plan_validation(manifest, plan.mode, local)
     plan.report.errors.extend(errors)
     plan.report.ok = not plan.report.errors
     return plan, validation

@@ -12,7 +12,7 @@ from avlora.v1 import dataset_pb2
 from avlora.stage import UserError
 from services.preprocess.audio import is_silent, read_audio
 from services.preprocess.items import ClipSource, TrainingItem
-from services.preprocess.modes import preprocessing_for
+from services.preprocess.modes import Preprocessing, preprocessing_for
 from services.preprocess.pairing import read_captions, unused_captions
 from services.preprocess.probe import MediaInfo, probe_media, require_audio
 from services.preprocess.report import clip_report
@@ -25,6 +25,7 @@ Progress = Callable[[int, int, str], None]
 class DatasetPlan:
     items: list[TrainingItem]
     report: dataset_pb2.DatasetReport
+    mode: Preprocessing  # the job's mode: how the items are fitted and validated
 
     def raise_errors(self) -> None:
         if self.report.errors:
@@ -34,6 +35,7 @@ class DatasetPlan:
 def plan_dataset(manifest: dataset_pb2.Manifest, params: JobParams, local: LocalFiles,
                  on_progress: Progress | None = None) -> DatasetPlan:
     report = dataset_pb2.DatasetReport(ignored=list(manifest.ignored))
+    mode = preprocessing_for(params)
     errors = report.errors
     for file in manifest.files:
         if file.kind == dataset_pb2.IMAGE:
@@ -53,14 +55,13 @@ def plan_dataset(manifest: dataset_pb2.Manifest, params: JobParams, local: Local
             errors.append(str(error))
             report.clips.append(clip_report(video.name, infos.pop(video.name, None), False, str(error)))
     captions = read_captions(list(manifest.files), local)
-    mode = preprocessing_for(params)
     items = mode.training_items(videos, infos, captions, report)
     report.ignored.extend(unused_captions(list(manifest.files), mode.caption_names(videos)))
     items = _audible_items(items, report)
     if not items and not errors:
         errors.append(all_too_short(report, params))
     report.ok = not errors
-    return DatasetPlan(items, report)
+    return DatasetPlan(items, report, mode)
 
 
 def all_too_short(report: dataset_pb2.DatasetReport, params: JobParams) -> str:

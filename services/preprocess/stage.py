@@ -16,7 +16,6 @@ from services.preprocess.checks import check_dataset
 from services.preprocess.clips import FitSettings
 from services.preprocess.debug_archive import DebugArchive
 from services.preprocess.encoding import DatasetEncoder, to_bytes
-from services.preprocess.modes import preprocessing_for
 from services.preprocess.report import summary
 
 
@@ -32,7 +31,7 @@ def build_training_set(ctx: StageContext, scratch: Path) -> dataset_pb2.Training
                                      on_progress=lambda done, total, message: ctx.progress(done, total, "files", message))
     plan.raise_errors()
     ctx.log(summary(plan.report))
-    mode = preprocessing_for(ctx.params)
+    mode = plan.mode
     settings = mode.training_settings()
     builder = TrainingSetBuilder(ctx)
     training_set = builder.training_set(plan.report, settings)
