@@ -1,19 +1,29 @@
-"""InspectDataset on a real grpc.aio server: ingest's rules then every preprocessing check."""
+"""InspectDataset on a real grpc.aio server: ingest's rules then every preprocessing check, with
+the local store and with a real S3-compatible server."""
+
+import secrets
 
 import grpc
 import pytest
 
-from avlora.params import to_proto
-from avlora.store import LocalStore
+from avlora.params import V2AValidation, to_proto
+from avlora.store import JobFiles, LocalStore
+from avlora.store_s3 import S3Store
 from avlora.v1 import ledger_pb2, stages_pb2, stages_pb2_grpc
+from services.ingest.stage import ingest_dataset
 from services.preprocess.server import PreprocessServicer
 from tests.preprocess_fixtures import small_av2av, small_v2a
 from tests.media import write_clip, zip_files
+from tests.s3_server import s3_server  # noqa: F401  (fixture)
 
 
-@pytest.fixture
-async def inspect(tmp_path, ledger_stack, authenticator):
-    store = LocalStore(tmp_path / "store")
+@pytest.fixture(params=["local", "s3"])
+async def inspect(request, tmp_path, ledger_stack, authenticator):
+    if request.param == "s3":
+        server = request.getfixturevalue("s3_server")
+        store = S3Store(server.bucket, f"inspect-{secrets.token_hex(4)}", client=server.client())
+    else:
+        store = LocalStore(tmp_path / "store")
     server = grpc.aio.server()
     servicer = PreprocessServicer(store, authenticator)
     stages_pb2_grpc.add_PreprocessServiceServicer_to_server(servicer, server)
@@ -24,7 +34,8 @@ async def inspect(tmp_path, ledger_stack, authenticator):
 
     async def upload(files: dict, recorded: bool = True) -> str:
         """Puts a zip in the store as the ingest service's Upload does, recording it as the tenant's."""
-        size = zip_files(store.path("uploads/dataset"), files).stat().st_size
+        size = zip_files(tmp_path / "upload.zip", files).stat().st_size
+        store.put_file("uploads/dataset", tmp_path / "upload.zip")
         if recorded:
             await authenticator.ledger.RecordUpload(ledger_pb2.RecordUploadRequest(
                 upload_id="dataset", tenant=ledger_stack["tenant"], size=size), metadata=authenticator.metadata)
@@ -46,7 +57,7 @@ async def test_a_good_dataset_is_reported_ok_and_leaves_nothing_behind(inspect, 
                   "__MACOSX/._a_end.mp4": b"junk"})
     report = await call(to_proto(small_av2av(training_data_url=url, trigger_phrase="st9")))
     assert report.ok and [(c.name, c.accepted, c.caption) for c in report.clips] == [("a", True, "st9 neon")]
-    assert not (store.root / "jobs").exists() or not any((store.root / "jobs").iterdir())
+    assert store.list("jobs") == []
 
 
 async def test_a_dataset_error_is_a_report_not_an_rpc_failure(inspect, tmp_path):
@@ -90,3 +101,17 @@ async def test_an_upload_that_is_not_the_tenants_is_refused(inspect, tmp_path):
         await call(to_proto(small_v2a(training_data_url=url)))
     assert error.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert error.value.details() == "training_data_url: no upload upload://dataset of this tenant"
+
+
+def test_inspection_on_an_object_store_writes_nothing_there(tmp_path, s3_server):
+    """InspectDataset's ingest reads the uploads from S3 but keeps what it extracts (and the
+    validation media) on local disk: the Manifest names only local files, and S3 holds no job file."""
+    remote = S3Store(s3_server.bucket, f"inspect-{secrets.token_hex(4)}", client=s3_server.client())
+    remote.put_file("uploads/data", zip_files(tmp_path / "data.zip", {"a.mp4": write_clip(tmp_path / "a.mp4", frames=12)}))
+    remote.put_file("uploads/look", write_clip(tmp_path / "look.mp4", frames=12))
+    local = LocalStore(tmp_path / "local")
+    params = small_v2a(training_data_url="upload://data", validation=[V2AValidation(prompt="p", video_url="upload://look")])
+    manifest = ingest_dataset(params, remote, JobFiles("inspect-x"), tmp_path / "work", output_store=local)
+    uris = [entry.uri for entry in manifest.files] + [entry.video_uri for entry in manifest.validation]
+    assert len(uris) == 2 and all(local.exists(local.key(uri)) for uri in uris)
+    assert remote.list("jobs") == [] and sorted(remote.list("uploads")) == ["uploads/data", "uploads/look"]

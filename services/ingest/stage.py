@@ -27,17 +27,19 @@ def run(ctx: StageContext) -> str:
 
 def ingest_dataset(params: JobParams, store: ArtifactStore, files: JobFiles, work_dir: Path,
                    on_progress: ProgressFunction | None = None, on_log: Callable[[str], None] | None = None,
-                   checkpoint: Callable[[], None] | None = None,
-                   limits: IngestLimits | None = None) -> dataset_pb2.Manifest:
+                   checkpoint: Callable[[], None] | None = None, limits: IngestLimits | None = None,
+                   output_store: ArtifactStore | None = None) -> dataset_pb2.Manifest:
     """Fetches, checks and extracts the dataset (through the scratch folder `work_dir`) into the
     job's `ingest/` files and fetches the validation media; returns the Manifest. Raises UserError
-    for bad input."""
+    for bad input. Uploads are read from `store`; what ingest writes goes to `output_store` (default
+    `store`; InspectDataset keeps it on local disk), which then holds every file the Manifest names."""
     limits = limits or IngestLimits.from_env()
     mode = ingest_mode(params)
     work_dir = Path(work_dir)
     progress = on_progress or (lambda *args, **kwargs: None)
     manifest = dataset_pb2.Manifest(job_id=files.job_id, archive_uri=redact_url(params.training_data_url))
-    store.remove(files.extracted_dir)  # a redelivered job extracts again from scratch
+    output = output_store or store
+    output.remove(files.extracted_dir)  # a redelivered job extracts again from scratch
     try:
         with (fetched(params.training_data_url, store, work_dir / "dataset.zip", limits, "dataset", progress,
                       checkpoint) as archive_path,
@@ -46,18 +48,18 @@ def ingest_dataset(params: JobParams, store: ArtifactStore, files: JobFiles, wor
             on_file = _throttled(progress, "files", "extracting")
             for entry, path, size in archive.extract(zip_file, plan, work_dir / "files", limits, on_file,
                                                      checkpoint):
-                uri = store.move_file(files.extracted(path.name), path)
+                uri = output.move_file(files.extracted(path.name), path)
                 manifest.files.add(name=entry.name, uri=uri, size=size, kind=entry.kind)
     except BaseException:
-        store.remove(files.extracted_dir)
+        output.remove(files.extracted_dir)
         raise
     manifest.ignored.extend(plan.ignored)
     for item in plan.ignored:
         if on_log:
             on_log(f"ignored {item.name}: {item.reason}")
     for index, entry in enumerate(params.validation):
-        uris = {kind: _fetch_media(url, store, files, work_dir, f"validation[{index}] {kind}", limits, progress,
-                                   checkpoint)
+        uris = {kind: _fetch_media(url, store, output, files, work_dir, f"validation[{index}] {kind}", limits,
+                                   progress, checkpoint)
                 for kind, url in mode.validation_urls(entry)}
         manifest.validation.add(index=index, prompt=entry.prompt, video_uri=uris["video"],
                                 audio_uri=uris.get("audio", ""))
@@ -88,16 +90,16 @@ def upload_key(url: str, store: ArtifactStore, label: str) -> str:
     return key
 
 
-def _fetch_media(url: str, store: ArtifactStore, files: JobFiles, work_dir: Path, label: str,
+def _fetch_media(url: str, store: ArtifactStore, output: ArtifactStore, files: JobFiles, work_dir: Path, label: str,
                  limits: IngestLimits, progress: ProgressFunction, checkpoint: Callable[[], None] | None) -> str:
     suffix = PurePosixPath(url.split("?")[0]).suffix.lower()
     name = label.replace("[", "").replace("] ", "_")  # validation[0] video -> validation0_video
     if re.fullmatch(r"\.[a-z0-9]{1,5}", suffix):
         name += suffix
-    if url.startswith(UPLOAD_SCHEME):
+    if url.startswith(UPLOAD_SCHEME) and output is store:  # the upload itself, no copy
         return store.uri(upload_key(url, store, label))
     with fetched(url, store, work_dir / "validation" / name, limits, label, progress, checkpoint) as path:
-        return store.move_file(files.validation_media(name), path)
+        return output.move_file(files.validation_media(name), path)
 
 
 def _throttled(progress: ProgressFunction, unit: str, message: str) -> Callable[[int, int], None]:

@@ -9,10 +9,10 @@ from concurrent.futures import ThreadPoolExecutor
 import grpc
 
 from avlora.auth import LedgerAuthenticator
-from avlora.params import urls_of
+from avlora.params import upload_refs
 from avlora.service import valid_params
 from avlora.settings import Settings
-from avlora.store import ArtifactStore, JobFiles, LocalFiles
+from avlora.store import ArtifactStore, JobFiles, LocalFiles, LocalStore
 from avlora.v1 import dataset_pb2, stages_pb2, stages_pb2_grpc
 from avlora.stage import JobCancelled, UserError
 from services.ingest.limits import IngestLimits
@@ -36,7 +36,7 @@ class PreprocessServicer(stages_pb2_grpc.PreprocessServiceServicer):
         """A dataset error is a report with ok=false and its errors; a bad parameter is INVALID_ARGUMENT."""
         tenant = await self.authenticator.tenant(context)
         params = await valid_params(request.params, context)
-        await self.authenticator.check_uploads(context, tenant, urls_of(params))  # only the tenant's own
+        await self.authenticator.check_uploads(context, tenant, upload_refs(params))  # only the tenant's own
         if not self.slots.acquire(blocking=False):
             await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, "too many InspectDataset calls in progress "
                                 f"(limit {self.limits.inspect_workers} running + {self.limits.inspect_queue} "
@@ -56,12 +56,14 @@ class PreprocessServicer(stages_pb2_grpc.PreprocessServiceServicer):
                 raise JobCancelled()
 
         job_id = f"inspect-{secrets.token_hex(8)}"
-        try:
-            with self.settings.scratch_dir(f"{job_id}-") as work_dir:
+        with self.settings.scratch_dir(f"{job_id}-") as work_dir:
+            # what ingest extracts stays on local disk (an object store would get it only to hand it back)
+            local = self.store if isinstance(self.store, LocalStore) else LocalStore(work_dir / "store")
+            try:
                 manifest = ingest_dataset(params, self.store, JobFiles(job_id), work_dir / "ingest",
-                                          checkpoint=checkpoint, limits=self.limits)
-                return inspect_dataset(manifest, params, LocalFiles(self.store, work_dir / "inputs"))
-        except UserError as error:
-            return dataset_pb2.DatasetReport(ok=False, errors=[str(error)])
-        finally:
-            self.store.remove(JobFiles(job_id).root)
+                                          checkpoint=checkpoint, limits=self.limits, output_store=local)
+                return inspect_dataset(manifest, params, LocalFiles(local, work_dir / "inputs"))
+            except UserError as error:
+                return dataset_pb2.DatasetReport(ok=False, errors=[str(error)])
+            finally:
+                local.remove(JobFiles(job_id).root)
