@@ -46,13 +46,23 @@ def start_nats(data_dir: Path, port: int, log_path: Path) -> subprocess.Popen:
                              "-p", str(port)], stdout=log_path.open("ab"), stderr=subprocess.STDOUT)
 
 
-def wait_healthy(address: str, timeout: float, process: subprocess.Popen, name: str) -> None:
+def log_tail(path: Path, lines: int = 30) -> str:
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except OSError:
+        return f"(no log at {path})"
+
+
+def wait_healthy(address: str, timeout: float, process: subprocess.Popen, name: str,
+                 log_path: Path | None = None) -> None:
+    """Waits for SERVING; a process that exits first raises with its log's last lines (the reason)."""
     deadline = time.monotonic() + timeout
     with grpc.insecure_channel(address) as channel:
         stub = health_pb2_grpc.HealthStub(channel)
         while True:
             if process.poll() is not None:
-                raise RuntimeError(f"{name} exited with code {process.returncode} during start-up")
+                tail = f"; the end of {log_path}:\n{log_tail(log_path)}" if log_path else ""
+                raise RuntimeError(f"{name} exited with code {process.returncode} during start-up{tail}")
             try:
                 reply = stub.Check(health_pb2.HealthCheckRequest(), timeout=1)
                 if reply.status == health_pb2.HealthCheckResponse.SERVING:
@@ -109,7 +119,7 @@ class Stack:
         for label in self.addresses:
             self._spawn(label)
         for label, address in self.addresses.items():
-            wait_healthy(address, 120, self.processes[label], label)
+            wait_healthy(address, 120, self.processes[label], label, logs / f"{label}.log")
         self.info = {"nats": self.env["AVLORA_NATS_URL"], "api_key": api_key, "tenant": "local",
                      "model_dir": self.env["AVLORA_MODEL_DIR"], "pid": os.getpid(), "logs": str(logs),
                      "store_dir": str(self.data_dir / "store"), "internal_token": self.env["AVLORA_INTERNAL_TOKEN"],
