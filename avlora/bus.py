@@ -135,36 +135,44 @@ async def is_cancelled(kv, job_id: str) -> bool:
         return False
 
 
-async def pull(js, stream: str, durable: str, batch: int, handle, stopping: asyncio.Event,
-               concurrent: bool = False) -> None:
-    """Fetches a durable pull consumer's messages until `stopping` and awaits `handle(message)` on
-    each: in order, one at a time, fetching up to `batch`; or, `concurrent`, up to `batch` at once,
-    fetching only what a free slot can take (and awaiting the running ones before returning). A
-    fetch that fails (a NATS blip) is tried again after a pause instead of ending the loop."""
+async def _fetch(subscription, count: int, stopping: asyncio.Event, durable: str) -> list:
+    """Up to `count` messages; none after a second without any, or after a failed fetch (a NATS
+    blip: logged, and the next fetch waits a moment)."""
+    try:
+        return await subscription.fetch(count, timeout=1)
+    except (asyncio.TimeoutError, TimeoutError):
+        return []
+    except Exception as error:
+        if not stopping.is_set():
+            log.warning("fetch failed", consumer=durable, error=repr(error))
+            await asyncio.sleep(0.5)
+        return []
+
+
+async def pull_batches(js, stream: str, durable: str, batch: int, handle_batch, stopping: asyncio.Event) -> None:
+    """Until `stopping`, fetches a durable pull consumer's messages, up to `batch` at a time, and
+    awaits `handle_batch(messages)` on each fetch: in order, one batch at a time."""
+    subscription = await js.pull_subscribe_bind(durable=durable, stream=stream)
+    while not stopping.is_set():
+        messages = await _fetch(subscription, batch, stopping, durable)
+        if messages:
+            await handle_batch(messages)
+
+
+async def pull_concurrent(js, stream: str, durable: str, slots: int, handle, stopping: asyncio.Event) -> None:
+    """Until `stopping`, runs `handle(message)` on up to `slots` messages at once, fetching only
+    what a free slot can take; then awaits the running ones."""
     subscription = await js.pull_subscribe_bind(durable=durable, stream=stream)
     running: set[asyncio.Task] = set()
     try:
         while not stopping.is_set():
-            if len(running) >= batch:  # every slot busy: wait for one
+            if len(running) >= slots:  # every slot busy: wait for one
                 await asyncio.wait(running, timeout=1, return_when=asyncio.FIRST_COMPLETED)
                 continue
-            try:
-                messages = await subscription.fetch(batch - len(running), timeout=1)
-            except (asyncio.TimeoutError, TimeoutError):
-                continue
-            except Exception as error:
-                if stopping.is_set():
-                    break
-                log.warning("fetch failed", stream=stream, consumer=durable, error=repr(error))
-                await asyncio.sleep(0.5)
-                continue
-            for message in messages:
-                if concurrent:
-                    task = asyncio.create_task(handle(message))
-                    running.add(task)
-                    task.add_done_callback(running.discard)
-                else:
-                    await handle(message)
+            for message in await _fetch(subscription, slots - len(running), stopping, durable):
+                task = asyncio.create_task(handle(message))
+                running.add(task)
+                task.add_done_callback(running.discard)
     finally:
         if running:
             await asyncio.wait(running)

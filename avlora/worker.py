@@ -62,8 +62,8 @@ class StageWorker:
         kv = await js.key_value(bus.CANCEL_BUCKET)
         log.info("worker ready", stage=self.stage, worker=self.settings.worker_name, concurrency=self.concurrency)
         try:  # on stop, each running item settles itself: finished, or released for redelivery
-            await bus.pull(js, bus.WORK_STREAM, bus.consumer_name(self.stage), self.concurrency,
-                           lambda message: self._handle_logged(js, kv, message), self.stopping, concurrent=True)
+            await bus.pull_concurrent(js, bus.WORK_STREAM, bus.consumer_name(self.stage), self.concurrency,
+                                      lambda message: self._handle_logged(js, kv, message), self.stopping)
         finally:
             await bus.close(nc)
 

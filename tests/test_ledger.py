@@ -1,12 +1,19 @@
 """The ledger on a real database (SQLite; PostgreSQL too when DATABASE_URL is set)."""
 
+import asyncio
+import time
+
+import nats
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 
+from avlora import bus
 from avlora.stage import new_event
 from avlora.params import InvalidParams, from_proto
 from avlora.v1 import events_pb2, jobs_pb2, params_pb2
+from services.ledger.api import JobChanges
+from services.ledger.consumer import apply_events
 from services.ledger.ledger import RequestIdReused
 from services.ledger.models import Base
 
@@ -121,6 +128,65 @@ async def test_a_redelivered_stage_start_keeps_the_state_and_stale_progress_is_i
     assert again.applied and (await ledger.get_job("acme", job.id)).state == jobs_pb2.INGESTING
     stale = new_event(job.id, progress=jobs_pb2.Progress(stage="train", done=1, total=2))
     assert not (await ledger.apply_event(stale)).applied
+
+
+def mixed_batch(first: str, second: str, third: str) -> list:
+    """Events of three jobs interleaved: a repeat inside the batch, a refused transition, an event
+    of an unknown job, two jobs ending (billed) and events after one ended."""
+    return [started(first, "ingest"), started(second, "ingest"), started(first, "ingest"),
+            new_event(first, f"{first}:p1", progress=jobs_pb2.Progress(stage="ingest", done=1, total=4, unit="bytes")),
+            started(third, "train"), failed(second), started(first, "preprocess"),
+            new_event(first, f"{first}:p2", progress=jobs_pb2.Progress(stage="preprocess", message="clip 1")),
+            new_event("f" * 32, f"{first}:orphan", failed=events_pb2.StageFailed(stage="ingest", reason="x")),
+            started(second, "preprocess"), started(first, "train"), succeeded(first), failed(first)]
+
+
+async def test_a_batch_of_events_ends_exactly_as_the_same_events_one_at_a_time(ledger):
+    batched = [(await new_job(ledger)).id for _ in range(3)]
+    single = [(await new_job(ledger)).id for _ in range(3)]
+    await ledger.apply_event(started(batched[0], "ingest"))  # already applied: a duplicate in the batch
+    await ledger.apply_event(started(single[0], "ingest"))
+    in_batch = [(r.applied, r.note) for r in await ledger.apply_events(mixed_batch(*batched))]
+    one_by_one = [(r.applied, r.note) for r in [await ledger.apply_event(e) for e in mixed_batch(*single)]]
+    assert in_batch == one_by_one
+    assert in_batch[2] == in_batch[0] == (False, "duplicate")
+    assert in_batch[-1] == (False, "illegal transition SUCCEEDED -> FAILED")
+
+    def outcome(job, bill, events):
+        return (job.state, job.error, jobs_pb2.Progress.FromString(job.progress), job.outputs,
+                bill and (bill.units, bill.unit_price), [(e.applied, e.note) for e in events])
+    for b, s in zip(batched, single):
+        assert outcome(await ledger.get_job("acme", b), await ledger.bill_of(b), await ledger.job_events(b)) == \
+            outcome(await ledger.get_job("acme", s), await ledger.bill_of(s), await ledger.job_events(s))
+    assert [(await ledger.get_job("acme", j)).state for j in batched] == [jobs_pb2.SUCCEEDED, jobs_pb2.FAILED,
+                                                                          jobs_pb2.QUEUED]
+    assert (await ledger.bill_of(batched[0])).units == 2000 and (await ledger.bill_of(batched[1])).units == 0
+    assert [e.event_id for e in await ledger.job_events(batched[0])] == list(dict.fromkeys(
+        e.event_id for e in mixed_batch(*batched) if e.job_id == batched[0]))
+
+
+async def test_an_event_the_database_refuses_holds_back_none_of_its_batch(ledger, nats_url):
+    """PostgreSQL refuses a NUL in text: that event is retried alone; the rest of its batch applies."""
+    if ledger.engine.dialect.name != "postgresql":
+        pytest.skip("SQLite stores any text: the refusal needs PostgreSQL")
+    jobs = [(await new_job(ledger)).id for _ in range(4)]
+    nc = await nats.connect(nats_url)
+    js = nc.jetstream()
+    await bus.ensure_spine(js, ack_wait=30, max_deliver=5)
+    for index, job_id in enumerate(jobs):  # all published before the consumer fetches: one batch
+        await bus.publish_event(js, started(job_id, "ingest"))
+        await bus.publish_event(js, failed(job_id, "bad\x00name.mp4" if index == 1 else "bad.mp4"))
+    stopping = asyncio.Event()
+    consumer = asyncio.create_task(apply_events(js, ledger, JobChanges(), stopping))
+    deadline = time.monotonic() + 20
+    while (await ledger.get_job("acme", jobs[-1])).state != jobs_pb2.FAILED and time.monotonic() < deadline:
+        await asyncio.sleep(0.1)
+    stopping.set()
+    await consumer
+    await nc.close()
+    assert [(await ledger.get_job("acme", job_id)).state for job_id in jobs] == [
+        jobs_pb2.FAILED, jobs_pb2.INGESTING, jobs_pb2.FAILED, jobs_pb2.FAILED]
+    assert await ledger.bill_of(jobs[1]) is None
 
 
 async def test_request_id_makes_a_retried_create_return_the_same_job(ledger):

@@ -22,27 +22,37 @@ ADVISORY_CONSUMER = "ledger-advisories"
 
 
 async def apply_events(js, ledger: Ledger, changes: JobChanges, stopping: asyncio.Event) -> None:
-    await bus.pull(js, bus.EVENT_STREAM, bus.LEDGER_CONSUMER, 100,
-                   lambda message: _apply_one(message, ledger, changes), stopping)
+    """Applies the events in order, a fetched batch (up to 100) per transaction: a ledger that
+    fell behind catches up at a fraction of the cost per event."""
+    await bus.pull_batches(js, bus.EVENT_STREAM, bus.LEDGER_CONSUMER, 100,
+                           lambda messages: _apply_batch(messages, ledger, changes), stopping)
 
 
-async def _apply_one(message, ledger: Ledger, changes: JobChanges) -> None:
-    try:
-        event = events_pb2.JobEvent.FromString(message.data)
-    except DecodeError:
-        log.error("undecodable event dropped", subject=message.subject)
-        await message.ack()
+async def _apply_batch(messages: list, ledger: Ledger, changes: JobChanges) -> None:
+    decoded = []
+    for message in messages:
+        try:
+            decoded.append((message, events_pb2.JobEvent.FromString(message.data)))
+        except DecodeError:
+            log.error("undecodable event dropped", subject=message.subject)
+            await message.ack()
+    if not decoded:
         return
     try:
-        result = await ledger.apply_event(event)
+        results = await ledger.apply_events([event for _, event in decoded])
     except Exception as error:  # e.g. the database is unavailable: retry later
-        log.error("event not applied", event_id=event.event_id, error=repr(error))
-        await message.nak(delay=1)
+        if len(decoded) > 1:  # or one event the database refuses: it must not hold back the rest
+            for message, _ in decoded:
+                await _apply_batch([message], ledger, changes)
+            return
+        log.error("event not applied", event_id=decoded[0][1].event_id, error=repr(error))
+        await decoded[0][0].nak(delay=1)
         return
-    if not result.applied and result.note != "duplicate":
-        log.info("event refused", event_id=event.event_id, job_id=event.job_id, note=result.note)
-    changes.notify(event.job_id)
-    await message.ack()
+    for (message, event), result in zip(decoded, results):
+        if not result.applied and result.note != "duplicate":
+            log.info("event refused", event_id=event.event_id, job_id=event.job_id, note=result.note)
+        changes.notify(event.job_id)
+        await message.ack()
 
 
 async def ensure_advisory_stream(js) -> None:
@@ -58,18 +68,19 @@ async def ensure_advisory_stream(js) -> None:
 async def fail_exhausted_work(js, ledger: Ledger, changes: JobChanges, stopping: asyncio.Event) -> None:
     """A work item redelivered max_deliver times without an ack fails its job (nothing stays stuck),
     also when the advisory came while the ledger was down."""
-    async def handle(message) -> None:
-        try:
-            job_id = await _fail_exhausted(js, ledger, json.loads(message.data))
-        except Exception as error:  # e.g. the database is unavailable: retry later
-            log.error("max-deliveries advisory not handled", error=repr(error))
-            await message.nak(delay=2)
-            return
-        if job_id:
-            changes.notify(job_id)
-        await message.ack()
+    async def handle(messages: list) -> None:
+        for message in messages:
+            try:
+                job_id = await _fail_exhausted(js, ledger, json.loads(message.data))
+            except Exception as error:  # e.g. the database is unavailable: retry later
+                log.error("max-deliveries advisory not handled", error=repr(error))
+                await message.nak(delay=2)
+                continue
+            if job_id:
+                changes.notify(job_id)
+            await message.ack()
 
-    await bus.pull(js, ADVISORY_STREAM, ADVISORY_CONSUMER, 10, handle, stopping)
+    await bus.pull_batches(js, ADVISORY_STREAM, ADVISORY_CONSUMER, 10, handle, stopping)
 
 
 async def _fail_exhausted(js, ledger: Ledger, advisory: dict) -> str:

@@ -208,8 +208,9 @@ class Ledger:
                 return None
             ended = job.state not in TERMINAL
             if ended:
-                await self._record(session, event, True, "cancelled through the API")
-                await self._finish(session, job, jobs_pb2.CANCELLED)
+                await self._insert_new(session, JobEvent, "event_id",
+                                       [self._event_row(event, True, "cancelled through the API")])
+                await self._insert_new(session, Usage, "job_id", [self._finish(job, jobs_pb2.CANCELLED)])
                 log.info("job state", job=job_id, tenant=tenant, state="CANCELLED", queued_for="")
         if ended:
             await self._ended(job)
@@ -218,32 +219,56 @@ class Ledger:
     # --- events -----------------------------------------------------------------------------
     async def apply_event(self, event: events_pb2.JobEvent) -> Applied:
         """Applies an event at most once (its event_id is the key): a duplicate changes nothing."""
+        return (await self.apply_events([event]))[0]
+
+    async def apply_events(self, events: list[events_pb2.JobEvent]) -> list[Applied]:
+        """Applies events in order, each at most once, in one transaction: all or none are
+        committed. A batch costs a few statements in all, not a few per event: the jobs are read
+        (and locked) together, then the events and bills are written together."""
         async with self._writing() as session:
-            seq = await self._record(session, event, False, "")
-            if seq is None:
-                return Applied(event.job_id, False, "duplicate")
-            job = await session.scalar(sa.select(Job).where(Job.id == event.job_id).with_for_update())
-            changed, ended = None, False
-            if job is None:
-                note, applied = "unknown job", False
-            else:
-                before = (job.state, job.queued_for)
-                new_state, note = states.decide(job.state, event)
-                applied = new_state is not None
-                if applied:
-                    self._apply(job, new_state, event)
-                    if new_state in TERMINAL:
-                        await self._finish(session, job, new_state)
-                        ended = True
-                    if (job.state, job.queued_for) != before:
-                        changed = dict(job=job.id, tenant=job.tenant_id, state=state_name(job.state),
-                                       queued_for=job.queued_for)
-            await session.execute(sa.update(JobEvent).where(JobEvent.seq == seq).values(applied=applied, note=note))
-        if changed:
-            log.info("job state", **changed)
-        if ended:
-            await self._ended(job)
-        return Applied(event.job_id, applied, note)
+            jobs = {job.id: job for job in await session.scalars(
+                sa.select(Job).where(Job.id.in_({event.job_id for event in events})).order_by(Job.id)
+                .with_for_update())}  # locked in one order: concurrent batches cannot deadlock
+            seen = set(await session.scalars(sa.select(JobEvent.event_id).where(
+                JobEvent.event_id.in_({event.event_id for event in events}))))
+            outcomes, records, bills = [], [], []
+            for event in events:
+                if event.event_id in seen:
+                    outcomes.append((Applied(event.job_id, False, "duplicate"), None, None))
+                    continue
+                seen.add(event.event_id)
+                outcome = self._decide(jobs.get(event.job_id), event, bills)
+                records.append(self._event_row(event, outcome[0].applied, outcome[0].note))
+                outcomes.append(outcome)
+            await self._insert_new(session, JobEvent, "event_id", records)
+            await self._insert_new(session, Usage, "job_id", bills)
+        for _, changed, _ in outcomes:
+            if changed:
+                log.info("job state", **changed)
+        for _, _, ended in outcomes:
+            if ended:
+                await self._ended(ended)
+        return [applied for applied, _, _ in outcomes]
+
+    def _decide(self, job: Job | None, event: events_pb2.JobEvent,
+                bills: list[dict]) -> tuple[Applied, dict | None, Job | None]:
+        """Applies one event to its (locked) job in memory, adding the bill of a job it ends to
+        `bills`: (the outcome, the state change to log, the job if it ended)."""
+        if job is None:
+            return Applied(event.job_id, False, "unknown job"), None, None
+        before = (job.state, job.queued_for)
+        new_state, note = states.decide(job.state, event)
+        if new_state is None:
+            return Applied(event.job_id, False, note), None, None
+        self._apply(job, new_state, event)
+        ended = None
+        if new_state in TERMINAL:
+            bills.append(self._finish(job, new_state))
+            ended = job
+        changed = None
+        if (job.state, job.queued_for) != before:
+            changed = dict(job=job.id, tenant=job.tenant_id, state=state_name(job.state), queued_for=job.queued_for)
+        return Applied(event.job_id, True, note), changed, ended
 
     def _apply(self, job: Job, new_state: int, event: events_pb2.JobEvent) -> None:
         kind = event.WhichOneof("kind")
@@ -264,20 +289,23 @@ class Ledger:
             done.eta_seconds, done.message = 0, "done"
             job.progress = done.SerializeToString()
 
-    async def _record(self, session, event: events_pb2.JobEvent, applied: bool, note: str) -> int | None:
-        return await session.scalar(
-            self._insert(JobEvent).values(event_id=event.event_id, job_id=event.job_id,
-                                          payload=event.SerializeToString(), applied=applied, note=note,
-                                          received_at=utcnow())
-            .on_conflict_do_nothing(index_elements=["event_id"]).returning(JobEvent.seq))
+    async def _insert_new(self, session, model, key: str, rows: list[dict]) -> None:
+        """Inserts the rows whose `key` is new (an event, a bill: each is recorded at most once)."""
+        if rows:
+            await session.execute(self._insert(model).on_conflict_do_nothing(index_elements=[key]), rows)
 
-    async def _finish(self, session, job: Job, final_state: int) -> None:
-        """Moves a job to a terminal state and bills it, at most once."""
+    @staticmethod
+    def _event_row(event: events_pb2.JobEvent, applied: bool, note: str) -> dict:
+        return dict(event_id=event.event_id, job_id=event.job_id, payload=event.SerializeToString(),
+                    applied=applied, note=note, received_at=utcnow())
+
+    @staticmethod
+    def _finish(job: Job, final_state: int) -> dict:
+        """Moves a job to a terminal state; returns its bill (a Usage row, inserted at most once)."""
         job.state, job.updated_at, job.queued_for, job.queued_at = final_state, utcnow(), "", None
         bill = billing.bill_for(job.mode, final_state, from_json(job.params_json).number_of_steps)
-        await session.execute(self._insert(Usage).values(
-            job_id=job.id, tenant_id=job.tenant_id, mode=job.mode, units=bill.units,
-            unit_price=bill.unit_price, billed_at=utcnow()).on_conflict_do_nothing(index_elements=["job_id"]))
+        return dict(job_id=job.id, tenant_id=job.tenant_id, mode=job.mode, units=bill.units,
+                    unit_price=bill.unit_price, billed_at=utcnow())
 
     async def job_events(self, job_id: str) -> list[JobEvent]:
         async with self.session() as session:
