@@ -22,6 +22,7 @@ log = structlog.get_logger()
 WORK_STREAM = "AVLORA_WORK"
 EVENT_STREAM = "AVLORA_EVENTS"
 CANCEL_BUCKET = "avlora_cancelled"
+CHANGED_SUBJECT = "avlora.changed"  # core NATS: a job id, sent by the ledger process that changed the job
 LEDGER_CONSUMER = "ledger"
 STAGES = ("ingest", "preprocess", "train")
 NEXT_STAGE = {"ingest": "preprocess", "preprocess": "train"}

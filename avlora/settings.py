@@ -27,6 +27,9 @@ class Settings:
     ack_wait_s: float = 30.0               # how long a work item may go without a heartbeat
     max_deliver: int = 4                   # how often a work item is tried
     ingest_concurrency: int = 4            # work items one ingest worker runs at once
+    # all: the ledger's API and its event consumer in one process; api: the API only (as many
+    # replicas as wanted); events: the event consumer only (exactly one: it applies events in order)
+    ledger_role: str = "all"
     ledger_keys: str = ""                  # API keys the ledger registers at start: tenant:key,tenant:key
     admin_key: str = ""                    # the admin key CreateApiKey needs (with the internal token)
     retention_days: float = 30.0           # outputs and checkpoints are deleted this long after a job ends

@@ -18,6 +18,9 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from avlora.settings import Settings
 
 SERVICES = ("ledger", "ingest", "preprocess", "trainer")
+# The ledger's event consumer in a process of its own (optional): the ledger process then serves
+# only the API, and the two do not share a CPU.
+LEDGER_EVENTS = "ledger_events"
 STACK_FILE = "stack.json"
 
 
@@ -136,11 +139,15 @@ class Stack:
             self.processes[label] = start_nats(self.data_dir, self.nats_port, self.data_dir / "logs" / "nats.log")
             return
         port = self.addresses[label].rsplit(":", 1)[1]
+        service = label.split("-")[0]
+        role = {LEDGER_EVENTS: "events", "ledger": "api" if LEDGER_EVENTS in self.workers else "all"}.get(service)
         with (self.data_dir / "logs" / f"{label}.log").open("ab") as log:
             self.processes[label] = subprocess.Popen(
-                [sys.executable, "-m", f"services.{label.split('-')[0]}"], cwd=Path(__file__).resolve().parent.parent,
+                [sys.executable, "-m", "services.ledger" if role else f"services.{service}"],
+                cwd=Path(__file__).resolve().parent.parent,
                 env=self.env | {"AVLORA_GRPC_PORT": port, "AVLORA_WORKER_NAME": label,
-                                "AVLORA_SCRATCH_DIR": str(self.data_dir / "scratch" / label)},
+                                "AVLORA_SCRATCH_DIR": str(self.data_dir / "scratch" / label)}
+                | ({"AVLORA_LEDGER_ROLE": role} if role else {}),
                 stdout=log, stderr=subprocess.STDOUT)
 
     def dead(self) -> list[str]:

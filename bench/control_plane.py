@@ -1,6 +1,6 @@
-"""Control-plane speed through a real ledger process (`avlora up`'s Stack: its own nats-server, the
-ledger and an ingest worker), on SQLite and, when DATABASE_URL is set, on a fresh PostgreSQL
-database, while the pipeline drains the jobs.
+"""Control-plane speed through real ledger processes (`avlora up`'s Stack: its own nats-server, the
+ledger's API and its event consumer as two processes, and an ingest worker), on SQLite and, when
+DATABASE_URL is set, on a fresh PostgreSQL database, while the pipeline drains the jobs.
 
     .venv/bin/python bench/control_plane.py [--seconds 5] [--rate 500] [--clients 1 8 32]
 
@@ -9,12 +9,14 @@ Figures, each over --seconds:
   its scheduled time and its latency counts from then, so a stalled server cannot hide it);
 - CreateJob capacity at 1/8/32 clients (closed loop: each client sends its next request when the
   reply arrives; at saturation, latency is clients / throughput);
-- ListJobs(50) at 1 and 8 clients.
+- ListJobs(50) at 1 and 8 clients;
+each with the CPU the ledger's API process spent per request.
 Meanwhile the ingest worker drains the queue: every job downloads a small zip from a local HTTP
-server and fails (it holds no video), so each job's events are applied and billed by the same
-ledger. The worker runs at nice 10, standing for a worker fleet on its own machines (on 2 cores it
-would otherwise take the CPU the figures measure); --drain-nice 0 shares the CPU evenly, --no-drain
-leaves the queue to fill. The bench ends with how many jobs drained.
+server and fails (it holds no video), so each job's events are applied and billed by the ledger's
+event consumer. The worker runs at nice 10, standing for a worker fleet on its own machines (on 2
+cores it would otherwise take the CPU the figures measure); --drain-nice 0 shares the CPU evenly,
+--no-drain leaves the queue to fill, --one-ledger-process runs the API and the event consumer in one
+process (AVLORA_LEDGER_ROLE=all). The bench ends with how many jobs drained.
 
 Goal (issue 11): >= 500 CreateJob/s at 32 clients with p99 < 50 ms on PostgreSQL, and ListJobs(50)
 p99 < 50 ms."""
@@ -36,7 +38,7 @@ import psutil
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from avlora.stack import Stack, free_port  # noqa: E402
+from avlora.stack import LEDGER_EVENTS, Stack, free_port  # noqa: E402
 from avlora.v1 import jobs_pb2, jobs_pb2_grpc, params_pb2  # noqa: E402
 
 LIST_CLIENTS = (1, 8)
@@ -125,13 +127,15 @@ def analyze(database_url: str) -> None:
 
 
 def run(database: str, database_url: str, seconds: float, client_counts: list[int], rate: float,
-        drain_nice: int | None) -> None:
-    """drain_nice None: no ingest worker (the queue only fills)."""
+        drain_nice: int | None, split: bool) -> None:
+    """drain_nice None: no ingest worker (the queue only fills); split: the ledger's event consumer
+    in a process of its own."""
     with tempfile.TemporaryDirectory(prefix="bench-control-") as folder:
         dataset_url, http_server = serve_dataset(Path(folder))
         env = {"AVLORA_MODEL_DIR": folder, "AVLORA_INGEST_ALLOW_NETWORKS": "127.0.0.0/8"} | (
             {"AVLORA_DATABASE_URL": database_url} if database_url else {})
-        stack = Stack(Path(folder), extra_env=env, services=("ledger",) if drain_nice is None else ("ledger", "ingest"))
+        ledger = ("ledger", LEDGER_EVENTS) if split else ("ledger",)
+        stack = Stack(Path(folder), extra_env=env, services=ledger if drain_nice is None else (*ledger, "ingest"))
         info = stack.start()
         try:
             address, metadata = info["ledger_addr"], [("authorization", f"Bearer {info['api_key']}")]
@@ -140,7 +144,8 @@ def run(database: str, database_url: str, seconds: float, client_counts: list[in
                 psutil.Process(stack.processes["ingest"].pid).nice(drain_nice)
             create = create_call(dataset_url)
             print(f"{database} ({'no worker' if drain_nice is None else f'an ingest worker at nice {drain_nice}'} "
-                  "draining the queue):", flush=True)
+                  f"draining the queue; the ledger {'API and event consumer in two processes' if split else 'in one process'}):",
+                  flush=True)
             started = time.monotonic()
             measured(f"CreateJob, 32 clients, {rate:.0f}/s offered", ledger, seconds, address, metadata, create, 32,
                      rate)
@@ -178,14 +183,17 @@ def main() -> None:
     parser.add_argument("--clients", type=int, nargs="+", default=[1, 8, 32])
     parser.add_argument("--drain-nice", type=int, default=10, help="the ingest worker's nice value")
     parser.add_argument("--no-drain", action="store_true", help="no ingest worker: the queue only fills")
+    parser.add_argument("--one-ledger-process", action="store_true",
+                        help="the ledger's API and event consumer in one process (AVLORA_LEDGER_ROLE=all)")
     args = parser.parse_args()
+    split = not args.one_ledger_process
     drain_nice = None if args.no_drain else args.drain_nice
     print(f"{os.cpu_count()} CPUs; each figure over {args.seconds:.0f} s", flush=True)
-    run("SQLite", "", args.seconds, args.clients, args.rate, drain_nice)
+    run("SQLite", "", args.seconds, args.clients, args.rate, drain_nice, split)
     if base := os.environ.get("DATABASE_URL"):
         url, drop = fresh_postgres(base)
         try:
-            run("PostgreSQL", url, args.seconds, args.clients, args.rate, drain_nice)
+            run("PostgreSQL", url, args.seconds, args.clients, args.rate, drain_nice, split)
         finally:
             drop()
 

@@ -16,6 +16,7 @@ import pytest
 import yaml
 
 from avlora import bus
+from services.ledger.__main__ import ROLES
 
 K8S = Path(__file__).resolve().parents[1] / "deploy" / "k8s"
 OVERLAYS = ("local", "production", "production-gpu-preprocess")
@@ -121,6 +122,28 @@ def test_every_service_has_grpc_probes_on_its_port(rendered, overlay):
         assert [(p["port"], p["targetPort"]) for p in svc["spec"]["ports"]][0] == (PORT, "grpc")
         if service != "ledger":
             assert len(svc["spec"]["ports"]) == 1
+
+
+@pytest.mark.parametrize("overlay", ALL)
+def test_the_ledger_api_scales_and_its_event_consumer_stays_one(rendered, overlay):
+    """AVLORA_LEDGER_ROLE (services/ledger/__main__.py): the API Deployment serves, the events
+    Deployment applies; one consumer, never two side by side (Recreate), on the same database."""
+    objects = rendered[overlay]
+    api, events = _one(objects, "Deployment", "avlora-ledger"), _one(objects, "Deployment", "avlora-ledger-events")
+    roles = {name: {e["name"]: e.get("value") for e in _container(d).get("env", [])}.get("AVLORA_LEDGER_ROLE")
+             for name, d in (("api", api), ("events", events))}
+    assert roles == {"api": "api", "events": "events"} and set(roles.values()) <= set(ROLES)
+    assert events["spec"]["replicas"] == 1 and events["spec"]["strategy"] == {"type": "Recreate"}
+    assert api["spec"]["replicas"] >= (1 if overlay == "local" else 2)
+    container = _container(events)
+    assert container["args"] == ["services.ledger"]
+    for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
+        assert container[probe]["grpc"]["port"] == PORT
+    database = [{k: v for k, v in e.items() if k != "name"} for c in (_container(api), container)
+                for e in c.get("env", []) if e["name"] == "AVLORA_DATABASE_URL"]
+    assert len(database) in (0, 2) and database[:1] == database[1:]  # both from the Secret, or the same override
+    assert not [o for o in objects if o["kind"] == "Service" and o["spec"]["selector"].get(
+        "app.kubernetes.io/name") == "avlora-ledger-events"]  # clients never reach the consumer
 
 
 @pytest.mark.parametrize("overlay", ALL)

@@ -177,7 +177,7 @@ async def test_an_event_the_database_refuses_holds_back_none_of_its_batch(ledger
         await bus.publish_event(js, started(job_id, "ingest"))
         await bus.publish_event(js, failed(job_id, "bad\x00name.mp4" if index == 1 else "bad.mp4"))
     stopping = asyncio.Event()
-    consumer = asyncio.create_task(apply_events(js, ledger, JobChanges(), stopping))
+    consumer = asyncio.create_task(apply_events(js, ledger, JobChanges(nc), stopping))
     deadline = time.monotonic() + 20
     while (await ledger.get_job("acme", jobs[-1])).state != jobs_pb2.FAILED and time.monotonic() < deadline:
         await asyncio.sleep(0.1)

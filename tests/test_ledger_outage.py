@@ -24,7 +24,7 @@ def unreachable_database(request, tmp_path):
 async def test_a_database_outage_is_unavailable_and_shows_no_sql(unreachable_database, tmp_path):
     engine = make_engine(unreachable_database)
     server = grpc.aio.server()
-    jobs_pb2_grpc.add_JobServiceServicer_to_server(JobService(Ledger(engine), None, JobChanges(), LocalStore(tmp_path / "store")), server)
+    jobs_pb2_grpc.add_JobServiceServicer_to_server(JobService(Ledger(engine), None, JobChanges(None), LocalStore(tmp_path / "store")), server)
     port = server.add_insecure_port("127.0.0.1:0")
     await server.start()
     try:

@@ -1,7 +1,11 @@
-"""`python -m services.ledger`: the public JobService (AVLORA_GRPC_PORT), the internal
-LedgerService (AVLORA_INTERNAL_PORT, default 50052, behind AVLORA_INTERNAL_TOKEN) and the event
-consumers. AVLORA_DATABASE_URL (default: SQLite in the data dir); AVLORA_LEDGER_KEYS="tenant:key,..."
-registers keys at start-up; AVLORA_ADMIN_KEY enables CreateApiKey."""
+"""`python -m services.ledger`: by AVLORA_LEDGER_ROLE,
+- api: the public JobService (AVLORA_GRPC_PORT) and the internal LedgerService (AVLORA_INTERNAL_PORT,
+  default 50052, behind AVLORA_INTERNAL_TOKEN); stateless, so any number of replicas;
+- events: the event consumer (applies the job events in order, fails the jobs of exhausted work);
+  exactly one, serving only gRPC health on AVLORA_GRPC_PORT;
+- all (default): both in one process.
+AVLORA_DATABASE_URL (default: SQLite in the data dir); AVLORA_LEDGER_KEYS="tenant:key,..." registers
+keys at start-up; AVLORA_ADMIN_KEY enables CreateApiKey."""
 
 import asyncio
 
@@ -16,9 +20,14 @@ from services.ledger.consumer import apply_events, ensure_advisory_stream, fail_
 from services.ledger.db import make_engine, migrate
 from services.ledger.ledger import Ledger
 
+ROLES = ("all", "api", "events")
+
 
 async def main() -> None:
     settings = Settings.from_env()
+    if settings.ledger_role not in ROLES:
+        raise SystemExit(f"AVLORA_LEDGER_ROLE: must be one of {', '.join(ROLES)}, not {settings.ledger_role!r}")
+    api, events = settings.ledger_role in ("all", "api"), settings.ledger_role in ("all", "events")
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     engine = make_engine(settings.ledger_database_url)
     await migrate(engine)
@@ -32,17 +41,22 @@ async def main() -> None:
     js = nc.jetstream()
     await bus.ensure_spine(js, ack_wait=settings.ack_wait_s, max_deliver=settings.max_deliver)
     await ensure_advisory_stream(js)
-    changes = JobChanges()
+    changes = JobChanges(nc)
     stopping = asyncio.Event()
-    registrations = [
-        (jobs_pb2_grpc.add_JobServiceServicer_to_server, JobService(ledger, js, changes, store, settings.download_url_ttl_s), "avlora.v1.JobService"),
-        (ledger_pb2_grpc.add_LedgerServiceServicer_to_server,
-         LedgerService(ledger, settings.admin_key), "avlora.v1.LedgerService"),
-    ]
+    registrations, background = [], []
+    if api:
+        await changes.listen()
+        registrations = [
+            (jobs_pb2_grpc.add_JobServiceServicer_to_server,
+             JobService(ledger, js, changes, store, settings.download_url_ttl_s), "avlora.v1.JobService"),
+            (ledger_pb2_grpc.add_LedgerServiceServicer_to_server,
+             LedgerService(ledger, settings.admin_key), "avlora.v1.LedgerService")]
+    if events:
+        background = [lambda: apply_events(js, ledger, changes, stopping),
+                      lambda: fail_exhausted_work(js, ledger, changes, stopping)]
     try:
-        await serve("ledger", settings, registrations, internal_port=settings.internal_port, on_stop=stopping.set,
-                    background=[lambda: apply_events(js, ledger, changes, stopping),
-                                lambda: fail_exhausted_work(js, ledger, changes, stopping)])
+        await serve("ledger" if api else "ledger-events", settings, registrations, on_stop=stopping.set,
+                    internal_port=settings.internal_port if api else None, background=background)
     finally:
         await bus.close(nc)
         await engine.dispose()

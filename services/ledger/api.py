@@ -34,10 +34,22 @@ log = structlog.get_logger()
 
 
 class JobChanges:
-    """Wakes WatchJob streams when the ledger applies an event to their job."""
+    """Wakes WatchJob streams when their job changed. Whichever ledger process changes a job
+    announces it over core NATS (bus.CHANGED_SUBJECT), so a stream on any API replica wakes; a
+    process with both roles hears its own announcements."""
 
-    def __init__(self):
+    def __init__(self, nc):
+        self.nc = nc
         self._events: dict[str, set[asyncio.Event]] = defaultdict(set)
+
+    async def listen(self) -> None:
+        async def received(message) -> None:
+            self.notify(message.data.decode())
+        await self.nc.subscribe(bus.CHANGED_SUBJECT, cb=received)
+
+    async def announce(self, job_ids) -> None:
+        for job_id in dict.fromkeys(job_ids):
+            await self.nc.publish(bus.CHANGED_SUBJECT, job_id.encode())
 
     def notify(self, job_id: str) -> None:
         for waiter in self._events.get(job_id, ()):
@@ -203,7 +215,7 @@ class JobService(jobs_pb2_grpc.JobServiceServicer):
             await context.abort(grpc.StatusCode.NOT_FOUND, f"no job {request.job_id!r}")
         if job.state == jobs_pb2.CANCELLED:
             await bus.mark_cancelled(self.js, job.id)
-            self.changes.notify(job.id)
+            await self.changes.announce([job.id])
         return await self._message(job)
 
     async def WatchJob(self, request, context):

@@ -51,8 +51,8 @@ async def _apply_batch(messages: list, ledger: Ledger, changes: JobChanges) -> N
     for (message, event), result in zip(decoded, results):
         if not result.applied and result.note != "duplicate":
             log.info("event refused", event_id=event.event_id, job_id=event.job_id, note=result.note)
-        changes.notify(event.job_id)
         await message.ack()
+    await changes.announce(event.job_id for _, event in decoded)
 
 
 async def ensure_advisory_stream(js) -> None:
@@ -77,7 +77,7 @@ async def fail_exhausted_work(js, ledger: Ledger, changes: JobChanges, stopping:
                 await message.nak(delay=2)
                 continue
             if job_id:
-                changes.notify(job_id)
+                await changes.announce([job_id])
             await message.ack()
 
     await bus.pull_batches(js, ADVISORY_STREAM, ADVISORY_CONSUMER, 10, handle, stopping)

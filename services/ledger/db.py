@@ -1,5 +1,7 @@
 """Database connection for the ledger: SQLite by default, PostgreSQL unchanged."""
 
+import contextlib
+import fcntl
 from pathlib import Path
 
 from alembic import command
@@ -41,14 +43,33 @@ def alembic_config() -> Config:
     return config
 
 
+MIGRATION_LOCK = 0x61766C6F7261  # PostgreSQL advisory lock key ("avlora")
+
+
+@contextlib.contextmanager
+def _sqlite_file_lock(engine: AsyncEngine):
+    """An exclusive lock file beside a SQLite database (nothing for other databases)."""
+    database = engine.url.database if engine.dialect.name == "sqlite" else None
+    if not database or database == ":memory:":
+        yield
+        return
+    with open(f"{database}.migrate.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        yield
+
+
 async def migrate(engine: AsyncEngine) -> None:
-    """Brings the schema to the newest migration."""
+    """Brings the schema to the newest migration. Ledger processes that start together (API
+    replicas, the event consumer) take turns: the first migrates, the others find it done."""
     def upgrade(connection):
         config = alembic_config()
         config.attributes["connection"] = connection
         command.upgrade(config, "head")
-    async with engine.begin() as connection:
-        await connection.run_sync(upgrade)
+    with _sqlite_file_lock(engine):
+        async with engine.begin() as connection:
+            if engine.dialect.name == "postgresql":
+                await connection.exec_driver_sql(f"SELECT pg_advisory_xact_lock({MIGRATION_LOCK})")
+            await connection.run_sync(upgrade)
 
 
 def sessions(engine: AsyncEngine) -> async_sessionmaker:
