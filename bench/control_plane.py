@@ -140,11 +140,13 @@ def run(database: str, database_url: str, seconds: float, client_counts: list[in
         try:
             address, metadata = info["ledger_addr"], [("authorization", f"Bearer {info['api_key']}")]
             ledger = psutil.Process(stack.processes["ledger"].pid)
-            if drain_nice is not None:
-                psutil.Process(stack.processes["ingest"].pid).nice(drain_nice)
+            if drain_nice is not None:  # the pipeline: on machines of its own in a deployment
+                for name in ("ingest", LEDGER_EVENTS) if split else ("ingest",):
+                    psutil.Process(stack.processes[name].pid).nice(drain_nice)
             create = create_call(dataset_url)
-            print(f"{database} ({'no worker' if drain_nice is None else f'an ingest worker at nice {drain_nice}'} "
-                  f"draining the queue; the ledger {'API and event consumer in two processes' if split else 'in one process'}):",
+            pipeline = "the ingest worker and the ledger's event consumer" if split else "the ingest worker"
+            print(f"{database} ({'no worker draining the queue' if drain_nice is None else f'{pipeline} at nice {drain_nice} draining the queue'}; "
+                  f"the ledger {'API and event consumer in two processes' if split else 'in one process'}):",
                   flush=True)
             started = time.monotonic()
             measured(f"CreateJob, 32 clients, {rate:.0f}/s offered", ledger, seconds, address, metadata, create, 32,
