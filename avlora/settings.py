@@ -10,6 +10,9 @@ from pathlib import Path
 from avlora import config
 
 
+LEDGER_ROLES = ("all", "api", "events")  # services/ledger/__main__.py
+
+
 @dataclass(frozen=True)
 class Settings:
     ENV_PREFIX = ""

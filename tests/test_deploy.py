@@ -16,7 +16,7 @@ import pytest
 import yaml
 
 from avlora import bus
-from services.ledger.__main__ import ROLES
+from avlora.settings import LEDGER_ROLES
 
 K8S = Path(__file__).resolve().parents[1] / "deploy" / "k8s"
 OVERLAYS = ("local", "production", "production-gpu-preprocess")
@@ -132,7 +132,7 @@ def test_the_ledger_api_scales_and_its_event_consumer_stays_one(rendered, overla
     api, events = _one(objects, "Deployment", "avlora-ledger"), _one(objects, "Deployment", "avlora-ledger-events")
     roles = {name: {e["name"]: e.get("value") for e in _container(d).get("env", [])}.get("AVLORA_LEDGER_ROLE")
              for name, d in (("api", api), ("events", events))}
-    assert roles == {"api": "api", "events": "events"} and set(roles.values()) <= set(ROLES)
+    assert roles == {"api": "api", "events": "events"} and set(roles.values()) <= set(LEDGER_ROLES)
     assert events["spec"]["replicas"] == 1 and events["spec"]["strategy"] == {"type": "Recreate"}
     assert api["spec"]["replicas"] >= (1 if overlay == "local" else 2)
     container = _container(events)

@@ -64,3 +64,19 @@ def test_a_killed_service_is_restarted_and_jobs_still_succeed(tmp_path, tiny_mod
     finally:
         up.send_signal(signal.SIGTERM)
         assert up.wait(timeout=90) == 0
+
+
+def test_a_service_that_dies_at_start_up_says_why(tmp_path):
+    """The start-up error carries the end of the service's log (CI shows nothing else)."""
+    from avlora.stack import free_port, wait_healthy
+    log = tmp_path / "ledger.log"
+    with log.open("wb") as out:
+        process = subprocess.Popen([sys.executable, "-c", "import sys; print('migration failed: disk full');"
+                                    "sys.exit(3)"], stdout=out, stderr=subprocess.STDOUT)
+    try:
+        wait_healthy(f"127.0.0.1:{free_port()}", 30, process, "ledger", log)
+    except RuntimeError as error:
+        assert "ledger exited with code 3 during start-up" in str(error)
+        assert "migration failed: disk full" in str(error)
+    else:
+        raise AssertionError("wait_healthy returned for a process that exited")

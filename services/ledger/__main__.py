@@ -12,7 +12,7 @@ import asyncio
 from avlora import bus
 from avlora.service import configure_logging, serve
 from avlora.retention import job_end_callback
-from avlora.settings import Settings
+from avlora.settings import LEDGER_ROLES, Settings
 from avlora.store import open_store
 from avlora.v1 import jobs_pb2_grpc, ledger_pb2_grpc
 from services.ledger.api import JobChanges, JobService, LedgerService
@@ -20,13 +20,11 @@ from services.ledger.consumer import apply_events, ensure_advisory_stream, fail_
 from services.ledger.db import make_engine, migrate
 from services.ledger.ledger import Ledger
 
-ROLES = ("all", "api", "events")
-
-
 async def main() -> None:
     settings = Settings.from_env()
-    if settings.ledger_role not in ROLES:
-        raise SystemExit(f"AVLORA_LEDGER_ROLE: must be one of {', '.join(ROLES)}, not {settings.ledger_role!r}")
+    if settings.ledger_role not in LEDGER_ROLES:
+        raise SystemExit(f"AVLORA_LEDGER_ROLE: must be one of {', '.join(LEDGER_ROLES)}, "
+                         f"not {settings.ledger_role!r}")
     api, events = settings.ledger_role in ("all", "api"), settings.ledger_role in ("all", "events")
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     engine = make_engine(settings.ledger_database_url)
@@ -34,7 +32,7 @@ async def main() -> None:
     ledger = Ledger(engine)
     store = open_store(settings.store_url)
     ledger.on_job_end.append(job_end_callback(ledger, store))
-    for entry in filter(None, settings.ledger_keys.split(",")):
+    for entry in filter(None, settings.ledger_keys.split(",") if api else ()):  # keys are the API's
         tenant, _, key = entry.partition(":")
         await ledger.add_api_key(tenant, key)
     nc = await bus.connect(settings.nats_url, f"ledger-{settings.worker_name}")

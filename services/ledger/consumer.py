@@ -8,6 +8,7 @@ import structlog
 from google.protobuf.message import DecodeError
 from nats.js import api
 from nats.js.errors import NotFoundError
+from sqlalchemy.exc import DataError, IntegrityError
 
 from avlora import bus
 from avlora.stage import new_event
@@ -40,19 +41,27 @@ async def _apply_batch(messages: list, ledger: Ledger, changes: JobChanges) -> N
         return
     try:
         results = await ledger.apply_events([event for _, event in decoded])
-    except Exception as error:  # e.g. the database is unavailable: retry later
-        if len(decoded) > 1:  # or one event the database refuses: it must not hold back the rest
+    except (DataError, IntegrityError) as error:  # the database refuses an event
+        if len(decoded) > 1:  # which must not hold back the rest of its batch: one at a time
             for message, _ in decoded:
                 await _apply_batch([message], ledger, changes)
             return
-        log.error("event not applied", event_id=decoded[0][1].event_id, error=repr(error))
-        await decoded[0][0].nak(delay=1)
+        await _retry_later(decoded, error)
+        return
+    except Exception as error:  # e.g. the database is unavailable: the whole batch, later
+        await _retry_later(decoded, error)
         return
     for (message, event), result in zip(decoded, results):
         if not result.applied and result.note != "duplicate":
             log.info("event refused", event_id=event.event_id, job_id=event.job_id, note=result.note)
         await message.ack()
     await changes.announce(event.job_id for _, event in decoded)
+
+
+async def _retry_later(decoded: list, error: Exception) -> None:
+    log.error("events not applied", event_ids=[event.event_id for _, event in decoded], error=repr(error))
+    for message, _ in decoded:
+        await message.nak(delay=1)
 
 
 async def ensure_advisory_stream(js) -> None:

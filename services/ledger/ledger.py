@@ -231,17 +231,18 @@ class Ledger:
                 .with_for_update())}  # locked in one order: concurrent batches cannot deadlock
             seen = set(await session.scalars(sa.select(JobEvent.event_id).where(
                 JobEvent.event_id.in_({event.event_id for event in events}))))
-            outcomes, records, bills = [], [], []
+            outcomes, records = [], []
             for event in events:
                 if event.event_id in seen:
                     outcomes.append((Applied(event.job_id, False, "duplicate"), None, None))
                     continue
                 seen.add(event.event_id)
-                outcome = self._decide(jobs.get(event.job_id), event, bills)
-                records.append(self._event_row(event, outcome[0].applied, outcome[0].note))
-                outcomes.append(outcome)
+                applied, changed, ended = self._decide(jobs.get(event.job_id), event)
+                records.append(self._event_row(event, applied.applied, applied.note))
+                outcomes.append((applied, changed, ended))
             await self._insert_new(session, JobEvent, "event_id", records)
-            await self._insert_new(session, Usage, "job_id", bills)
+            await self._insert_new(session, Usage, "job_id",
+                                   [self._finish(ended, ended.state) for _, _, ended in outcomes if ended])
         for _, changed, _ in outcomes:
             if changed:
                 log.info("job state", **changed)
@@ -250,10 +251,9 @@ class Ledger:
                 await self._ended(ended)
         return [applied for applied, _, _ in outcomes]
 
-    def _decide(self, job: Job | None, event: events_pb2.JobEvent,
-                bills: list[dict]) -> tuple[Applied, dict | None, Job | None]:
-        """Applies one event to its (locked) job in memory, adding the bill of a job it ends to
-        `bills`: (the outcome, the state change to log, the job if it ended)."""
+    def _decide(self, job: Job | None, event: events_pb2.JobEvent) -> tuple[Applied, dict | None, Job | None]:
+        """Applies one event to its (locked) job in memory: (the outcome, the state change to log,
+        the job if it ended)."""
         if job is None:
             return Applied(event.job_id, False, "unknown job"), None, None
         before = (job.state, job.queued_for)
@@ -261,10 +261,7 @@ class Ledger:
         if new_state is None:
             return Applied(event.job_id, False, note), None, None
         self._apply(job, new_state, event)
-        ended = None
-        if new_state in TERMINAL:
-            bills.append(self._finish(job, new_state))
-            ended = job
+        ended = job if new_state in TERMINAL else None
         changed = None
         if (job.state, job.queued_for) != before:
             changed = dict(job=job.id, tenant=job.tenant_id, state=state_name(job.state), queued_for=job.queued_for)
