@@ -295,3 +295,39 @@ def test_a_job_that_cannot_be_queued_is_not_recorded(make_stack):
             jobs.CreateJob(v2a_request("r1"), metadata=key, timeout=60)
         assert error.value.code() == grpc.StatusCode.UNAVAILABLE and "nothing was recorded" in error.value.details()
         assert jobs.ListJobs(jobs_pb2.ListJobsRequest(), metadata=key).jobs == []
+
+
+def test_every_recorded_job_is_queued_even_when_its_caller_gives_up(api):
+    """Callers whose deadline passes while their job is being recorded: whatever was recorded is
+    also queued for ingest (else it would wait forever)."""
+    import asyncio
+
+    import nats
+
+    from avlora import bus
+
+    info, jobs, _ = api
+    key = bearer(info["api_key"])
+
+    async def impatient_callers():
+        async with grpc.aio.insecure_channel(info["ledger_addr"]) as channel:
+            stub = jobs_pb2_grpc.JobServiceStub(channel)
+            await stub.ListJobs(jobs_pb2.ListJobsRequest(), metadata=key)  # connected
+            calls = [stub.CreateJob(v2a_request(f"r{index}"), metadata=key, timeout=0.002 + index % 40 / 1000)
+                     for index in range(300)]
+            return await asyncio.gather(*calls, return_exceptions=True)
+
+    async def queued():
+        nc = await nats.connect(info["nats"])
+        try:
+            return (await nc.jetstream().stream_info(bus.WORK_STREAM)).state.messages
+        finally:
+            await nc.close()
+
+    outcomes = asyncio.run(impatient_callers())
+    gave_up = [o for o in outcomes if isinstance(o, grpc.RpcError)]
+    assert gave_up and all(o.code() == grpc.StatusCode.DEADLINE_EXCEEDED for o in gave_up)
+    asyncio.run(asyncio.sleep(1))  # the calls whose callers left finish in the ledger
+    recorded = jobs.ListJobs(jobs_pb2.ListJobsRequest(page_size=500), metadata=key).jobs
+    assert len(recorded) > len(outcomes) - len(gave_up)  # some jobs were recorded after their caller left
+    assert asyncio.run(queued()) == len(recorded)

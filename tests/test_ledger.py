@@ -5,6 +5,7 @@ import time
 
 import nats
 import pytest
+from sqlalchemy.exc import DataError
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 
@@ -206,6 +207,40 @@ async def test_a_reused_request_id_with_other_parameters_is_refused(ledger):
     with pytest.raises(RequestIdReused, match=f"request_id 'req-1' was used for job {first.id}"):
         await ledger.create_job("acme", params(steps=3000), "req-1")
     assert len((await ledger.list_jobs("acme"))[0]) == 1
+
+
+async def test_concurrent_creates_end_as_they_would_one_at_a_time(ledger):
+    """Creates that arrive together are committed together; each caller still gets its own answer:
+    a retried request_id returns the one job, a reused one with other parameters and a foreign
+    upload are refused, and none of that holds back the rest of the batch."""
+    await ledger.add_api_key("acme")
+    await ledger.add_api_key("globex")
+    await ledger.record_upload("theirs01", "globex", 10)
+    foreign = from_proto(params_pb2.JobParams(v2a=params_pb2.V2AParams(training_data_url="upload://theirs01")))
+    calls = ([ledger.create_job("acme", params(), f"req-{index}") for index in range(30)]
+             + [ledger.create_job("acme", params(), "again") for _ in range(5)]
+             + [ledger.create_job("acme", params(steps=3000), "again"), ledger.create_job("acme", foreign, "")])
+    outcomes = await asyncio.gather(*calls, return_exceptions=True)
+    created = outcomes[:30]
+    assert all(isinstance(outcome, tuple) for outcome in created)
+    assert len({job.id for job, _ in created}) == 30 and all(new for _, new in created)
+    again = outcomes[30:35]
+    assert len({job.id for job, _ in again}) == 1 and [new for _, new in again] == [True, False, False, False, False]
+    assert isinstance(outcomes[35], RequestIdReused) and again[0][0].id in str(outcomes[35])
+    assert isinstance(outcomes[36], InvalidParams) and "no upload upload://theirs01 of this tenant" in str(outcomes[36])
+    listed, _ = await ledger.list_jobs("acme", page_size=100)
+    assert sorted(job.id for job, _ in listed) == sorted({job.id for job, _ in created + again})
+
+
+async def test_a_create_the_database_refuses_holds_back_none_of_the_others(ledger):
+    if ledger.engine.dialect.name != "postgresql":
+        pytest.skip("SQLite stores any text: the refusal needs PostgreSQL")
+    await ledger.add_api_key("acme")
+    outcomes = await asyncio.gather(*(ledger.create_job("acme", params(), "bad\x00id" if index == 2 else f"r{index}")
+                                      for index in range(6)), return_exceptions=True)
+    assert isinstance(outcomes[2], DataError)
+    assert all(isinstance(outcome, tuple) and outcome[1] for index, outcome in enumerate(outcomes) if index != 2)
+    assert len((await ledger.list_jobs("acme"))[0]) == 5
 
 
 async def test_an_upload_is_usable_only_by_the_tenant_that_uploaded_it(ledger):

@@ -33,6 +33,10 @@ TENANT_NAME = re.compile(r"[a-z0-9][a-z0-9._-]{0,63}")
 log = structlog.get_logger()
 
 
+class QueueUnavailable(Exception):
+    """A new job could not be queued for ingest (it was not recorded either)."""
+
+
 class JobChanges:
     """Wakes WatchJob streams when their job changed. Whichever ledger process changes a job
     announces it over core NATS (bus.CHANGED_SUBJECT), so a stream on any API replica wakes; a
@@ -166,12 +170,18 @@ class JobService(jobs_pb2_grpc.JobServiceServicer):
         if len(request.request_id) > MAX_REQUEST_ID_CHARS or not request.request_id.isprintable():
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT,
                                 f"request_id: at most {MAX_REQUEST_ID_CHARS} printable characters")
-        try:
-            job, created = await self.ledger.create_job(tenant, params, request.request_id)
+        try:  # finished even if the caller goes away: a job recorded but never queued would wait forever
+            job, created = await asyncio.shield(self._record_and_queue(tenant, params, request.request_id))
         except InvalidParams as error:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(error))
         except RequestIdReused as error:
             await context.abort(grpc.StatusCode.ALREADY_EXISTS, str(error))
+        except QueueUnavailable:
+            await context.abort(grpc.StatusCode.UNAVAILABLE, "the job queue is unavailable; nothing was recorded, retry")
+        return job_message(job) if created else await self._message(job)
+
+    async def _record_and_queue(self, tenant: str, params, request_id: str) -> tuple[Job, bool]:
+        job, created = await self.ledger.create_job(tenant, params, request_id)
         if created or job.state == jobs_pb2.QUEUED:  # a retried create re-queues; JetStream de-duplicates
             try:
                 await bus.publish_work(self.js, "ingest", events_pb2.StageWork(
@@ -180,9 +190,8 @@ class JobService(jobs_pb2_grpc.JobServiceServicer):
                 if created:  # never leave a job that no worker will see
                     await self.ledger.delete_queued_job(job.id)
                 log.error("job queue unavailable", error=repr(error))
-                await context.abort(grpc.StatusCode.UNAVAILABLE,
-                                    "the job queue is unavailable; nothing was recorded, retry")
-        return job_message(job) if created else await self._message(job)
+                raise QueueUnavailable from error
+        return job, created
 
     async def GetJob(self, request, context):
         tenant = await self._tenant(context)

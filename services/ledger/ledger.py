@@ -11,6 +11,7 @@ from dataclasses import dataclass
 import sqlalchemy as sa
 import structlog
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import DataError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from avlora.job_state import TERMINAL, state_name
@@ -19,6 +20,7 @@ from avlora.store import UPLOAD_SCHEME
 from avlora.v1 import events_pb2, jobs_pb2
 from services.ledger import billing, states
 from services.ledger.db import sessions
+from services.ledger.group_commit import GroupCommit
 from services.ledger.models import ApiKey, Job, JobEvent, Tenant, Upload, Usage, utcnow
 
 MAX_PAGE = 500
@@ -57,6 +59,10 @@ def merge_progress(stored: bytes, incoming: jobs_pb2.Progress) -> jobs_pb2.Progr
     return merged
 
 
+# A job to insert: its row, and the upload:// references of its parameters (field: upload id).
+NewJob = tuple[dict, dict[str, str]]
+
+
 @dataclass
 class Applied:
     job_id: str
@@ -72,6 +78,7 @@ class Ledger:
         # letting them sleep in SQLite's busy handler (seconds of p99 at 32 clients).
         self._write_lock = asyncio.Lock() if engine.dialect.name == "sqlite" else contextlib.nullcontext()
         self._insert_job = self._insert(Job.__table__).on_conflict_do_nothing().returning(Job.__table__.c.id)
+        self._new_jobs = GroupCommit(self._insert_jobs)
         # Called with a job once it reached a terminal state (after the commit); e.g. retention.
         self.on_job_end: list[Callable[[Job], Awaitable[None]]] = []
 
@@ -123,20 +130,12 @@ class Ledger:
     async def create_job(self, tenant: str, params: JobParams, request_id: str) -> tuple[Job, bool]:
         """Inserts a job queued for ingest; a repeated request_id with the same parameters returns
         the first job and False (other parameters: RequestIdReused). Every upload:// reference must
-        be the tenant's own (else InvalidParams)."""
+        be the tenant's own (else InvalidParams). Concurrent calls are committed together."""
         job_id, now, params_json = uuid.uuid4().hex, utcnow(), params.model_dump_json()
-        uploads = upload_refs(params)
         values = dict(id=job_id, tenant_id=tenant, mode=params.mode, state=jobs_pb2.QUEUED,
                       params_json=params_json, request_id=request_id or None, progress=b"", outputs=b"",
                       error="", created_at=now, updated_at=now, queued_for="ingest", queued_at=now)
-        async with self._write_lock, self.engine.begin() as connection:  # Core: the hot path of CreateJob
-            if uploads:
-                not_owned = await self._not_owned(connection, tenant, set(uploads.values()))
-                for field, upload_id in uploads.items():
-                    if upload_id in not_owned:
-                        raise InvalidParams(foreign_upload(field, upload_id))
-            inserted = await connection.scalar(self._insert_job, values)
-        if inserted is None:
+        if not await self._new_jobs.submit((values, upload_refs(params))):
             async with self.session() as session:
                 job = await session.scalar(sa.select(Job).where(Job.tenant_id == tenant, Job.request_id == request_id))
             if job.params_json != params_json:
@@ -145,6 +144,38 @@ class Ledger:
             return job, False
         log.info("job state", job=job_id, tenant=tenant, state="QUEUED", queued_for="ingest")
         return Job(**values), True
+
+    async def _insert_jobs(self, batch: list[NewJob]) -> list[bool | Exception]:
+        """Inserts a batch of new jobs in one transaction: for each, whether it was inserted (False:
+        its request_id was used before) or why not. A job the database refuses is retried alone,
+        so it holds back none of the others."""
+        try:
+            return await self._insert_jobs_together(batch)
+        except (DataError, IntegrityError):
+            if len(batch) == 1:
+                raise
+        outcomes = []
+        for new_job in batch:
+            try:
+                outcomes += await self._insert_jobs_together([new_job])
+            except (DataError, IntegrityError) as error:
+                outcomes.append(error)
+        return outcomes
+
+    async def _insert_jobs_together(self, batch: list[NewJob]) -> list[bool | Exception]:
+        async with self._write_lock, self.engine.begin() as connection:  # Core: the hot path of CreateJob
+            refusals = [await self._foreign_upload(connection, values["tenant_id"], uploads) if uploads else None
+                        for values, uploads in batch]
+            rows = [values for (values, _), refusal in zip(batch, refusals) if refusal is None]
+            inserted = set((await connection.execute(self._insert_job, rows)).scalars()) if rows else set()
+        return [refusal or values["id"] in inserted for (values, _), refusal in zip(batch, refusals)]
+
+    async def _foreign_upload(self, connection, tenant: str, uploads: dict[str, str]) -> InvalidParams | None:
+        not_owned = await self._not_owned(connection, tenant, set(uploads.values()))
+        for field, upload_id in uploads.items():
+            if upload_id in not_owned:
+                return InvalidParams(foreign_upload(field, upload_id))
+        return None
 
     async def record_upload(self, upload_id: str, tenant: str, size: int) -> None:
         async with self._writing() as session:

@@ -1,0 +1,53 @@
+"""Group commit: concurrent callers' writes share one transaction."""
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from typing import Generic, TypeVar
+
+Item, Outcome = TypeVar("Item"), TypeVar("Outcome")
+
+
+class GroupCommit(Generic[Item, Outcome]):
+    """While one batch is being written, the callers that arrive queue, and their items go in the
+    next batch (at most `limit`). A caller alone is written at once, with no added wait; under
+    load one transaction serves many callers, so a write's fixed cost (a connection, the round
+    trips of BEGIN and COMMIT, the driver's and the ORM's overhead) is paid once per batch.
+
+    `write(items)` returns one outcome per item, an exception for an item it refuses; if it
+    raises, every caller of the batch gets that error."""
+
+    def __init__(self, write: Callable[[list[Item]], Awaitable[list[Outcome | Exception]]], limit: int = 100):
+        self._write, self.limit = write, limit
+        self._queue: list[tuple[Item, asyncio.Future]] = []
+        self._writer: asyncio.Task | None = None
+
+    async def submit(self, item: Item) -> Outcome:
+        future = asyncio.get_running_loop().create_future()
+        self._queue.append((item, future))
+        if self._writer is None:
+            self._writer = asyncio.create_task(self._drain())
+        return await future
+
+    async def _drain(self) -> None:
+        batch: list[tuple[Item, asyncio.Future]] = []
+        try:
+            while self._queue:
+                batch, self._queue = self._queue[:self.limit], self._queue[self.limit:]
+                try:
+                    outcomes = await self._write([item for item, _ in batch])
+                except Exception as error:
+                    outcomes = [error] * len(batch)
+                for (_, future), outcome in zip(batch, outcomes, strict=True):
+                    if future.done():  # its caller went away; the write stands
+                        continue
+                    if isinstance(outcome, Exception):
+                        future.set_exception(outcome)
+                    else:
+                        future.set_result(outcome)
+        except asyncio.CancelledError:  # the process is stopping: no caller waits forever
+            for _, future in (*batch, *self._queue):
+                future.cancel()
+            self._queue = []
+            raise
+        finally:
+            self._writer = None
