@@ -222,6 +222,20 @@ def test_list_items_leave_out_the_prompts_and_replies_stay_small(api):
     assert listed.params.v2a.validation[0].video_url == "https://e.com/v.mp4" and not listed.params.v2a.validation[0].prompt
 
 
+def test_a_job_listed_again_after_it_changed_shows_the_change(api):
+    """ListJobs keeps serialized items of unchanged jobs: a change must never be hidden by that."""
+    info, jobs, _ = api
+    key = bearer(info["api_key"])
+    created = [jobs.CreateJob(v2a_request(number_of_steps=500), metadata=key) for _ in range(3)]
+    first = jobs.ListJobs(jobs_pb2.ListJobsRequest(), metadata=key).jobs
+    assert [job.state for job in first] == [jobs_pb2.QUEUED] * 3
+    jobs.CancelJob(jobs_pb2.CancelJobRequest(job_id=created[1].id), metadata=key)
+    again = {job.id: job for job in jobs.ListJobs(jobs_pb2.ListJobsRequest(), metadata=key).jobs}
+    assert [again[job.id].state for job in created] == [jobs_pb2.QUEUED, jobs_pb2.CANCELLED, jobs_pb2.QUEUED]
+    assert again[created[1].id].updated_at.ToDatetime() > again[created[1].id].created_at.ToDatetime()
+    assert again[created[0].id] == next(job for job in first if job.id == created[0].id)
+
+
 def test_a_reused_request_id_with_other_parameters_is_refused(api):
     info, jobs, _ = api
     key = bearer(info["api_key"])

@@ -143,6 +143,22 @@ def list_item(job: Job, units: int) -> jobs_pb2.Job:
     return message
 
 
+LIST_ITEMS_KEPT = 8192
+_list_items: dict[tuple, bytes] = {}
+
+
+def list_item_bytes(job: Job, units: int) -> bytes:
+    """list_item serialized, kept while the job is unchanged: every change of a job moves its
+    updated_at (and its bill, once, its units), so a page listed again reuses most of its items."""
+    key = (job.id, job.updated_at, units)
+    item = _list_items.get(key)
+    if item is None:
+        if len(_list_items) >= LIST_ITEMS_KEPT:
+            del _list_items[next(iter(_list_items))]  # the oldest kept
+        item = _list_items[key] = list_item(job, units).SerializeToString()
+    return item
+
+
 @database_errors_mapped
 class JobService(jobs_pb2_grpc.JobServiceServicer):
     def __init__(self, ledger: Ledger, js, changes: JobChanges, store: ArtifactStore, url_ttl_s: int = 3600):
@@ -208,12 +224,12 @@ class JobService(jobs_pb2_grpc.JobServiceServicer):
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(error))
         reply, size = jobs_pb2.ListJobsResponse(), 0
         for job, units in rows:
-            item = list_item(job, units)
-            size += item.ByteSize()
+            item = list_item_bytes(job, units)
+            size += len(item)
             if reply.jobs and size > LIST_REPLY_BYTES:  # the rest on the next page
                 token = reply.jobs[-1].id
                 break
-            reply.jobs.append(item)
+            reply.jobs.add().MergeFromString(item)
         reply.next_page_token = token
         return reply
 

@@ -197,23 +197,26 @@ class Ledger:
             return await session.scalar(query)
 
     async def list_jobs(self, tenant: str, *, state: int = 0, mode: str = "", page_size: int = 50,
-                        page_token: str = "") -> tuple[list[tuple[Job, int]], str]:
-        """A page of the tenant's jobs, newest first, each with its billed units."""
+                        page_token: str = "") -> tuple[list[tuple[sa.Row, int]], str]:
+        """A page of the tenant's jobs, newest first, each with its billed units. The jobs are rows
+        with a Job's attributes (Core, not ORM objects: a page is read often and never changed)."""
         page_size = min(max(page_size or 50, 1), MAX_PAGE)
-        query = (sa.select(Job, sa.func.coalesce(Usage.units, 0)).outerjoin(Usage, Usage.job_id == Job.id)
-                 .where(Job.tenant_id == tenant))
+        jobs = Job.__table__
+        query = (sa.select(jobs, sa.func.coalesce(Usage.__table__.c.units, 0).label("units"))
+                 .outerjoin(Usage.__table__, Usage.__table__.c.job_id == jobs.c.id).where(jobs.c.tenant_id == tenant))
         if state:
-            query = query.where(Job.state == state)
+            query = query.where(jobs.c.state == state)
         if mode:
-            query = query.where(Job.mode == mode)
-        async with self.session() as session:
+            query = query.where(jobs.c.mode == mode)
+        async with self.engine.connect() as connection:
             if page_token:
-                last = await session.get(Job, page_token)
-                if last is None or last.tenant_id != tenant:
+                last = (await connection.execute(sa.select(jobs.c.created_at, jobs.c.id).where(
+                    jobs.c.id == page_token, jobs.c.tenant_id == tenant))).first()
+                if last is None:
                     raise ValueError("page_token: not a token from this listing")
-                query = query.where(sa.tuple_(Job.created_at, Job.id) < (last.created_at, last.id))
-            rows = [(job, units) for job, units in (await session.execute(
-                query.order_by(Job.created_at.desc(), Job.id.desc()).limit(page_size + 1))).all()]
+                query = query.where(sa.tuple_(jobs.c.created_at, jobs.c.id) < tuple(last))
+            rows = [(row, row.units) for row in (await connection.execute(
+                query.order_by(jobs.c.created_at.desc(), jobs.c.id.desc()).limit(page_size + 1))).all()]
         more = len(rows) > page_size
         rows = rows[:page_size]
         return rows, (rows[-1][0].id if more else "")
