@@ -35,7 +35,8 @@ def configure_logging() -> None:
     logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(message)s")
     structlog.configure(processors=[
         structlog.processors.add_log_level, structlog.processors.TimeStamper(fmt="iso"),
-        structlog.processors.JSONRenderer()], logger_factory=structlog.PrintLoggerFactory(sys.stderr))
+        structlog.processors.JSONRenderer()], logger_factory=structlog.PrintLoggerFactory(sys.stderr),
+        cache_logger_on_first_use=True)  # configured once per process: no per-call lookup of the configuration
 
 
 # Services whose every RPC needs the service credential (the rest take a tenant's API key).
