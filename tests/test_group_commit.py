@@ -58,3 +58,14 @@ async def test_a_caller_that_goes_away_leaves_its_write_and_the_others_standing(
     with pytest.raises(asyncio.CancelledError):
         await leaving
     assert writer.batches == [[1], [2, 3]]
+
+
+async def test_a_writer_cancelled_before_it_ran_does_not_stall_later_callers():
+    writer = Writer()
+    commit = GroupCommit(writer.write)
+    first = asyncio.create_task(commit.submit(1))
+    await asyncio.sleep(0)  # the writer task exists, and has not run yet
+    commit._writer.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await first
+    assert await asyncio.wait_for(commit.submit(2), 5) == 20

@@ -24,8 +24,9 @@ class GroupCommit(Generic[Item, Outcome]):
     async def submit(self, item: Item) -> Outcome:
         future = asyncio.get_running_loop().create_future()
         self._queue.append((item, future))
-        if self._writer is None:
+        if self._writer is None or self._writer.done():
             self._writer = asyncio.create_task(self._drain())
+            self._writer.add_done_callback(self._writer_ended)
         return await future
 
     async def _drain(self) -> None:
@@ -44,10 +45,18 @@ class GroupCommit(Generic[Item, Outcome]):
                         future.set_exception(outcome)
                     else:
                         future.set_result(outcome)
-        except asyncio.CancelledError:  # the process is stopping: no caller waits forever
-            for _, future in (*batch, *self._queue):
+        except asyncio.CancelledError:
+            for _, future in batch:
+                future.cancel()
+            raise
+        finally:  # nothing awaited since the queue was found empty: a caller now starts a new writer
+            self._writer = None
+
+    def _writer_ended(self, writer: asyncio.Task) -> None:
+        """A writer cancelled (the process stopping; perhaps before it ever ran) leaves no caller
+        waiting forever."""
+        if writer.cancelled() and self._writer in (None, writer):
+            self._writer = None
+            for _, future in self._queue:
                 future.cancel()
             self._queue = []
-            raise
-        finally:
-            self._writer = None
