@@ -20,6 +20,7 @@ from services.ledger.consumer import apply_events, ensure_advisory_stream, fail_
 from services.ledger.db import make_engine, migrate
 from services.ledger.ledger import Ledger
 
+
 async def main() -> None:
     settings = Settings.from_env()
     if settings.ledger_role not in LEDGER_ROLES:

@@ -223,8 +223,8 @@ class JobService(jobs_pb2_grpc.JobServiceServicer):
         except ValueError as error:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(error))
         reply, size = jobs_pb2.ListJobsResponse(), 0
-        for job, units in rows:
-            item = list_item_bytes(job, units)
+        for job in rows:
+            item = list_item_bytes(job, job.units)
             size += len(item)
             if reply.jobs and size > LIST_REPLY_BYTES:  # the rest on the next page
                 token = reply.jobs[-1].id

@@ -8,12 +8,12 @@ import structlog
 from google.protobuf.message import DecodeError
 from nats.js import api
 from nats.js.errors import NotFoundError
-from sqlalchemy.exc import DataError, IntegrityError
 
 from avlora import bus
 from avlora.stage import new_event
 from avlora.v1 import events_pb2
 from services.ledger.api import JobChanges
+from services.ledger.group_commit import each_alone_if_refused
 from services.ledger.ledger import Ledger
 
 log = structlog.get_logger()
@@ -40,18 +40,14 @@ async def _apply_batch(messages: list, ledger: Ledger, changes: JobChanges) -> N
     if not decoded:
         return
     try:
-        results = await ledger.apply_events([event for _, event in decoded])
-    except (DataError, IntegrityError) as error:  # the database refuses an event
-        if len(decoded) > 1:  # which must not hold back the rest of its batch: one at a time
-            for message, _ in decoded:
-                await _apply_batch([message], ledger, changes)
-            return
-        await _retry_later(decoded, error)
-        return
+        results = await each_alone_if_refused(ledger.apply_events, [event for _, event in decoded])
     except Exception as error:  # e.g. the database is unavailable: the whole batch, later
         await _retry_later(decoded, error)
         return
     for (message, event), result in zip(decoded, results):
+        if isinstance(result, Exception):  # refused by the database: retried later, alone
+            await _retry_later([(message, event)], result)
+            continue
         if not result.applied and result.note != "duplicate":
             log.info("event refused", event_id=event.event_id, job_id=event.job_id, note=result.note)
         await message.ack()

@@ -1,10 +1,33 @@
-"""Group commit: concurrent callers' writes share one transaction."""
+"""Batched writes: concurrent callers' writes share one transaction (GroupCommit), and an item
+the database refuses holds back none of its batch (each_alone_if_refused)."""
 
 import asyncio
 from collections.abc import Awaitable, Callable
 from typing import Generic, TypeVar
 
+from sqlalchemy.exc import DataError, IntegrityError
+
 Item, Outcome = TypeVar("Item"), TypeVar("Outcome")
+REFUSALS = (DataError, IntegrityError)  # the database refuses a value (unlike an outage: retry later)
+
+
+async def each_alone_if_refused(write: Callable[[list[Item]], Awaitable[list[Outcome]]],
+                                items: list[Item]) -> list[Outcome | Exception]:
+    """`write(items)` in one transaction; if the database refuses it, each item in its own, so the
+    refused one (its outcome: the error) holds back none of the others. Other errors (an outage)
+    are raised for the whole batch."""
+    try:
+        return await write(items)
+    except REFUSALS as error:
+        if len(items) == 1:
+            return [error]
+    outcomes: list[Outcome | Exception] = []
+    for item in items:
+        try:
+            outcomes += await write([item])
+        except REFUSALS as error:
+            outcomes.append(error)
+    return outcomes
 
 
 class GroupCommit(Generic[Item, Outcome]):

@@ -11,7 +11,6 @@ from dataclasses import dataclass
 import sqlalchemy as sa
 import structlog
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.exc import DataError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from avlora.job_state import TERMINAL, state_name
@@ -20,7 +19,7 @@ from avlora.store import UPLOAD_SCHEME
 from avlora.v1 import events_pb2, jobs_pb2
 from services.ledger import billing, states
 from services.ledger.db import sessions
-from services.ledger.group_commit import GroupCommit
+from services.ledger.group_commit import GroupCommit, each_alone_if_refused
 from services.ledger.models import ApiKey, Job, JobEvent, Tenant, Upload, Usage, utcnow
 
 MAX_PAGE = 500
@@ -78,7 +77,7 @@ class Ledger:
         # letting them sleep in SQLite's busy handler (seconds of p99 at 32 clients).
         self._write_lock = asyncio.Lock() if engine.dialect.name == "sqlite" else contextlib.nullcontext()
         self._insert_job = self._insert(Job.__table__).on_conflict_do_nothing().returning(Job.__table__.c.id)
-        self._new_jobs = GroupCommit(self._insert_jobs)
+        self._new_jobs = GroupCommit(lambda batch: each_alone_if_refused(self._insert_jobs, batch))
         # Called with a job once it reached a terminal state (after the commit); e.g. retention.
         self.on_job_end: list[Callable[[Job], Awaitable[None]]] = []
 
@@ -147,22 +146,7 @@ class Ledger:
 
     async def _insert_jobs(self, batch: list[NewJob]) -> list[bool | Exception]:
         """Inserts a batch of new jobs in one transaction: for each, whether it was inserted (False:
-        its request_id was used before) or why not. A job the database refuses is retried alone,
-        so it holds back none of the others."""
-        try:
-            return await self._insert_jobs_together(batch)
-        except (DataError, IntegrityError):
-            if len(batch) == 1:
-                raise
-        outcomes = []
-        for new_job in batch:
-            try:
-                outcomes += await self._insert_jobs_together([new_job])
-            except (DataError, IntegrityError) as error:
-                outcomes.append(error)
-        return outcomes
-
-    async def _insert_jobs_together(self, batch: list[NewJob]) -> list[bool | Exception]:
+        its request_id was used before) or why not."""
         async with self._write_lock, self.engine.begin() as connection:  # Core: the hot path of CreateJob
             refusals = [await self._foreign_upload(connection, values["tenant_id"], uploads) if uploads else None
                         for values, uploads in batch]
@@ -197,9 +181,9 @@ class Ledger:
             return await session.scalar(query)
 
     async def list_jobs(self, tenant: str, *, state: int = 0, mode: str = "", page_size: int = 50,
-                        page_token: str = "") -> tuple[list[tuple[sa.Row, int]], str]:
-        """A page of the tenant's jobs, newest first, each with its billed units. The jobs are rows
-        with a Job's attributes (Core, not ORM objects: a page is read often and never changed)."""
+                        page_token: str = "") -> tuple[list[sa.Row], str]:
+        """A page of the tenant's jobs, newest first: rows with a Job's attributes and `units`, its
+        billed units (Core, not ORM objects: a page is read often and never changed)."""
         page_size = min(max(page_size or 50, 1), MAX_PAGE)
         jobs = Job.__table__
         query = (sa.select(jobs, sa.func.coalesce(Usage.__table__.c.units, 0).label("units"))
@@ -215,11 +199,9 @@ class Ledger:
                 if last is None:
                     raise ValueError("page_token: not a token from this listing")
                 query = query.where(sa.tuple_(jobs.c.created_at, jobs.c.id) < tuple(last))
-            rows = [(row, row.units) for row in (await connection.execute(
-                query.order_by(jobs.c.created_at.desc(), jobs.c.id.desc()).limit(page_size + 1))).all()]
-        more = len(rows) > page_size
-        rows = rows[:page_size]
-        return rows, (rows[-1][0].id if more else "")
+            rows = (await connection.execute(
+                query.order_by(jobs.c.created_at.desc(), jobs.c.id.desc()).limit(page_size + 1))).all()
+        return rows[:page_size], (rows[page_size - 1].id if len(rows) > page_size else "")
 
     async def queue_position(self, job: Job) -> int:
         """1 + how many jobs wait for the same stage since before this one (0: not waiting)."""
