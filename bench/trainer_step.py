@@ -14,6 +14,7 @@ The rows of issue 13's tables (the trainer's own switches, services/trainer/acce
     + the first N blocks not checkpointed       --compile --checkpoint N   (v2a 20, av2av 5)
     the trainer's default on CUDA               --compile --checkpoint budget
     LoRA weights computing in bf16              --lora-dtype bf16 (fp32 masters)
+    activations offloaded, not recomputed       --offload-activations (not measured on a GPU yet)
     kernel time by family (GEMM, attention...)  --profile
     worst allowed case                          --frames 121 --size 960x960 --modes av2av
 MFU = 2 x the forward's FLOPs (torch.utils.flop_counter) / s_per_step / 989 TFLOP/s (H100 bf16).
@@ -159,7 +160,8 @@ def bench_mode(mode: str, transformer, text, sample: Sample, fps: int, rank: int
             finally:
                 optimizer.zero_grad(set_to_none=True)
         unchecked = acceleration.choose_checkpointing(transformer, args.checkpoint, probe_step, device,
-                                                      args.margin_gib, acceleration.lora_bytes(params), print)
+                                                      args.margin_gib, acceleration.lora_bytes(params), print,
+                                                      args.offload_activations)
     tokens = video.count + audio.count + sum(s.reference.shape[1] for s in (video, audio) if s.reference is not None)
     times = []
     if device.type == "cuda":
@@ -186,7 +188,8 @@ def bench_mode(mode: str, transformer, text, sample: Sample, fps: int, rank: int
     flops = training_flops(transformer, text, video, audio, generator, autocast)
     transformer.delete_adapters("default")
     result = {"mode": mode, "compile": args.compile, "unchecked_blocks": unchecked,
-              "lora_dtype": args.lora_dtype, "s_per_step": seconds, "tokens": tokens, "video_tokens": video.count,
+              "lora_dtype": args.lora_dtype,
+              "offload_activations": args.offload_activations, "s_per_step": seconds, "tokens": tokens, "video_tokens": video.count,
               "audio_tokens": audio.count, "tflops_per_step": flops / 1e12}
     if device.type == "cuda":
         result["peak_gpu_memory_gib"] = torch.cuda.max_memory_allocated() / 2**30
@@ -213,6 +216,8 @@ def main() -> None:
                         help="CUDA: budget | all | none | N blocks left un-checkpointed (as the trainer)")
     parser.add_argument("--margin-gib", type=float, default=4.0, help="safety margin of the budget")
     parser.add_argument("--lora-dtype", choices=("fp32", "bf16"), default="fp32")
+    parser.add_argument("--offload-activations", action="store_true",
+                        help="CUDA: checkpointed blocks keep their activations in pinned host memory instead")
     parser.add_argument("--profile", action="store_true", help="CUDA: kernel time by family of one more step")
     args = parser.parse_args()
     device = torch.device(args.device)

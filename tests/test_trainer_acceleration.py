@@ -149,6 +149,28 @@ def test_checkpointed_blocks_are_recomputed_and_the_others_are_not(tiny_model_di
     assert _forward_calls(model, text, video, audio) == [1] * blocks
 
 
+def test_offloaded_blocks_are_not_recomputed_and_give_the_same_gradients(tiny_model_dir):
+    """With offload, the blocks past the budget keep their saved activations in (pinned) host
+    memory instead of running their forward again in the backward; eager and compiled blocks
+    give the gradients of blocks that keep everything."""
+    model, params, text, video, audio = _setup(tiny_model_dir)
+    model.transformer.train()
+    blocks = len(model.transformer.transformer_blocks)
+    acceleration.set_checkpointing(model.transformer, blocks)
+    _forward_calls(model, text, video, audio)
+    kept = [p.grad.clone() for p in params]
+    acceleration.set_checkpointing(model.transformer, 1, offload=True)
+    for p in params:
+        p.grad = None
+    assert _forward_calls(model, text, video, audio) == [1] * blocks
+    assert all(torch.allclose(a, p.grad, atol=1e-6) for a, p in zip(kept, params))
+    acceleration.compile_blocks(model.transformer, backend="aot_eager")
+    for p in params:
+        p.grad = None
+    diffusion_loss(model.transformer, text, video, audio, draw_noise(video, audio, torch.Generator().manual_seed(0)))[0].backward()
+    assert all(torch.allclose(a, p.grad, atol=1e-5) for a, p in zip(kept, params))
+
+
 def test_bf16_lora_with_fp32_masters_learns_as_fp32_lora(tiny_model_dir):
     """100 steps under bf16 autocast: the loss curve with bf16 LoRA weights (fp32 masters) stays
     within noise of today's (fp32 LoRA weights cast at each use)."""

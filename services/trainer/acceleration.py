@@ -7,6 +7,9 @@
   checkpointed and with two blocks not, the estimate of how many blocks fit in the free memory
   (less a safety margin) is checked with a real step and corrected, and that many blocks run
   without checkpointing;
+- optionally, the blocks past the budget keep their saved activations in pinned host memory
+  instead of recomputing them (saved-tensor hooks): PCIe copies in place of a second forward, at
+  the cost of that much host memory;
 - LoRA weights computing in the compute dtype (bf16 on a GPU) with fp32 master copies that the
   optimizer updates: peft casts a layer's input to its LoRA weights' dtype, so fp32 LoRA weights
   under bf16 autocast cost two casts of every adapted activation per use.
@@ -43,8 +46,29 @@ def unchecked_block_count(blocks: int, per_block_bytes: int, spare_bytes: int) -
     return max(0, min(blocks, spare_bytes // max(1, per_block_bytes)))
 
 
-def set_checkpointing(transformer, unchecked: int) -> None:
-    """Checkpoints every block but the first `unchecked` ones (which keep their activations)."""
+def _to_host(tensor: torch.Tensor) -> tuple[torch.device | None, torch.Tensor]:
+    """A saved activation copied to host memory (pinned when it comes from a GPU), strides and all:
+    compiled backward code views its saved tensors by their strides (torch's save_on_cpu makes
+    them contiguous, which breaks it). An expanded tensor (a stride 0) stays where it is."""
+    if any(stride == 0 and size > 1 for size, stride in zip(tensor.shape, tensor.stride())):
+        return None, tensor
+    host = torch.empty_strided(tensor.shape, tensor.stride(), dtype=tensor.dtype, pin_memory=tensor.is_cuda)
+    host.copy_(tensor, non_blocking=tensor.is_cuda)
+    return tensor.device, host
+
+
+def _from_host(packed: tuple[torch.device | None, torch.Tensor]) -> torch.Tensor:
+    device, host = packed
+    if device is None:
+        return host
+    return torch.empty_strided(host.shape, host.stride(), dtype=host.dtype, device=device).copy_(
+        host, non_blocking=host.is_pinned())
+
+
+def set_checkpointing(transformer, unchecked: int, offload: bool = False) -> None:
+    """Checkpoints every block but the first `unchecked` ones (which keep their activations on the
+    device); with `offload`, those blocks keep their activations in pinned host memory instead of
+    recomputing them."""
     blocks = transformer.transformer_blocks
     unchecked = max(0, min(len(blocks), unchecked))
     if unchecked == len(blocks):
@@ -55,6 +79,9 @@ def set_checkpointing(transformer, unchecked: int) -> None:
     def checkpoint_or_run(block, *args):
         if id(block) in free:
             return block(*args)
+        if offload:
+            with torch.autograd.graph.saved_tensors_hooks(_to_host, _from_host):
+                return block(*args)
         return torch.utils.checkpoint.checkpoint(block.__call__, *args, use_reentrant=False)
 
     transformer.enable_gradient_checkpointing(gradient_checkpointing_func=checkpoint_or_run)
@@ -101,10 +128,10 @@ def fit_unchecked_blocks(blocks: int, measure: Callable[[int], int | None], limi
 
 
 def step_peak_bytes(transformer, run_step: Callable[[], None], device: torch.device, unchecked: int,
-                    baseline: int) -> int | None:
+                    baseline: int, offload: bool = False) -> int | None:
     """Peak bytes above `baseline` of one `run_step` with `unchecked` blocks un-checkpointed; None
     when it ran out of memory (run_step clears its gradients either way)."""
-    set_checkpointing(transformer, unchecked)
+    set_checkpointing(transformer, unchecked, offload)
     torch.cuda.synchronize(device)
     torch.cuda.reset_peak_memory_stats(device)
     try:
@@ -125,7 +152,7 @@ def free_device_bytes(device: torch.device) -> int:
 
 def checkpoint_by_budget(transformer, run_step: Callable[[], None], device: torch.device,
                          margin_gib: float, optimizer_bytes: int = 0,
-                         report: Callable[[str], None] = lambda line: None) -> int:
+                         report: Callable[[str], None] = lambda line: None, offload: bool = False) -> int:
     """Measures, chooses and applies the number of un-checkpointed blocks; returns it. `run_step`
     is one forward and backward that leaves no gradients behind, even when it fails."""
     report("gradient checkpointing: measuring GPU memory with a few training steps")
@@ -134,26 +161,29 @@ def checkpoint_by_budget(transformer, run_step: Callable[[], None], device: torc
     limit = free_device_bytes(device) - optimizer_bytes - int(margin_gib * GIB)
     blocks = len(transformer.transformer_blocks)
     unchecked, measured = fit_unchecked_blocks(
-        blocks, lambda n: step_peak_bytes(transformer, run_step, device, n, baseline), limit)
-    set_checkpointing(transformer, unchecked)
+        blocks, lambda n: step_peak_bytes(transformer, run_step, device, n, baseline, offload), limit)
+    set_checkpointing(transformer, unchecked, offload)
     steps = ", ".join(f"{n}: {'out of memory' if peak is None else f'{peak / GIB:.1f} GiB'}" for n, peak in measured)
     report(f"gradient checkpointing: {unchecked} of {blocks} blocks without, to stay under "
-           f"{limit / GIB:.1f} GiB of activations (measured steps by blocks without: {steps})")
+           f"{limit / GIB:.1f} GiB of activations (measured steps by blocks without: {steps})"
+           + (f"; the other {blocks - unchecked} keep theirs in host memory" if offload else ""))
     return unchecked
 
 
 def choose_checkpointing(transformer, setting: str, run_step: Callable[[], None], device: torch.device,
                          margin_gib: float, optimizer_bytes: int = 0,
-                         report: Callable[[str], None] = lambda line: None) -> int:
+                         report: Callable[[str], None] = lambda line: None, offload: bool = False) -> int:
     """Applies a checkpointing setting ("budget", "all", "none" or the number of blocks left
-    un-checkpointed), reports the choice and returns the number of un-checkpointed blocks."""
+    un-checkpointed), reports the choice and returns the number of un-checkpointed blocks. With
+    `offload`, the other blocks keep their activations in host memory instead of recomputing them."""
     if setting == "budget":
-        return checkpoint_by_budget(transformer, run_step, device, margin_gib, optimizer_bytes, report)
+        return checkpoint_by_budget(transformer, run_step, device, margin_gib, optimizer_bytes, report, offload)
     blocks = len(transformer.transformer_blocks)
     unchecked = {"all": 0, "none": blocks}.get(setting)
     unchecked = min(blocks, int(setting)) if unchecked is None else unchecked
-    set_checkpointing(transformer, unchecked)
-    report(f"gradient checkpointing: {unchecked} of {blocks} blocks without (setting {setting!r})")
+    set_checkpointing(transformer, unchecked, offload)
+    report(f"gradient checkpointing: {unchecked} of {blocks} blocks without (setting {setting!r})"
+           + (f"; the other {blocks - unchecked} keep their activations in host memory" if offload else ""))
     return unchecked
 
 

@@ -62,6 +62,9 @@ class TrainerOptions:
     compile: bool | None = None   # regional torch.compile of the blocks; unset: on for CUDA, off on CPU
     checkpoint: str = "budget"    # CUDA: "budget" (as many blocks un-checkpointed as fit), "all", "none" or N
     memory_margin_gib: float = 4.0  # GPU memory the checkpointing budget leaves free
+    # CUDA: the checkpointed blocks keep their saved activations in pinned host memory instead of
+    # recomputing them (needs that much host memory; its speed on a GPU is not measured yet)
+    offload_activations: bool = False
     lora_dtype: str = "fp32"      # "bf16": LoRA weights compute in bf16 on CUDA (fp32 masters)
 
     def __post_init__(self):
@@ -139,7 +142,7 @@ class Trainer:
                     self.optimizer.zero_grad(set_to_none=True)
             acceleration.choose_checkpointing(transformer, options.checkpoint, probe_step, self.device,
                                               options.memory_margin_gib, acceleration.lora_bytes(self.params),
-                                              ctx.log)
+                                              ctx.log, options.offload_activations)
 
     def _prepare(self, sample: Sample):
         """(text, video stream, audio stream) of a sample, on the device, text through the connectors."""
