@@ -2,11 +2,13 @@
 
 A stage is `run(ctx: StageContext)` returning its output (a URI, or the trainer's Outputs). It
 raises `UserError` for input the user must fix (the job fails, is not retried, is billed 0) and
-`JobCancelled` when it notices the job was cancelled. The NATS worker (`avlora/worker.py`), the
-trainer's ranks (`services/trainer/distributed.py`) and tests (`JobContext.for_test`) all hand a
-stage an object satisfying `StageContext`.
+`JobCancelled` when it notices the job was cancelled. A UserError's text never carries raw control
+characters (file names inside a user's zip can hold any byte): they are escaped (\\x1b).
+The NATS worker (`avlora/worker.py`), the trainer's ranks (`services/trainer/distributed.py`) and
+tests (`JobContext.for_test`) all hand a stage an object satisfying `StageContext`.
 """
 
+import re
 import tempfile
 import threading
 import time
@@ -24,10 +26,20 @@ from avlora.store import ArtifactStore, JobFiles
 from avlora.v1 import events_pb2, jobs_pb2
 
 PROGRESS_INTERVAL_S = 0.5
+CONTROL_CHARACTERS = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+
+
+def printable(text: str) -> str:
+    """`text` with control characters escaped (\\x0d), for error texts and logs."""
+    return CONTROL_CHARACTERS.sub(lambda match: f"\\x{ord(match.group()):02x}", text)
 
 
 class UserError(Exception):
-    """The user's input is wrong: the job fails with this message, is not retried, is billed 0."""
+    """The user's input is wrong: the job fails with this message (control characters escaped), is
+    not retried, is billed 0."""
+
+    def __init__(self, message: str):
+        super().__init__(printable(message))
 
 
 class JobCancelled(Exception):

@@ -14,7 +14,7 @@ import structlog
 from avlora import bus
 from avlora.params import from_proto
 from avlora.settings import Settings
-from avlora.stage import JobCancelled, JobContext, StageFunction, UserError, new_event
+from avlora.stage import JobCancelled, JobContext, StageFunction, UserError, new_event, printable
 from avlora.store import open_store
 from avlora.v1 import events_pb2
 
@@ -140,7 +140,7 @@ class StageWorker:
             log.error("stage crashed", stage=stage, job=job_id, attempt=ctx.attempt,
                       error=traceback.format_exc())
             if ctx.attempt >= self.settings.max_deliver:
-                await self._fail(js, job_id, f"internal error in {stage}: {error}", f"{job_id}:{stage}:failed")
+                await self._fail(js, job_id, f"internal error in {stage}: {printable(str(error))}", f"{job_id}:{stage}:failed")
                 await message.ack()
             else:
                 await message.nak(delay=min(30, 2 ** ctx.attempt))

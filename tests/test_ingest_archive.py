@@ -138,6 +138,15 @@ def test_hostile_names_are_refused(store, tmp_path, clips, name, reason):
     assert not Path("/tmp/avlora-evil.mp4").exists()
 
 
+def test_control_characters_in_a_refused_name_are_escaped(store, tmp_path, clips):
+    """A job's error text names the file, but never carries the raw bytes of a hostile name (a
+    terminal escape, CR/LF that would forge lines in a log or a CLI)."""
+    name = "../evil\x1b[31m\r\nFAKE.mp4"
+    zip_path = zip_files(tmp_path / "hostile.zip", {"clip.mp4": clips[".mp4"], name: b"evil"})
+    assert refused(store, zip_path) == ("dataset archive entry ../evil\\x1b[31m\\x0d\\x0aFAKE.mp4 points "
+                                        "outside the archive (..); refused")
+
+
 @pytest.mark.parametrize("mode_bits, reason", [(0o120777, "is a symbolic link"),
                                                (0o010644, "is a special file (not a regular file)")])
 def test_links_and_special_files_are_refused(store, tmp_path, clips, mode_bits, reason):

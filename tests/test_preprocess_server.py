@@ -1,6 +1,7 @@
 """InspectDataset on a real grpc.aio server: ingest's rules then every preprocessing check, with
 the local store and with a real S3-compatible server."""
 
+import re
 import secrets
 
 import grpc
@@ -66,6 +67,19 @@ async def test_a_dataset_error_is_a_report_not_an_rpc_failure(inspect, tmp_path)
                   "sample03_end.mp4": write_clip(tmp_path / "e.mp4", frames=12, audio_rate=None)})
     report = await call(to_proto(small_av2av(training_data_url=url)))
     assert not report.ok and list(report.errors) == ["sample03_end.mp4 has no audio track"]
+
+
+async def test_names_in_a_report_carry_no_control_characters(inspect, tmp_path):
+    _, upload, call = inspect
+    clip = write_clip(tmp_path / "e.mp4", frames=12)
+    url = await upload({"red\x1b[31m\r\n_end.mp4": clip, "notes\x07.pdf": b"%PDF"})
+    report = await call(to_proto(small_av2av(training_data_url=url)))
+    assert not report.ok
+    assert list(report.errors) == [
+        "red\\x1b[31m\\x0d\\x0a_end.mp4 is a target missing its reference (no red\\x1b[31m\\x0d\\x0a_start clip)"]
+    texts = [*report.errors, *(f.name + f.reason for f in report.ignored), *(c.name + c.reason for c in report.clips)]
+    assert texts and not any(re.search(r"[\x00-\x1f\x7f]", text) for text in texts), texts
+    assert [f.name for f in report.ignored] == ["notes\\x07.pdf"]
 
 
 async def test_an_ingest_error_is_a_report_too(inspect):

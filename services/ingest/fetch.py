@@ -13,7 +13,6 @@ import email.utils
 import functools
 import ipaddress
 import os
-import re
 import socket
 import ssl
 import time
@@ -25,11 +24,10 @@ from urllib.parse import urljoin
 import certifi
 import httpx
 
-from avlora.stage import UserError
+from avlora.stage import CONTROL_CHARACTERS, UserError, printable
 from services.ingest.limits import IngestLimits
 
 REDIRECT_CODES = {301, 302, 303, 307, 308}
-CONTROL_CHARACTERS = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 
 ProgressCallback = Callable[[int, int], None]  # (bytes so far, declared total or 0)
 
@@ -76,11 +74,6 @@ def redact_url(url: str) -> str:
             rest = "***@" + authority.rsplit("@", 1)[1] + rest[authority_end:]
     text = scheme + separator + rest
     return CONTROL_CHARACTERS.sub(lambda match: f"%{ord(match.group()):02X}", text)
-
-
-def printable(text: str) -> str:
-    """`text` with control characters escaped (\\x0d), for error texts and logs."""
-    return CONTROL_CHARACTERS.sub(lambda match: f"\\x{ord(match.group()):02x}", text)
 
 
 def _sleep(seconds: float, checkpoint: Callable[[], None] | None) -> None:

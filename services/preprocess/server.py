@@ -14,7 +14,7 @@ from avlora.service import valid_params
 from avlora.settings import Settings
 from avlora.store import ArtifactStore, JobFiles, LocalFiles, LocalStore
 from avlora.v1 import dataset_pb2, stages_pb2, stages_pb2_grpc
-from avlora.stage import JobCancelled, UserError
+from avlora.stage import JobCancelled, UserError, printable
 from services.ingest.limits import IngestLimits
 from services.ingest.stage import ingest_dataset
 from services.preprocess.checks import inspect_dataset
@@ -62,8 +62,19 @@ class PreprocessServicer(stages_pb2_grpc.PreprocessServiceServicer):
             try:
                 manifest = ingest_dataset(params, self.store, JobFiles(job_id), work_dir / "ingest",
                                           checkpoint=checkpoint, limits=self.limits, output_store=local)
-                return inspect_dataset(manifest, params, LocalFiles(local, work_dir / "inputs"))
+                return _printable(inspect_dataset(manifest, params, LocalFiles(local, work_dir / "inputs")))
             except UserError as error:
                 return dataset_pb2.DatasetReport(ok=False, errors=[str(error)])
             finally:
                 local.remove(JobFiles(job_id).root)
+
+
+def _printable(report: dataset_pb2.DatasetReport) -> dataset_pb2.DatasetReport:
+    """The report with control characters escaped in its errors and file names (a zip's entry
+    names can hold any byte)."""
+    errors = [printable(text) for text in report.errors]
+    del report.errors[:]
+    report.errors.extend(errors)
+    for item in (*report.clips, *report.ignored):
+        item.name, item.reason = printable(item.name), printable(item.reason)
+    return report
