@@ -7,6 +7,8 @@
   state is committed, so a retried stage never finds its inputs gone.
 - Outputs and checkpoints (everything else under `jobs/<id>/`) go AVLORA_RETENTION_DAYS (default 30)
   after the job ended; uploads nobody used go after the same period.
+- The ledger's event consumer (exactly one per deployment) applies both rules to the whole store
+  at start and every AVLORA_RETENTION_SWEEP_HOURS (default 24; 0: never), as `avlora gc` does.
 - `avlora gc [--dry-run]` applies both rules to the whole store (and catches up on anything a
   stage wrote after its job ended), reporting what it reclaims.
 """
@@ -14,6 +16,8 @@
 import asyncio
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+
+import structlog
 
 from avlora.job_state import TERMINAL
 from avlora.params import from_json, upload_refs
@@ -125,3 +129,25 @@ def job_end_callback(ledger, store: ArtifactStore):
         await asyncio.to_thread(remove_inputs, job, unused)  # store I/O off the ledger's event loop
 
     return on_end
+
+
+log = structlog.get_logger()
+
+
+async def sweep(ledger, store: ArtifactStore, days: float, every_s: float, stopping: asyncio.Event) -> None:
+    """Applies retention to the whole store now and every `every_s` seconds until `stopping` (the
+    ledger's event consumer runs it). A sweep that fails (the database or the store unreachable)
+    is logged and tried again at the next interval."""
+    while not stopping.is_set():
+        try:
+            jobs = await ledger.all_jobs()
+            plan = await asyncio.to_thread(collect, store, jobs, days)  # store I/O off the event loop
+            await asyncio.to_thread(plan.apply, store)
+            log.info("retention sweep", files_removed=len(plan.items), bytes_removed=plan.total_bytes,
+                     retention_days=days)
+        except Exception as error:
+            log.error("retention sweep failed; retried at the next interval", retry_in_s=every_s, error=repr(error))
+        try:
+            await asyncio.wait_for(stopping.wait(), every_s)
+        except asyncio.TimeoutError:
+            pass

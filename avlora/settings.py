@@ -36,6 +36,8 @@ class Settings:
     ledger_keys: str = ""                  # API keys the ledger registers at start: tenant:key,tenant:key
     admin_key: str = ""                    # the admin key CreateApiKey needs (with the internal token)
     retention_days: float = 30.0           # outputs and checkpoints are deleted this long after a job ends
+    # the ledger's event consumer applies retention to the whole store at start and this often (0: never)
+    retention_sweep_hours: float = 24.0
     download_url_ttl_s: int = 3600         # how long a presigned download URL stays valid
     # the artifact store: a directory or s3://bucket/prefix; default DATA_DIR/store
     store: str = field(default="", metadata={"env": "STORE_URL"})

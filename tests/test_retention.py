@@ -1,7 +1,9 @@
 """Retention on a real ledger database and a real store (local dir and SeaweedFS S3): inputs go when
 a job ends, outputs after AVLORA_RETENTION_DAYS, and `avlora gc` reports and reclaims the rest."""
 
+import asyncio
 import os
+import sqlite3
 import subprocess
 import sys
 import time
@@ -10,6 +12,7 @@ import time
 from avlora.stage import new_event
 from avlora.params import from_proto
 from avlora.retention import collect, job_end_callback
+from avlora.stack import Stack
 from avlora.store import JobFiles, LocalStore
 from avlora.v1 import events_pb2, jobs_pb2, params_pb2
 from services.ledger.db import make_engine, migrate
@@ -86,7 +89,6 @@ async def test_inputs_go_when_a_job_ends_and_outputs_after_the_retention_period(
 
 def test_gc_command_reports_then_reclaims(tmp_path):
     data_dir = tmp_path / "state"
-    import asyncio
 
     async def setup():
         engine = make_engine(f"sqlite:///{data_dir / 'ledger.db'}")
@@ -116,3 +118,48 @@ def test_gc_command_reports_then_reclaims(tmp_path):
     assert len(store.list(f"jobs/{job_id}")) == 3
     assert "reclaimed 0.0 MB in 3 files (retention 0 days)" in gc("--days", "0").stdout
     assert store.list("jobs") == []
+
+
+def test_the_ledger_sweeps_the_store_at_start_and_periodically(tmp_path):
+    """Nobody has to run `avlora gc`: the ledger's event consumer applies retention at start (an
+    ended job's outputs past the period go) and again every AVLORA_RETENTION_SWEEP_HOURS (files a
+    stage wrote after its job ended go at the next sweep)."""
+    data_dir = tmp_path / "state"
+    data_dir.mkdir()
+
+    async def ended_job() -> str:
+        engine = make_engine(f"sqlite:///{data_dir / 'ledger.db'}")
+        await migrate(engine)
+        ledger = Ledger(engine)
+        await ledger.add_api_key("acme")
+        job, _ = await ledger.create_job("acme", params("https://e.com/d.zip"), "")
+        await run_to_success(ledger, job.id, JobFiles(job.id))
+        await engine.dispose()
+        return job.id
+
+    old, recent = asyncio.run(ended_job()), asyncio.run(ended_job())
+    store = LocalStore(data_dir / "store")
+    for job_id in (old, recent):
+        write_job_files(store, job_id)
+    # the old job ended 40 days ago (as the ledger records it), the recent one just now
+    with sqlite3.connect(data_dir / "ledger.db") as db:
+        db.execute("UPDATE jobs SET updated_at = datetime('now', '-40 days') WHERE id = ?", (old,))
+    stack = Stack(data_dir, services=("ledger",), extra_env={
+        "AVLORA_RETENTION_DAYS": "30", "AVLORA_RETENTION_SWEEP_HOURS": str(1 / 3600)})  # every second
+    stack.start()
+    try:
+        deadline = time.monotonic() + 30
+        while store.list(f"jobs/{old}") and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert store.list(f"jobs/{old}") == []
+        recent_files = JobFiles(recent)
+        assert store.list(recent_files.root) == sorted([recent_files.debug_dataset, recent_files.checkpoint,
+                                                        recent_files.output("lora.safetensors")])
+        store.write_bytes(recent_files.cached("latents", "late.pt"), b"x" * 40)  # written after the end
+        while store.exists(recent_files.cached("latents", "late.pt")) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert not store.exists(recent_files.cached("latents", "late.pt"))
+        assert store.exists(recent_files.output("lora.safetensors"))
+        assert "retention sweep" in (data_dir / "logs" / "ledger.log").read_text()
+    finally:
+        stack.stop()

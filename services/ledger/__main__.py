@@ -1,8 +1,8 @@
 """`python -m services.ledger`: by AVLORA_LEDGER_ROLE,
 - api: the public JobService (AVLORA_GRPC_PORT) and the internal LedgerService (AVLORA_INTERNAL_PORT,
   default 50052, behind AVLORA_INTERNAL_TOKEN); stateless, so any number of replicas;
-- events: the event consumer (applies the job events in order, fails the jobs of exhausted work);
-  exactly one, serving only gRPC health on AVLORA_GRPC_PORT;
+- events: the event consumer (applies the job events in order, fails the jobs of exhausted work,
+  sweeps the store by the retention rules); exactly one, serving only gRPC health on AVLORA_GRPC_PORT;
 - all (default): both in one process.
 AVLORA_DATABASE_URL (default: SQLite in the data dir); AVLORA_LEDGER_KEYS="tenant:key,..." registers
 keys at start-up; AVLORA_ADMIN_KEY enables CreateApiKey."""
@@ -11,7 +11,7 @@ import asyncio
 
 from avlora import bus
 from avlora.service import configure_logging, serve
-from avlora.retention import job_end_callback
+from avlora import retention
 from avlora.settings import LEDGER_ROLES, Settings
 from avlora.store import open_store
 from avlora.v1 import jobs_pb2_grpc, ledger_pb2_grpc
@@ -32,7 +32,7 @@ async def main() -> None:
     await migrate(engine)
     ledger = Ledger(engine)
     store = open_store(settings.store_url)
-    ledger.on_job_end.append(job_end_callback(ledger, store))
+    ledger.on_job_end.append(retention.job_end_callback(ledger, store))
     for entry in filter(None, settings.ledger_keys.split(",") if api else ()):  # keys are the API's
         tenant, _, key = entry.partition(":")
         await ledger.add_api_key(tenant, key)
@@ -53,6 +53,9 @@ async def main() -> None:
     if events:
         background = [lambda: apply_events(js, ledger, changes, stopping),
                       lambda: fail_exhausted_work(js, ledger, changes, stopping)]
+        if settings.retention_sweep_hours > 0:
+            background.append(lambda: retention.sweep(ledger, store, settings.retention_days,
+                                                      settings.retention_sweep_hours * 3600, stopping))
     try:
         await serve("ledger" if api else "ledger-events", settings, registrations, on_stop=stopping.set,
                     internal_port=settings.internal_port if api else None, background=background)
