@@ -8,7 +8,7 @@ import grpc
 import pytest
 
 from avlora.auth import internal_metadata
-from avlora.params import MAX_PROMPT_CHARS, MAX_TRIGGER_CHARS
+from avlora.params import MAX_PROMPT_CHARS, MAX_TRIGGER_CHARS, MAX_URL_CHARS
 from avlora.service import start_server
 from avlora.settings import Settings
 from avlora.v1 import jobs_pb2, jobs_pb2_grpc, ledger_pb2, ledger_pb2_grpc, params_pb2, stages_pb2, stages_pb2_grpc
@@ -54,6 +54,11 @@ def listed_services(address):
 def v2a_request(request_id="", **fields):
     return jobs_pb2.CreateJobRequest(request_id=request_id, params=params_pb2.JobParams(
         v2a=params_pb2.V2AParams(training_data_url="https://example.com/d.zip", **fields)))
+
+
+def av2av_request(**fields):
+    return jobs_pb2.CreateJobRequest(params=params_pb2.JobParams(
+        av2av=params_pb2.AV2AVParams(training_data_url="https://example.com/d.zip", **fields)))
 
 
 def test_every_call_needs_a_valid_key(api):
@@ -199,7 +204,19 @@ def test_oversize_text_and_bad_urls_are_refused_naming_the_field_and_limit(api):
               "validation.0.video_url: must not contain control characters"),
              (v2a_request(validation=[params_pb2.V2AValidation(video_url="file:///etc/passwd")]),
               "validation.0.video_url: must be an http://, https:// or upload:// URL"),
-             (v2a_request("r" * 129), "request_id: at most 128")]
+             (v2a_request("r" * 129), "request_id: at most 128"),
+             (jobs_pb2.CreateJobRequest(params=params_pb2.JobParams(v2a=params_pb2.V2AParams(
+                 training_data_url="https://e.com/" + "d" * MAX_URL_CHARS))),
+              f"training_data_url: String should have at most {MAX_URL_CHARS}"),
+             (av2av_request(trigger_phrase=huge), f"trigger_phrase: String should have at most {MAX_TRIGGER_CHARS}"),
+             (av2av_request(validation=[params_pb2.AV2AVValidation(
+                 prompt="p", reference_video_url="https://e.com/r.mp4", reference_audio_url="https://e.com/" + "a" * MAX_URL_CHARS)]),
+              f"validation.0.reference_audio_url: String should have at most {MAX_URL_CHARS}"),
+             (av2av_request(validation=[params_pb2.AV2AVValidation(reference_video_url="https://e.com/r.mp4\nX: y")]),
+              "validation.0.reference_video_url: must not contain control characters"),
+             (jobs_pb2.CreateJobRequest(params=params_pb2.JobParams(v2a=params_pb2.V2AParams(
+                 training_data_url="https://e.com/d.zip\r\nHost: evil"))),
+              "training_data_url: must not contain control characters")]
     for request, words in cases:
         with pytest.raises(grpc.RpcError) as error:
             jobs.CreateJob(request, metadata=key)
