@@ -1,5 +1,6 @@
-"""The GPU benchmarks' CPU smoke checks run, so the scripts cannot rot between GPU sessions:
-bench/trainer_step.py on the tiny model, bench/real_job.py's whole trainer-stage path."""
+"""The benchmarks' smoke checks run, so the scripts cannot rot between the sessions that measure
+with them: bench/trainer_step.py on the tiny model, bench/real_job.py's whole trainer-stage path
+(both for the GPU), bench/control_plane.py briefly on SQLite."""
 
 import ast
 import json
@@ -32,3 +33,17 @@ def test_real_job_script_runs_the_trainer_stage(tmp_path):
     assert summary["steps"] == 2 and summary["size"] == [512, 512]
     assert set(summary["outputs"]) == {"lora_file", "lora_comfyui_file", "config_file", "video"}
     assert all(size > 0 for size in summary["outputs"].values())
+
+
+def test_control_plane_benchmark_prints_its_figures():
+    """SQLite only (DATABASE_URL left out), one second per figure: every figure line and the drain."""
+    import os
+    env = {name: value for name, value in os.environ.items() if name != "DATABASE_URL"}
+    result = subprocess.run([sys.executable, "bench/control_plane.py", "--seconds", "1", "--rate", "100",
+                             "--clients", "8"], cwd=ROOT, capture_output=True, text=True, timeout=600, env=env)
+    assert result.returncode == 0, result.stderr[-3000:]
+    figures = [line.split("req/s")[0].rsplit(maxsplit=1) for line in result.stdout.splitlines() if "req/s" in line]
+    assert [label.strip() for label, _ in figures] == ["CreateJob, 32 clients, 100/s offered", "CreateJob, 8 clients, capacity",
+                                               "ListJobs(50), 1 clients", "ListJobs(50), 8 clients"]
+    assert all(float(rate) > 0 for _, rate in figures)
+    assert "jobs failed and billed by ingest" in result.stdout and "PostgreSQL" not in result.stdout
