@@ -77,28 +77,29 @@ def main() -> None:
         COMMON.update(number_of_frames=args.frames, validation_number_of_frames=args.frames)
         print(json.dumps(child(args.child[0], Path(args.child[1]), args.model_dir, not args.no_encode)))
         return
-    folder = Path(tempfile.mkdtemp(prefix="preprocess-memory-"))
-    from tests.test_preprocess_memory import write_long_clip
+    with tempfile.TemporaryDirectory(prefix="preprocess-memory-") as name:
+        folder = Path(name)
+        from tests.test_preprocess_memory import write_long_clip
 
-    write_long_clip(folder / "clip.mp4", seconds=3)  # 1080p, 72 frames: stretched to 121 by auto_scale_input
-    model_dir = args.model_dir
-    if not model_dir and not args.no_encode:
-        from avlora.model.tiny import write_tiny_model
+        write_long_clip(folder / "clip.mp4", seconds=3)  # 1080p, 72 frames: stretched to 121 by auto_scale_input
+        model_dir = args.model_dir
+        if not model_dir and not args.no_encode:
+            from avlora.model.tiny import write_tiny_model
 
-        model_dir = str(write_tiny_model(folder / "tiny-model"))
-    print(f"{'case':28} {'fit MB':>8} {'fit s':>7} {'encode MB':>10} {'encode s':>9}  goal < {GOAL_MB} MB")
-    for case in args.case or sorted(CASES):
-        command = [sys.executable, __file__, "--child", case, str(folder), "--model-dir", model_dir,
-                   "--frames", str(args.frames)]
-        run = subprocess.run(command + (["--no-encode"] if args.no_encode else []), capture_output=True, text=True)
-        if run.returncode:
-            errors = [line for line in run.stderr.splitlines() if "Error" in line or "error" in line]
-            print(f"{case:28} failed (exit {run.returncode}): {errors[-1:] or run.stderr[-300:]}")
-            continue
-        figures = json.loads(run.stdout.strip().splitlines()[-1])
-        encode = (f"{figures['encode_mb']:10.0f} {figures['encode_s']:9.1f}" if "encode_mb" in figures
-                  else f"{'-':>10} {'-':>9}")
-        print(f"{case:28} {figures['fit_mb']:8.0f} {figures['fit_s']:7.1f} {encode}")
+            model_dir = str(write_tiny_model(folder / "tiny-model"))
+        print(f"{'case':28} {'fit MB':>8} {'fit s':>7} {'encode MB':>10} {'encode s':>9}  goal < {GOAL_MB} MB")
+        for case in args.case or sorted(CASES):
+            command = [sys.executable, __file__, "--child", case, str(folder), "--model-dir", model_dir,
+                       "--frames", str(args.frames)]
+            run = subprocess.run(command + (["--no-encode"] if args.no_encode else []), capture_output=True, text=True)
+            if run.returncode:
+                errors = [line for line in run.stderr.splitlines() if "Error" in line or "error" in line]
+                print(f"{case:28} failed (exit {run.returncode}): {errors[-1:] or run.stderr[-300:]}")
+                continue
+            figures = json.loads(run.stdout.strip().splitlines()[-1])
+            encode = (f"{figures['encode_mb']:10.0f} {figures['encode_s']:9.1f}" if "encode_mb" in figures
+                      else f"{'-':>10} {'-':>9}")
+            print(f"{case:28} {figures['fit_mb']:8.0f} {figures['fit_s']:7.1f} {encode}")
 
 
 if __name__ == "__main__":

@@ -1,6 +1,7 @@
 """The benchmarks' smoke checks run, so the scripts cannot rot between the sessions that measure
 with them: bench/trainer_step.py on the tiny model, bench/real_job.py's whole trainer-stage path
-(both for the GPU), bench/control_plane.py briefly on SQLite."""
+(both for the GPU), bench/control_plane.py briefly on SQLite, bench/preprocess_memory.py's fitting
+of the worst legal cases."""
 
 import ast
 import json
@@ -47,3 +48,13 @@ def test_control_plane_benchmark_prints_its_figures():
                                                "ListJobs(50), 1 clients", "ListJobs(50), 8 clients"]
     assert all(float(rate) > 0 for _, rate in figures)
     assert "jobs failed and billed by ingest" in result.stdout and "PostgreSQL" not in result.stdout
+
+
+def test_fitting_the_worst_legal_cases_stays_under_the_memory_goal():
+    """bench/preprocess_memory.py --no-encode: 121 frames at high, 1:1 and 16:9, and av2av with its
+    reference, each in its own process (encoding them takes minutes on 2 cores: the README has
+    those figures)."""
+    lines = _run("bench/preprocess_memory.py", "--no-encode").splitlines()
+    rows = {line.split()[0]: line.split() for line in lines[1:]}
+    assert set(rows) == {"v2a-high-1:1", "v2a-high-16:9", "av2av-high-1:1-reference"}, lines
+    assert all(float(row[1]) < 4096 for row in rows.values()), lines
