@@ -211,7 +211,7 @@ class Supervisor:
             self.due[label] = now + wait
             log_file = Path(self.stack.data_dir) / "logs" / f"{label}.log"
             self.log(f"{label} {exit_reason(self.stack.processes[label].returncode)}; "
-                     f"restarting in {wait:.0f} s (see {log_file})")
+                     f"restarting in {wait:g} s (see {log_file})")
 
 
 def run_stack(data_dir: Path) -> int:

@@ -80,3 +80,42 @@ def test_a_service_that_dies_at_start_up_says_why(tmp_path):
         assert "migration failed: disk full" in str(error)
     else:
         raise AssertionError("wait_healthy returned for a process that exited")
+
+
+def test_backoff_doubles_for_quick_crashes_up_to_its_cap_and_resets_once_stable(tmp_path):
+    """nats-server SIGKILLed again and again under a real stack: each quick crash doubles the wait
+    (up to the cap); a crash after the process stayed up STABLE_S waits the first backoff again.
+    The policy's times are shortened for the test; the policy is the supervisor's own."""
+    import re
+
+    from avlora.stack import Stack, Supervisor
+
+    class QuickSupervisor(Supervisor):
+        FIRST_BACKOFF_S, MAX_BACKOFF_S, STABLE_S = 0.2, 0.8, 3.0
+
+    stack = Stack(tmp_path / "stack", services=("ledger",))
+    stack.start()
+    said: list[str] = []
+    supervisor = QuickSupervisor(stack, said.append)
+
+    def kill_and_wait_for_restart() -> None:
+        process = stack.processes["nats"]
+        process.send_signal(signal.SIGKILL)
+        process.wait()
+        deadline = time.monotonic() + 30
+        while stack.processes["nats"] is process and time.monotonic() < deadline:
+            supervisor.check()
+            time.sleep(0.02)
+        assert stack.processes["nats"] is not process, said
+
+    try:
+        for _ in range(4):
+            kill_and_wait_for_restart()
+        time.sleep(3.5)  # up longer than STABLE_S
+        kill_and_wait_for_restart()
+        waits = [float(wait) for wait in re.findall(r"^nats killed by SIGKILL; restarting in ([\d.]+) s", "\n".join(said),
+                                                    re.MULTILINE)]
+        assert waits == [0.2, 0.4, 0.8, 0.8, 0.2], said
+        assert supervisor.restarts == 5 and stack.processes["ledger"].poll() is None  # the ledger kept running
+    finally:
+        stack.stop()
