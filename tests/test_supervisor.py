@@ -2,6 +2,7 @@
 says why), the others keep running, and a job still succeeds."""
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -9,6 +10,7 @@ import time
 from pathlib import Path
 
 from avlora.demo_data import write_demo_dataset
+from avlora.stack import Stack, Supervisor
 
 AVLORA = [sys.executable, "-m", "avlora.cli"]
 
@@ -86,10 +88,6 @@ def test_backoff_doubles_for_quick_crashes_up_to_its_cap_and_resets_once_stable(
     """nats-server SIGKILLed again and again under a real stack: each quick crash doubles the wait
     (up to the cap); a crash after the process stayed up STABLE_S waits the first backoff again.
     The policy's times are shortened for the test; the policy is the supervisor's own."""
-    import re
-
-    from avlora.stack import Stack, Supervisor
-
     class QuickSupervisor(Supervisor):
         FIRST_BACKOFF_S, MAX_BACKOFF_S, STABLE_S = 0.2, 0.8, 3.0
 
