@@ -159,7 +159,9 @@ def test_every_internal_ledger_rpc_needs_the_service_credential(api):
     calls = [("ListJobEvents", ledger_pb2.ListJobEventsRequest(job_id="x")),
              ("Authenticate", ledger_pb2.AuthenticateRequest(api_key=info["api_key"])),
              ("CreateApiKey", ledger_pb2.CreateApiKeyRequest(tenant="globex")),
-             ("RecordUpload", ledger_pb2.RecordUploadRequest(upload_id="u1", tenant="local"))]
+             ("RecordUpload", ledger_pb2.RecordUploadRequest(upload_id="u1", tenant="local")),
+             ("CheckUploads", ledger_pb2.CheckUploadsRequest(tenant="local", upload_ids=["u1"]))]
+    assert {name for name, _ in calls} == set(ledger_pb2.DESCRIPTOR.services_by_name["LedgerService"].methods_by_name)
     refusals = [([], grpc.StatusCode.UNAUTHENTICATED), (bearer(info["api_key"]), grpc.StatusCode.UNAUTHENTICATED),
                 (bearer(ADMIN), grpc.StatusCode.UNAUTHENTICATED),
                 (internal_metadata("guessed") + bearer(ADMIN), grpc.StatusCode.PERMISSION_DENIED)]
