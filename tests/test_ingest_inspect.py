@@ -9,6 +9,7 @@ import grpc
 import pytest
 from test_ingest_fetch import Handler, Server
 
+from avlora.auth import LedgerAuthenticator
 from avlora.params import to_proto
 from avlora.store import LocalStore
 from avlora.v1 import stages_pb2, stages_pb2_grpc
@@ -23,7 +24,7 @@ async def test_slow_inspections_cannot_exhaust_the_server(tmp_path, ledger_stack
     httpd.files, httpd.hits = {"notes.zip": b"not a zip"}, {}
     threading.Thread(target=httpd.serve_forever, daemon=True).start()
     base = f"http://127.0.0.1:{httpd.server_address[1]}"
-    limits = IngestLimits(allow_networks="127.0.0.0/8", inspect_workers=1, inspect_queue=1)
+    limits = IngestLimits(allow_networks="127.0.0.0/8", inspect_workers=1, inspect_queue=1, inspect_per_tenant=3)
     server = grpc.aio.server()
     stages_pb2_grpc.add_PreprocessServiceServicer_to_server(
         PreprocessServicer(LocalStore(tmp_path / "store"), authenticator, limits), server)
@@ -52,6 +53,56 @@ async def test_slow_inspections_cannot_exhaust_the_server(tmp_path, ledger_stack
         report = await call("/files/notes.zip", timeout=10)  # the abandoned downloads stopped: room again
         assert not report.ok and report.errors == ["dataset archive is not a zip file"]
         assert httpd.hits["/drip"] == 1, "the waiting call never started downloading once its client was gone"
+    finally:
+        await channel.close()
+        await server.stop(None)
+        httpd.shutdown()
+
+
+async def test_one_tenants_slow_inspections_leave_room_for_the_others(tmp_path, make_stack):
+    """At the default limits (4 running + 8 waiting, 2 per tenant): a tenant sending 8 slow
+    inspections holds 2 places and is refused the rest at once; another tenant's inspection is
+    answered meanwhile."""
+    keys = {"acme": "avl_acme_" + "a" * 24, "globex": "avl_globex_" + "g" * 24}
+    info = make_stack(services=("ledger",), extra_env={
+        "AVLORA_LEDGER_KEYS": ",".join(f"{tenant}:{key}" for tenant, key in keys.items())}).info
+    httpd = Server(("127.0.0.1", 0), Handler)
+    httpd.files, httpd.hits = {"notes.zip": b"not a zip"}, {}
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    base = f"http://127.0.0.1:{httpd.server_address[1]}"
+    server = grpc.aio.server()
+    stages_pb2_grpc.add_PreprocessServiceServicer_to_server(PreprocessServicer(
+        LocalStore(tmp_path / "store"), LedgerAuthenticator(info["ledger_internal_addr"], info["internal_token"]),
+        IngestLimits(allow_networks="127.0.0.0/8")), server)
+    port = server.add_insecure_port("127.0.0.1:0")
+    await server.start()
+    channel = grpc.aio.insecure_channel(f"127.0.0.1:{port}")
+    stub = stages_pb2_grpc.PreprocessServiceStub(channel)
+
+    def call(tenant: str, path: str, timeout: float):
+        request = stages_pb2.InspectDatasetRequest(params=to_proto(small_v2a(training_data_url=base + path)))
+        return stub.InspectDataset(request, timeout=timeout, metadata=[("authorization", f"Bearer {keys[tenant]}")])
+
+    try:
+        slow = [asyncio.ensure_future(call("acme", "/drip", timeout=6)) for _ in range(8)]
+        await asyncio.wait(slow, timeout=1.5)
+        refused = [future for future in slow if future.done()]
+        assert len(refused) == 6
+        for future in refused:
+            error = future.exception()
+            assert error.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+            assert error.details() == "too many InspectDataset calls of this tenant in progress (limit 2); retry later"
+        report = await call("globex", "/files/notes.zip", timeout=3)  # while acme's two still drip
+        assert not report.ok and report.errors == ["dataset archive is not a zip file"]
+        assert not any(future.done() for future in slow if future not in refused)
+        for future in slow:
+            if future not in refused:
+                with pytest.raises(grpc.aio.AioRpcError) as error:
+                    await future
+                assert error.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
+        await asyncio.sleep(0.5)
+        report = await call("acme", "/files/notes.zip", timeout=10)  # its places are free again
+        assert not report.ok and report.errors == ["dataset archive is not a zip file"]
     finally:
         await channel.close()
         await server.stop(None)

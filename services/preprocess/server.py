@@ -4,6 +4,7 @@
 import asyncio
 import secrets
 import threading
+from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 
 import grpc
@@ -26,10 +27,30 @@ class PreprocessServicer(stages_pb2_grpc.PreprocessServiceServicer):
         self.store, self.authenticator, self.settings = store, authenticator, settings or Settings.from_env()
         self.limits = limits or IngestLimits.from_env()
         # Inspections download: they run on their own bounded pool, calls beyond the pool and its
-        # queue are refused at once, and a call whose client is gone stops, so slow URLs cannot
-        # exhaust the server.
+        # queue (or beyond a tenant's share) are refused at once, and a call whose client is gone
+        # stops, so slow URLs cannot exhaust the server and one tenant cannot hold it.
         self.pool = ThreadPoolExecutor(self.limits.inspect_workers, thread_name_prefix="inspect")
-        self.slots = threading.BoundedSemaphore(self.limits.inspect_workers + self.limits.inspect_queue)
+        self.places = self.limits.inspect_workers + self.limits.inspect_queue
+        self.taken: Counter[str] = Counter()  # places held, by tenant
+        self.lock = threading.Lock()
+
+    def _take_place(self, tenant: str) -> str:
+        """Holds a place for one of `tenant`'s calls; the refusal's text when there is none."""
+        with self.lock:
+            if self.taken[tenant] >= self.limits.inspect_per_tenant:
+                return (f"too many InspectDataset calls of this tenant in progress (limit "
+                        f"{self.limits.inspect_per_tenant}); retry later")
+            if self.taken.total() >= self.places:
+                return (f"too many InspectDataset calls in progress (limit {self.limits.inspect_workers} running + "
+                        f"{self.limits.inspect_queue} waiting); retry later")
+            self.taken[tenant] += 1
+            return ""
+
+    def _free_place(self, tenant: str) -> None:
+        with self.lock:
+            self.taken[tenant] -= 1
+            if not self.taken[tenant]:
+                del self.taken[tenant]
 
     async def InspectDataset(self, request: stages_pb2.InspectDatasetRequest,
                              context: grpc.aio.ServicerContext) -> dataset_pb2.DatasetReport:
@@ -37,13 +58,11 @@ class PreprocessServicer(stages_pb2_grpc.PreprocessServiceServicer):
         tenant = await self.authenticator.tenant(context)
         params = await valid_params(request.params, context)
         await self.authenticator.check_uploads(context, tenant, upload_refs(params))  # only the tenant's own
-        if not self.slots.acquire(blocking=False):
-            await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, "too many InspectDataset calls in progress "
-                                f"(limit {self.limits.inspect_workers} running + {self.limits.inspect_queue} "
-                                "waiting); retry later")
+        if refusal := self._take_place(tenant):
+            await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, refusal)
         client_gone = threading.Event()
         call = self.pool.submit(self.inspect, params, client_gone.is_set)
-        call.add_done_callback(lambda _: self.slots.release())  # when the work ends, not the RPC
+        call.add_done_callback(lambda _: self._free_place(tenant))  # when the work ends, not the RPC
         try:
             return await asyncio.wrap_future(call)
         except asyncio.CancelledError:
