@@ -150,25 +150,33 @@ def test_checkpointed_blocks_are_recomputed_and_the_others_are_not(tiny_model_di
 
 
 def test_offloaded_blocks_are_not_recomputed_and_give_the_same_gradients(tiny_model_dir):
-    """With offload, the blocks past the budget keep their saved activations in (pinned) host
-    memory instead of running their forward again in the backward; eager and compiled blocks
-    give the gradients of blocks that keep everything."""
+    """An offloaded block keeps its saved activations in (pinned) host memory instead of running its
+    forward again in the backward, a checkpointed one runs it again; eager and compiled blocks give
+    the gradients of blocks that keep everything."""
     model, params, text, video, audio = _setup(tiny_model_dir)
     model.transformer.train()
     blocks = len(model.transformer.transformer_blocks)
     acceleration.set_checkpointing(model.transformer, blocks)
     _forward_calls(model, text, video, audio)
     kept = [p.grad.clone() for p in params]
-    acceleration.set_checkpointing(model.transformer, 1, offload=True)
+    acceleration.set_checkpointing(model.transformer, 0, offloaded=1)
     for p in params:
         p.grad = None
-    assert _forward_calls(model, text, video, audio) == [1] * blocks
+    assert _forward_calls(model, text, video, audio) == [1] + [2] * (blocks - 1)
     assert all(torch.allclose(a, p.grad, atol=1e-6) for a, p in zip(kept, params))
+    acceleration.set_checkpointing(model.transformer, 0, offloaded=blocks)
     acceleration.compile_blocks(model.transformer, backend="aot_eager")
     for p in params:
         p.grad = None
     diffusion_loss(model.transformer, text, video, audio, draw_noise(video, audio, torch.Generator().manual_seed(0)))[0].backward()
     assert all(torch.allclose(a, p.grad, atol=1e-5) for a, p in zip(kept, params))
+
+
+def test_offload_takes_as_many_blocks_as_fit_in_half_the_host_memory():
+    assert acceleration.offloadable_block_count(18, 2 * GIB, 100 * GIB) == 18
+    assert acceleration.offloadable_block_count(18, 2 * GIB, 40 * GIB) == 10
+    assert acceleration.offloadable_block_count(18, 2 * GIB, 3 * GIB) == 0
+    assert acceleration.available_host_bytes() > 0
 
 
 def test_bf16_lora_with_fp32_masters_learns_as_fp32_lora(tiny_model_dir):

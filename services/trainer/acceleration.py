@@ -7,9 +7,9 @@
   checkpointed and with two blocks not, the estimate of how many blocks fit in the free memory
   (less a safety margin) is checked with a real step and corrected, and that many blocks run
   without checkpointing;
-- optionally, the blocks past the budget keep their saved activations in pinned host memory
-  instead of recomputing them (saved-tensor hooks): PCIe copies in place of a second forward, at
-  the cost of that much host memory;
+- optionally, blocks past the budget keep their saved activations in pinned host memory instead
+  of being recomputed (saved-tensor hooks): PCIe copies in place of a second forward, as many as
+  fit in half the host's available memory;
 - LoRA weights computing in the compute dtype (bf16 on a GPU) with fp32 master copies that the
   optimizer updates: peft casts a layer's input to its LoRA weights' dtype, so fp32 LoRA weights
   under bf16 autocast cost two casts of every adapted activation per use.
@@ -65,26 +65,42 @@ def _from_host(packed: tuple[torch.device | None, torch.Tensor]) -> torch.Tensor
         host, non_blocking=host.is_pinned())
 
 
-def set_checkpointing(transformer, unchecked: int, offload: bool = False) -> None:
-    """Checkpoints every block but the first `unchecked` ones (which keep their activations on the
-    device); with `offload`, those blocks keep their activations in pinned host memory instead of
-    recomputing them."""
+def set_checkpointing(transformer, unchecked: int, offloaded: int = 0) -> None:
+    """The first `unchecked` blocks keep their activations on the device, the next `offloaded` keep
+    them in pinned host memory, and the others are checkpointed (run again in the backward)."""
     blocks = transformer.transformer_blocks
     unchecked = max(0, min(len(blocks), unchecked))
+    offloaded = max(0, min(len(blocks) - unchecked, offloaded))
     if unchecked == len(blocks):
         transformer.disable_gradient_checkpointing()
         return
     free = {id(block) for block in blocks[:unchecked]}
+    to_host = {id(block) for block in blocks[unchecked:unchecked + offloaded]}
 
     def checkpoint_or_run(block, *args):
         if id(block) in free:
             return block(*args)
-        if offload:
+        if id(block) in to_host:
             with torch.autograd.graph.saved_tensors_hooks(_to_host, _from_host):
                 return block(*args)
         return torch.utils.checkpoint.checkpoint(block.__call__, *args, use_reentrant=False)
 
     transformer.enable_gradient_checkpointing(gradient_checkpointing_func=checkpoint_or_run)
+
+
+def available_host_bytes() -> int:
+    """The host memory the kernel reports available (MemAvailable)."""
+    with open("/proc/meminfo") as meminfo:
+        for line in meminfo:
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) * 1024
+    return 0
+
+
+def offloadable_block_count(blocks: int, per_block_bytes: int, host_bytes: int) -> int:
+    """How many of `blocks` checkpointed blocks can keep their activations (per_block_bytes each)
+    in host memory instead: those that fit in half of `host_bytes`."""
+    return max(0, min(blocks, host_bytes // 2 // max(1, per_block_bytes)))
 
 
 def fit_unchecked_blocks(blocks: int, measure: Callable[[int], int | None], limit_bytes: int,
@@ -128,10 +144,10 @@ def fit_unchecked_blocks(blocks: int, measure: Callable[[int], int | None], limi
 
 
 def step_peak_bytes(transformer, run_step: Callable[[], None], device: torch.device, unchecked: int,
-                    baseline: int, offload: bool = False) -> int | None:
+                    baseline: int) -> int | None:
     """Peak bytes above `baseline` of one `run_step` with `unchecked` blocks un-checkpointed; None
     when it ran out of memory (run_step clears its gradients either way)."""
-    set_checkpointing(transformer, unchecked, offload)
+    set_checkpointing(transformer, unchecked)
     torch.cuda.synchronize(device)
     torch.cuda.reset_peak_memory_stats(device)
     try:
@@ -154,19 +170,28 @@ def checkpoint_by_budget(transformer, run_step: Callable[[], None], device: torc
                          margin_gib: float, optimizer_bytes: int = 0,
                          report: Callable[[str], None] = lambda line: None, offload: bool = False) -> int:
     """Measures, chooses and applies the number of un-checkpointed blocks; returns it. `run_step`
-    is one forward and backward that leaves no gradients behind, even when it fails."""
+    is one forward and backward that leaves no gradients behind, even when it fails. With
+    `offload`, as many of the other blocks as fit in half the host's available memory keep their
+    activations there instead of being checkpointed."""
     report("gradient checkpointing: measuring GPU memory with a few training steps")
     torch.cuda.synchronize(device)
     baseline = torch.cuda.memory_allocated(device)
     limit = free_device_bytes(device) - optimizer_bytes - int(margin_gib * GIB)
     blocks = len(transformer.transformer_blocks)
     unchecked, measured = fit_unchecked_blocks(
-        blocks, lambda n: step_peak_bytes(transformer, run_step, device, n, baseline, offload), limit)
-    set_checkpointing(transformer, unchecked, offload)
+        blocks, lambda n: step_peak_bytes(transformer, run_step, device, n, baseline), limit)
+    offloaded, host = 0, ""
+    if offload:
+        base = measured[0][1] or 0
+        per_block = max([(peak - base) // n for n, peak in measured if n and peak is not None], default=0)
+        available = available_host_bytes()
+        offloaded = offloadable_block_count(blocks - unchecked, per_block, available) if per_block else 0
+        host = (f"; {offloaded} of the other {blocks - unchecked} keep theirs in host memory "
+                f"({offloaded * per_block / GIB:.1f} GiB of {available / GIB:.0f} GiB available)")
+    set_checkpointing(transformer, unchecked, offloaded)
     steps = ", ".join(f"{n}: {'out of memory' if peak is None else f'{peak / GIB:.1f} GiB'}" for n, peak in measured)
     report(f"gradient checkpointing: {unchecked} of {blocks} blocks without, to stay under "
-           f"{limit / GIB:.1f} GiB of activations (measured steps by blocks without: {steps})"
-           + (f"; the other {blocks - unchecked} keep theirs in host memory" if offload else ""))
+           f"{limit / GIB:.1f} GiB of activations (measured steps by blocks without: {steps}){host}")
     return unchecked
 
 
@@ -175,13 +200,14 @@ def choose_checkpointing(transformer, setting: str, run_step: Callable[[], None]
                          report: Callable[[str], None] = lambda line: None, offload: bool = False) -> int:
     """Applies a checkpointing setting ("budget", "all", "none" or the number of blocks left
     un-checkpointed), reports the choice and returns the number of un-checkpointed blocks. With
-    `offload`, the other blocks keep their activations in host memory instead of recomputing them."""
+    `offload`, the other blocks keep their activations in host memory instead of being recomputed:
+    under "budget" as many as fit in half the host's available memory, otherwise all of them."""
     if setting == "budget":
         return checkpoint_by_budget(transformer, run_step, device, margin_gib, optimizer_bytes, report, offload)
     blocks = len(transformer.transformer_blocks)
     unchecked = {"all": 0, "none": blocks}.get(setting)
     unchecked = min(blocks, int(setting)) if unchecked is None else unchecked
-    set_checkpointing(transformer, unchecked, offload)
+    set_checkpointing(transformer, unchecked, blocks if offload else 0)
     report(f"gradient checkpointing: {unchecked} of {blocks} blocks without (setting {setting!r})"
            + (f"; the other {blocks - unchecked} keep their activations in host memory" if offload else ""))
     return unchecked

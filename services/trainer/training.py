@@ -62,8 +62,8 @@ class TrainerOptions:
     compile: bool | None = None   # regional torch.compile of the blocks; unset: on for CUDA, off on CPU
     checkpoint: str = "budget"    # CUDA: "budget" (as many blocks un-checkpointed as fit), "all", "none" or N
     memory_margin_gib: float = 4.0  # GPU memory the checkpointing budget leaves free
-    # CUDA: the checkpointed blocks keep their saved activations in pinned host memory instead of
-    # recomputing them (needs that much host memory; its speed on a GPU is not measured yet)
+    # CUDA: blocks past the budget keep their saved activations in pinned host memory instead of being
+    # recomputed, as many as fit in half the host's available memory (not yet measured on a GPU)
     offload_activations: bool = False
     lora_dtype: str = "fp32"      # "bf16": LoRA weights compute in bf16 on CUDA (fp32 masters)
 
