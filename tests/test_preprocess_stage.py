@@ -1,9 +1,11 @@
 """The preprocess stage end to end against the tiny model: latent and embedding shapes, the cache
-reused on redelivery, the debug archive opened and decoded."""
+reused on redelivery, the debug archive opened and decoded, a cancel honoured while a clip is encoded."""
 
 import dataclasses
 import io
 import json
+import threading
+import time
 import zipfile
 
 import av
@@ -14,10 +16,12 @@ from avlora.settings import Settings
 from avlora.store import LocalFiles, LocalStore
 from avlora.store_s3 import S3Store
 from avlora.v1 import dataset_pb2
-from avlora.stage import JobContext, UserError
+from avlora.stage import JobCancelled, JobContext, UserError
 from services.preprocess.checks import check_dataset
+from services.preprocess.encoding import DatasetEncoder
+from services.preprocess.modes import preprocessing_for
 from services.preprocess.stage import run
-from tests.preprocess_fixtures import manifest_of, small_av2av, small_v2a, tiny_model_dir  # noqa: F401
+from tests.preprocess_fixtures import inputs, manifest_of, small_av2av, small_v2a, tiny_model_dir  # noqa: F401
 from tests.s3_server import s3_server  # noqa: F401  (fixture)
 
 CLIP = dict(frames=12)
@@ -142,3 +146,41 @@ def test_cache_keys_do_not_depend_on_where_inputs_were_downloaded(tmp_path, s3_s
              for scratch in ("try1", "try2")]
     assert [item.target.info.path.is_relative_to(tmp_path / "try1") for item in plans[0].items] == [True]
     assert repr(plans[0].items) == repr(plans[1].items) and "try1" not in repr(plans[0].items)
+
+
+def cancel_after(seconds: float, ctx: JobContext) -> list[float]:
+    """Sets the job's cancel flag in `seconds`; the list gets the time it was set."""
+    cancelled_at = []
+    threading.Timer(seconds, lambda: (cancelled_at.append(time.monotonic()), ctx.cancel_flag.set())).start()
+    return cancelled_at
+
+
+LONG_ENCODE = small_v2a(number_of_frames=121, aspect_ratio="1:1")  # 121 x 512 x 512: ~10 s on a 2-core CPU
+
+
+def test_cancelling_while_a_clip_is_encoded_stops_within_seconds(tmp_path, tiny_model_dir):
+    store = LocalStore(tmp_path / "store")
+    manifest = manifest_of(store, "enc", {"long.mp4": dict(frames=121, size=(64, 64))})
+    plan, _ = check_dataset(manifest, LONG_ENCODE, inputs(store))
+    mode = preprocessing_for(LONG_ENCODE)
+    clip = mode.fit_item(plan.items[0], mode.training_settings())
+    encoder = DatasetEncoder(str(tiny_model_dir))
+    ctx = JobContext.for_test("enc", LONG_ENCODE, store)
+    cancelled_at = cancel_after(1.0, ctx)
+    with pytest.raises(JobCancelled):
+        encoder.training_sample(clip, mode.training_settings(), ctx.cancelled)
+    assert time.monotonic() - cancelled_at[0] < 1.5
+    # the check goes with the call: the same encoder, asked without one, encodes
+    assert encoder.video(clip.frames[:9, :64, :64]).shape == (128, 2, 2, 2)
+
+
+def test_the_stage_stops_within_seconds_when_cancelled_while_encoding(tmp_path, tiny_model_dir):
+    """Checking and fitting take well under the 2 s before the cancel; encoding about 10 s."""
+    store = LocalStore(tmp_path / "store")
+    manifest = manifest_of(store, "stage-enc", {"long.mp4": dict(frames=121, size=(64, 64))})
+    ctx = context(store, "stage-enc", LONG_ENCODE, manifest, tiny_model_dir)
+    cancelled_at = cancel_after(2.0, ctx)
+    with pytest.raises(JobCancelled):
+        run(ctx)
+    assert time.monotonic() - cancelled_at[0] < 1.5
+    assert not store.exists("jobs/stage-enc/preprocess/training_set.pb")

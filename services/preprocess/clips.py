@@ -9,16 +9,14 @@ clip's own, over the same time as its frames.
 
 Every frame loop takes `should_stop`: a cancelled job stops within one decoded frame."""
 
-from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
 
 from services.preprocess.audio import fit_audio
+from services.preprocess.cancel import ShouldStop
 from services.preprocess.fitting import Crop, fill_crop, fit_video, sample_times
 from services.preprocess.items import ClipSource
-
-ShouldStop = Callable[[], bool]
 
 
 @dataclass(frozen=True)

@@ -1,6 +1,10 @@
 """Fitted media -> the tensors the trainer reads (keys in avlora.model.cache), through the
 encoders of avlora.model. One safetensors file per training item, validation item and the
-negative prompt."""
+negative prompt. A sample's `should_stop` is asked before each layer of the video VAE's encoder
+runs (on a CPU a long clip is encoded tile after tile for minutes): JobCancelled within seconds."""
+
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import numpy as np
 import torch
@@ -9,6 +13,7 @@ from safetensors.torch import save
 from avlora.model.cache import AUDIO_LATENTS, REF_AUDIO_LATENTS, REF_VIDEO_LATENTS, VIDEO_LATENTS
 from avlora.model.components import load_encoders
 from avlora.model.encode import audio_latent_count, encode_audio, encode_prompts, encode_video, prompt_to_cache
+from services.preprocess.cancel import ShouldStop, stop_if_asked
 from services.preprocess.clips import FitSettings
 from services.preprocess.items import FittedClip, FittedValidation
 
@@ -35,27 +40,44 @@ class DatasetEncoder:
                                       self.encoders.text_length)
         return prompt_to_cache(embeds[0], mask[0])
 
-    def video(self, frames: np.ndarray) -> torch.Tensor:
-        return encode_video(self.encoders.vae, torch.from_numpy(frames)).cpu()
+    def video(self, frames: np.ndarray, should_stop: ShouldStop | None = None) -> torch.Tensor:
+        with stoppable(self.encoders.vae.encoder, should_stop):
+            return encode_video(self.encoders.vae, torch.from_numpy(frames)).cpu()
 
     def audio(self, audio: np.ndarray, settings: FitSettings) -> torch.Tensor:
         latents = audio_latent_count(settings.frames, settings.frame_rate)
         return encode_audio(self.encoders.audio_vae, torch.from_numpy(audio), num_latents=latents).cpu()
 
-    def training_sample(self, clip: FittedClip, settings: FitSettings) -> Tensors:
-        tensors = {VIDEO_LATENTS: self.video(clip.frames), AUDIO_LATENTS: self.audio(clip.audio, settings)}
+    def training_sample(self, clip: FittedClip, settings: FitSettings,
+                        should_stop: ShouldStop | None = None) -> Tensors:
+        tensors = {VIDEO_LATENTS: self.video(clip.frames, should_stop), AUDIO_LATENTS: self.audio(clip.audio, settings)}
         if clip.reference_frames is not None:
-            tensors[REF_VIDEO_LATENTS] = self.video(clip.reference_frames)
+            tensors[REF_VIDEO_LATENTS] = self.video(clip.reference_frames, should_stop)
             tensors[REF_AUDIO_LATENTS] = self.audio(clip.reference_audio, settings)
         return tensors | self.prompt(clip.caption)
 
-    def validation_sample(self, fitted: FittedValidation, settings: FitSettings) -> Tensors:
+    def validation_sample(self, fitted: FittedValidation, settings: FitSettings,
+                          should_stop: ShouldStop | None = None) -> Tensors:
         if fitted.audio is None:
-            tensors = {VIDEO_LATENTS: self.video(fitted.frames)}
+            tensors = {VIDEO_LATENTS: self.video(fitted.frames, should_stop)}
         else:
-            tensors = {REF_VIDEO_LATENTS: self.video(fitted.frames),
+            tensors = {REF_VIDEO_LATENTS: self.video(fitted.frames, should_stop),
                        REF_AUDIO_LATENTS: self.audio(fitted.audio, settings)}
         return tensors | self.prompt(fitted.prompt)
+
+
+@contextmanager
+def stoppable(model: torch.nn.Module, should_stop: ShouldStop | None) -> Iterator[None]:
+    """While inside, `should_stop` is asked before each layer of `model` runs."""
+    if should_stop is None:
+        yield
+        return
+    handles = [layer.register_forward_pre_hook(lambda *_: stop_if_asked(should_stop)) for layer in model.modules()]
+    try:
+        yield
+    finally:
+        for handle in handles:
+            handle.remove()
 
 
 def to_bytes(tensors: Tensors) -> bytes:

@@ -22,14 +22,15 @@ cropped. The crop is expressed in fractions of the source frame (`Crop`), so the
 av2av pair gets exactly the target's transform and the two stay aligned even if their pixel
 sizes differ."""
 
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 import av
 import cv2
 import numpy as np
 
-from avlora.stage import JobCancelled, UserError
+from avlora.stage import UserError
+from services.preprocess.cancel import ShouldStop, stop_if_asked
 from services.preprocess.probe import MediaInfo
 
 TIE_S = 1e-6       # timestamps this close count as a tie (the earlier frame wins)
@@ -104,7 +105,7 @@ def fit_image(image: np.ndarray, crop: Crop, size: tuple[int, int]) -> np.ndarra
 
 
 def fit_video(info: MediaInfo, times: Sequence[float], crop: Crop, size: tuple[int, int],
-              should_stop: Callable[[], bool] | None = None) -> np.ndarray:
+              should_stop: ShouldStop | None = None) -> np.ndarray:
     """The frames nearest to `times`, cropped and resized: uint8 [len(times), height, width, 3].
     Decoding is streamed and stops at the last time: only one decoded frame is held besides the
     output. `should_stop` is asked before each decoded frame: JobCancelled when it says so."""
@@ -116,7 +117,7 @@ def fit_video(info: MediaInfo, times: Sequence[float], crop: Crop, size: tuple[i
 
 
 def nearest_frames(info: MediaInfo, times: Sequence[float],
-                   should_stop: Callable[[], bool] | None = None) -> Iterator[np.ndarray]:
+                   should_stop: ShouldStop | None = None) -> Iterator[np.ndarray]:
     """RGB images of the source frames nearest to each of the ascending `times`."""
     count = 0
     try:
@@ -128,8 +129,7 @@ def nearest_frames(info: MediaInfo, times: Sequence[float],
                 container.seek(int(offset / stream.time_base), stream=stream, backward=True)
             previous, previous_time = None, 0.0
             for frame in container.decode(stream):
-                if should_stop is not None and should_stop():
-                    raise JobCancelled()
+                stop_if_asked(should_stop)
                 if frame.time is None:
                     continue
                 now = frame.time - info.video_start

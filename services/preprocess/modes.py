@@ -31,9 +31,9 @@ class Preprocessing(ABC):
 
     @abstractmethod
     def training_items(self, videos: Videos, infos: dict[str, MediaInfo], captions: dict[str, str],
-                       report: dataset_pb2.DatasetReport) -> list[TrainingItem]:
+                       report: dataset_pb2.DatasetReport, should_stop: ShouldStop | None = None) -> list[TrainingItem]:
         """The items of the probed `videos` (those in `infos`); adds a ClipReport per clip and the
-        errors found to `report`."""
+        errors found to `report`. `should_stop` is asked while scenes are detected."""
 
     @abstractmethod
     def caption_names(self, videos: Videos) -> set[str]:
@@ -44,7 +44,8 @@ class Preprocessing(ABC):
         """The item's media as the model sees it."""
 
     @abstractmethod
-    def validation_item(self, media: dataset_pb2.ValidationMedia, local: LocalFiles) -> ValidationItem:
+    def validation_item(self, media: dataset_pb2.ValidationMedia, local: LocalFiles,
+                        should_stop: ShouldStop | None = None) -> ValidationItem:
         """One validation entry, probed; UserError when it is unusable."""
 
     @abstractmethod
@@ -69,11 +70,12 @@ class Preprocessing(ABC):
         return training_window(info.duration if duration is None else duration, params.number_of_frames,
                                params.frame_rate, params.auto_scale_input, start)
 
-    def _validation_source(self, uri: str, local: LocalFiles, need_video: bool = True) -> ClipSource:
+    def _validation_source(self, uri: str, local: LocalFiles, need_video: bool = True,
+                           should_stop: ShouldStop | None = None) -> ClipSource:
         """A validation file probed, with the window it is fitted from: always as if auto_scale_input
         were on (a preview is never refused for its length)."""
         name = PurePosixPath(store_key(uri)).name
-        info = probe_media(local(uri), name, need_video=need_video)
+        info = probe_media(local(uri), name, need_video=need_video, should_stop=should_stop)
         settings = self.validation_settings()
         return ClipSource(name, info, training_window(info.duration, settings.frames, settings.frame_rate, True))
 
@@ -84,7 +86,7 @@ class V2APreprocessing(Preprocessing):
 
     params: V2AParams
 
-    def training_items(self, videos, infos, captions, report) -> list[TrainingItem]:
+    def training_items(self, videos, infos, captions, report, should_stop=None) -> list[TrainingItem]:
         items = []
         params = self.params
         for video in videos:
@@ -95,7 +97,8 @@ class V2APreprocessing(Preprocessing):
             segments = [(info.name, 0.0, info.duration)]
             if params.split_input_into_scenes and info.duration > params.split_input_duration_threshold:
                 try:
-                    segments = [(scene.label(info.name), scene.start, scene.duration) for scene in detect_scenes(info)]
+                    segments = [(scene.label(info.name), scene.start, scene.duration)
+                                for scene in detect_scenes(info, should_stop)]
                 except UserError as error:
                     report.errors.append(str(error))
                     report.clips.append(clip_report(info.name, info, False, str(error), caption))
@@ -126,8 +129,9 @@ class V2APreprocessing(Preprocessing):
         return FittedClip(item.name, item.caption, fit_frames(item.target, settings, crop, should_stop),
                           fit_source_audio(item.target, settings))
 
-    def validation_item(self, media, local) -> ValidationItem:
-        return ValidationItem(media.index, media.prompt, self._validation_source(media.video_uri, local), None)
+    def validation_item(self, media, local, should_stop=None) -> ValidationItem:
+        return ValidationItem(media.index, media.prompt, self._validation_source(media.video_uri, local,
+                                                                                 should_stop=should_stop), None)
 
     def fit_validation(self, item, settings, should_stop=None) -> FittedValidation:
         crop = target_crop(item.video, settings)
@@ -142,7 +146,7 @@ class AV2AVPreprocessing(Preprocessing):
 
     params: AV2AVParams
 
-    def training_items(self, videos, infos, captions, report) -> list[TrainingItem]:
+    def training_items(self, videos, infos, captions, report, should_stop=None) -> list[TrainingItem]:
         pairs, errors = pair_clips(videos)
         report.errors.extend(errors)
         items = []
@@ -178,10 +182,10 @@ class AV2AVPreprocessing(Preprocessing):
                           fit_reference_frames(item.reference, settings, crop, should_stop),
                           fit_source_audio(item.reference, settings))
 
-    def validation_item(self, media, local) -> ValidationItem:
-        video = self._validation_source(media.video_uri, local)
+    def validation_item(self, media, local, should_stop=None) -> ValidationItem:
+        video = self._validation_source(media.video_uri, local, should_stop=should_stop)
         if media.audio_uri:
-            audio = self._validation_source(media.audio_uri, local, need_video=False)
+            audio = self._validation_source(media.audio_uri, local, need_video=False, should_stop=should_stop)
             if not audio.info.has_audio:
                 raise UserError(f"the reference audio {audio.label} has no audio track")
             return ValidationItem(media.index, media.prompt, video, audio)

@@ -11,6 +11,7 @@ from avlora.store import LocalFiles
 from avlora.v1 import dataset_pb2
 from avlora.stage import UserError
 from services.preprocess.audio import is_silent, read_audio
+from services.preprocess.cancel import ShouldStop, stop_if_asked
 from services.preprocess.items import ClipSource, TrainingItem
 from services.preprocess.modes import Preprocessing, preprocessing_for
 from services.preprocess.pairing import read_captions, unused_captions
@@ -33,7 +34,7 @@ class DatasetPlan:
 
 
 def plan_dataset(manifest: dataset_pb2.Manifest, params: JobParams, local: LocalFiles,
-                 on_progress: Progress | None = None) -> DatasetPlan:
+                 on_progress: Progress | None = None, should_stop: ShouldStop | None = None) -> DatasetPlan:
     report = dataset_pb2.DatasetReport(ignored=list(manifest.ignored))
     mode = preprocessing_for(params)
     errors = report.errors
@@ -49,15 +50,15 @@ def plan_dataset(manifest: dataset_pb2.Manifest, params: JobParams, local: Local
         if on_progress:
             on_progress(done, len(videos), f"checking {video.name}")
         try:
-            infos[video.name] = info = probe_media(local(video.uri), video.name)
+            infos[video.name] = info = probe_media(local(video.uri), video.name, should_stop=should_stop)
             require_audio(info)
         except UserError as error:
             errors.append(str(error))
             report.clips.append(clip_report(video.name, infos.pop(video.name, None), False, str(error)))
     captions = read_captions(list(manifest.files), local)
-    items = mode.training_items(videos, infos, captions, report)
+    items = mode.training_items(videos, infos, captions, report, should_stop)
     report.ignored.extend(unused_captions(list(manifest.files), mode.caption_names(videos)))
-    items = _audible_items(items, report)
+    items = _audible_items(items, report, should_stop)
     if not items and not errors:
         errors.append(all_too_short(report, params))
     report.ok = not errors
@@ -73,10 +74,11 @@ def all_too_short(report: dataset_pb2.DatasetReport, params: JobParams) -> str:
             "or lower number_of_frames")
 
 
-def _audible_items(items: list[TrainingItem], report) -> list[TrainingItem]:
+def _audible_items(items: list[TrainingItem], report, should_stop: ShouldStop | None) -> list[TrainingItem]:
     """Drops (as errors) items whose audio window is digital silence."""
     audible = []
     for item in items:
+        stop_if_asked(should_stop)
         problems = [problem for source in (item.target, item.reference) if source is not None
                     for problem in [_audio_problem(source)] if problem]
         report.errors.extend(problems)

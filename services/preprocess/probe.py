@@ -9,6 +9,7 @@ from pathlib import Path
 import av
 
 from avlora.stage import UserError
+from services.preprocess.cancel import ShouldStop, stop_if_asked
 
 
 @dataclass(frozen=True)
@@ -40,11 +41,13 @@ class MediaInfo:
         return self.has_audio and covered >= 0.5 * (end - start)
 
 
-def probe_media(path: str | Path, name: str, need_video: bool = True) -> MediaInfo:
+def probe_media(path: str | Path, name: str, need_video: bool = True,
+                should_stop: ShouldStop | None = None) -> MediaInfo:
     """Probes one clip. Raises UserError naming the file when it cannot be read, is corrupt or
     truncated, or has no video stream (unless need_video is False: an audio file, whose times
     then count from its first sample). A missing audio track is not an error here (see
-    `require_audio`): a v2a validation video is silent by design."""
+    `require_audio`): a v2a validation video is silent by design. `should_stop` is asked before
+    each packet: JobCancelled when it says so."""
     try:
         with av.open(str(path), metadata_errors="ignore") as container:
             video = container.streams.video[0] if container.streams.video else None
@@ -53,7 +56,7 @@ def probe_media(path: str | Path, name: str, need_video: bool = True) -> MediaIn
                 raise UserError(f"{name} has no video stream")
             if video is None and audio is None:
                 raise UserError(f"{name} has no audio track")
-            info = _scan_packets(container, video, audio, name, Path(path))
+            info = _scan_packets(container, video, audio, name, Path(path), should_stop)
             rotation = _decode_first_frames(container, video, audio if info.has_audio else None, name)
             if rotation % 180:
                 info = replace(info, width=info.height, height=info.width)
@@ -67,11 +70,12 @@ def require_audio(info: MediaInfo) -> None:
         raise UserError(f"{info.name} has no audio track")
 
 
-def _scan_packets(container, video, audio, name: str, path: Path) -> MediaInfo:
+def _scan_packets(container, video, audio, name: str, path: Path, should_stop: ShouldStop | None) -> MediaInfo:
     first_video = last_video_end = audio_start = audio_end = None
     frames = 0
     fallback_frame = 1.0 / float(video.average_rate or video.guessed_rate or 24) if video else 0.0
     for packet in container.demux([stream for stream in (video, audio) if stream is not None]):
+        stop_if_asked(should_stop)
         if packet.pts is None or packet.size == 0:
             continue
         start = float(packet.pts * packet.time_base)

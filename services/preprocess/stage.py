@@ -28,7 +28,8 @@ def build_training_set(ctx: StageContext, scratch: Path) -> dataset_pb2.Training
     store = ctx.store
     manifest = dataset_pb2.Manifest.FromString(store.read_bytes(ctx.input_uri))
     plan, validation = check_dataset(manifest, ctx.params, LocalFiles(store, scratch / "inputs"),
-                                     on_progress=lambda done, total, message: ctx.progress(done, total, "files", message))
+                                     on_progress=lambda done, total, message: ctx.progress(done, total, "files", message),
+                                     should_stop=ctx.cancelled)
     plan.raise_errors()
     ctx.log(summary(plan.report))
     mode = plan.mode
@@ -44,7 +45,7 @@ def build_training_set(ctx: StageContext, scratch: Path) -> dataset_pb2.Training
         if archive is not None:
             archive.add(index, clip)
         uri = store.uri(sample_key) if cached else store.write_bytes(
-            sample_key, to_bytes(builder.encoder().training_sample(clip, settings)))
+            sample_key, to_bytes(builder.encoder().training_sample(clip, settings, ctx.cancelled)))
         training_set.samples.add(name=item.name, uri=uri, caption=item.caption)
         ctx.progress(index + 1, len(plan.items), "clips", f"encoded {item.name}")
     validation_settings = mode.validation_settings()
@@ -53,7 +54,8 @@ def build_training_set(ctx: StageContext, scratch: Path) -> dataset_pb2.Training
         uri = store.reuse_or_write(
             builder.key("validation", item.index, item, validation_settings),
             lambda: to_bytes(builder.encoder().validation_sample(
-                mode.fit_validation(item, validation_settings, should_stop=ctx.cancelled), validation_settings)))
+                mode.fit_validation(item, validation_settings, should_stop=ctx.cancelled), validation_settings,
+                ctx.cancelled)))
         training_set.validation.add(index=item.index, prompt=item.prompt, uri=uri)
     negative = ctx.params.validation_negative_prompt
     training_set.negative_prompt_uri = store.reuse_or_write(builder.key("negative_prompt", 0, negative, None),

@@ -7,17 +7,18 @@ never refused for its length."""
 from avlora.store import LocalFiles
 from avlora.v1 import dataset_pb2
 from avlora.stage import UserError
+from services.preprocess.cancel import ShouldStop
 from services.preprocess.items import ValidationItem
 from services.preprocess.modes import Preprocessing
 
 
-def plan_validation(manifest: dataset_pb2.Manifest, mode: Preprocessing,
-                    local: LocalFiles) -> tuple[list[ValidationItem], list[str]]:
+def plan_validation(manifest: dataset_pb2.Manifest, mode: Preprocessing, local: LocalFiles,
+                    should_stop: ShouldStop | None = None) -> tuple[list[ValidationItem], list[str]]:
     """The validation items and one error per unusable entry."""
     items, errors = [], []
     for media in manifest.validation:
         try:
-            items.append(mode.validation_item(media, local))
+            items.append(mode.validation_item(media, local, should_stop))
         except UserError as error:
             errors.append(f"validation[{media.index}]: {error}")
     return items, errors
