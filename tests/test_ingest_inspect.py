@@ -4,10 +4,12 @@ client gave up stops downloading and frees its place."""
 
 import asyncio
 import threading
+import zipfile
 
 import grpc
 import pytest
 from test_ingest_fetch import Handler, Server
+from test_preprocess_memory import write_looped_clip
 
 from avlora.auth import LedgerAuthenticator
 from avlora.params import to_proto
@@ -102,6 +104,44 @@ async def test_one_tenants_slow_inspections_leave_room_for_the_others(tmp_path, 
                 assert error.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
         await asyncio.sleep(0.5)
         report = await call("acme", "/files/notes.zip", timeout=10)  # its places are free again
+        assert not report.ok and report.errors == ["dataset archive is not a zip file"]
+    finally:
+        await channel.close()
+        await server.stop(None)
+        httpd.shutdown()
+
+
+async def test_an_inspection_stops_soon_after_its_client_gives_up_while_it_checks_a_long_clip(tmp_path, ledger_stack,
+                                                                                              authenticator):
+    """Scene detection of ten minutes of 1080p takes over 10 s; the client gives up after 2 s. With
+    one place in all, the next call is answered (not refused) half a second later."""
+    write_looped_clip(tmp_path / "long.mp4", loops=600)
+    with zipfile.ZipFile(tmp_path / "long.zip", "w") as archive:
+        archive.write(tmp_path / "long.mp4", "long.mp4")
+    httpd = Server(("127.0.0.1", 0), Handler)
+    httpd.files, httpd.hits = {"long.zip": (tmp_path / "long.zip").read_bytes(), "notes.zip": b"not a zip"}, {}
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    base = f"http://127.0.0.1:{httpd.server_address[1]}"
+    limits = IngestLimits(allow_networks="127.0.0.0/8", inspect_workers=1, inspect_queue=0, inspect_per_tenant=1)
+    server = grpc.aio.server()
+    stages_pb2_grpc.add_PreprocessServiceServicer_to_server(
+        PreprocessServicer(LocalStore(tmp_path / "store"), authenticator, limits), server)
+    port = server.add_insecure_port("127.0.0.1:0")
+    await server.start()
+    channel = grpc.aio.insecure_channel(f"127.0.0.1:{port}")
+    stub = stages_pb2_grpc.PreprocessServiceStub(channel)
+
+    def call(params, timeout: float):
+        return stub.InspectDataset(stages_pb2.InspectDatasetRequest(params=to_proto(params)), timeout=timeout,
+                                   metadata=[("authorization", f"Bearer {ledger_stack['api_key']}")])
+
+    try:
+        with pytest.raises(grpc.aio.AioRpcError) as error:
+            await call(small_v2a(training_data_url=base + "/files/long.zip", split_input_into_scenes=True,
+                                 split_input_duration_threshold=1.0), timeout=2)
+        assert error.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
+        await asyncio.sleep(0.5)
+        report = await call(small_v2a(training_data_url=base + "/files/notes.zip"), timeout=10)
         assert not report.ok and report.errors == ["dataset archive is not a zip file"]
     finally:
         await channel.close()

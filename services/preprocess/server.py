@@ -15,9 +15,10 @@ from avlora.service import valid_params
 from avlora.settings import Settings
 from avlora.store import ArtifactStore, JobFiles, LocalFiles, LocalStore
 from avlora.v1 import dataset_pb2, stages_pb2, stages_pb2_grpc
-from avlora.stage import JobCancelled, UserError, printable
+from avlora.stage import UserError, printable
 from services.ingest.limits import IngestLimits
 from services.ingest.stage import ingest_dataset
+from services.preprocess.cancel import stop_if_asked
 from services.preprocess.checks import inspect_dataset
 
 
@@ -70,18 +71,17 @@ class PreprocessServicer(stages_pb2_grpc.PreprocessServiceServicer):
             raise
 
     def inspect(self, params, client_gone=lambda: False) -> dataset_pb2.DatasetReport:
-        def checkpoint() -> None:
-            if client_gone():
-                raise JobCancelled()
-
+        """The dataset's report; stops (JobCancelled) soon after `client_gone` says so, whether it is
+        downloading, probing or detecting scenes."""
         job_id = f"inspect-{secrets.token_hex(8)}"
         with self.settings.scratch_dir(f"{job_id}-") as work_dir:
             # what ingest extracts stays on local disk (an object store would get it only to hand it back)
             local = self.store if isinstance(self.store, LocalStore) else LocalStore(work_dir / "store")
             try:
                 manifest = ingest_dataset(params, self.store, JobFiles(job_id), work_dir / "ingest",
-                                          checkpoint=checkpoint, limits=self.limits, output_store=local)
-                return _printable(inspect_dataset(manifest, params, LocalFiles(local, work_dir / "inputs")))
+                                          checkpoint=lambda: stop_if_asked(client_gone), limits=self.limits, output_store=local)
+                return _printable(inspect_dataset(manifest, params, LocalFiles(local, work_dir / "inputs"),
+                                                  should_stop=client_gone))
             except UserError as error:
                 return dataset_pb2.DatasetReport(ok=False, errors=[str(error)])
             finally:
