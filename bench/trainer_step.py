@@ -15,10 +15,11 @@ The rows of issue 13's tables (the trainer's own switches, services/trainer/acce
     the trainer's default on CUDA               --compile --checkpoint budget
     LoRA weights computing in bf16              --lora-dtype bf16 (fp32 masters)
     activations offloaded, not recomputed       --offload-activations (not measured on a GPU yet)
+    frozen linear weights in fp8                --fp8 --modes v2a (one mode per run; not measured on a GPU yet)
     kernel time by family (GEMM, attention...)  --profile
     worst allowed case                          --frames 121 --size 960x960 --modes av2av
 MFU = 2 x the forward's FLOPs (torch.utils.flop_counter) / s_per_step / 989 TFLOP/s (H100 bf16).
-No fp8 path exists yet (fp8 GEMMs only pay off with the activation quantisation fused, gpu.md).
+fp8 (services/trainer/fp8.py) multiplies in fp8, but MFU is still counted against the bf16 peak.
 
 What fits 80 GB. The seeds allow 9..121 frames, the buckets up to 960x960 (high 1:1) and
 reference factors >= 1, which only shrink the reference. The most tokens a job can have is
@@ -48,7 +49,7 @@ from services.trainer.data import Prompt, Sample
 from services.trainer.losses import diffusion_loss, draw_noise
 from services.trainer.strategies import STRATEGIES
 from services.trainer.tokens import Text, encode_text
-from services.trainer import acceleration
+from services.trainer import acceleration, fp8
 from services.trainer.training import add_lora, autocast_for
 
 # The real LTX-2.3 transformer: 48 blocks, video 32x128, audio 32x64, text 4096/2048 wide.
@@ -144,6 +145,8 @@ def bench_mode(mode: str, transformer, text, sample: Sample, fps: int, rank: int
     if args.lora_dtype == "bf16":
         masters = acceleration.LoraMasterWeights(params, torch.bfloat16)
         params = masters.masters
+    if args.fp8:
+        print(f"fp8 base weights: {fp8.use_fp8_weights(transformer)} linear layers", flush=True)
     optimizer = torch.optim.AdamW(params, lr=1e-4)
     if masters:
         masters.attach(optimizer)
@@ -189,7 +192,7 @@ def bench_mode(mode: str, transformer, text, sample: Sample, fps: int, rank: int
     transformer.delete_adapters("default")
     result = {"mode": mode, "compile": args.compile, "unchecked_blocks": unchecked,
               "lora_dtype": args.lora_dtype,
-              "offload_activations": args.offload_activations, "s_per_step": seconds, "tokens": tokens, "video_tokens": video.count,
+              "offload_activations": args.offload_activations, "fp8": args.fp8, "s_per_step": seconds, "tokens": tokens, "video_tokens": video.count,
               "audio_tokens": audio.count, "tflops_per_step": flops / 1e12}
     if device.type == "cuda":
         result["peak_gpu_memory_gib"] = torch.cuda.max_memory_allocated() / 2**30
@@ -216,10 +219,13 @@ def main() -> None:
                         help="CUDA: budget | all | none | N blocks left un-checkpointed (as the trainer)")
     parser.add_argument("--margin-gib", type=float, default=4.0, help="safety margin of the budget")
     parser.add_argument("--lora-dtype", choices=("fp32", "bf16"), default="fp32")
+    parser.add_argument("--fp8", action="store_true", help="the blocks' frozen linear weights in fp8 (one mode per run)")
     parser.add_argument("--offload-activations", action="store_true",
                         help="CUDA: checkpointed blocks keep their activations in pinned host memory instead")
     parser.add_argument("--profile", action="store_true", help="CUDA: kernel time by family of one more step")
     args = parser.parse_args()
+    if args.fp8 and "," in args.modes:
+        parser.error("--fp8 replaces the transformer's linear layers for good: one mode per run (--modes v2a)")
     device = torch.device(args.device)
     if device.type == "cpu":
         torch.set_num_threads(args.threads)

@@ -9,7 +9,7 @@ import pytest
 import torch
 from diffusers import LTX2Pipeline
 from safetensors.torch import load_file
-from trainer_sets import TrainerRun
+from trainer_sets import TrainerRun, trainer_environment
 
 from avlora.store import JobFiles
 from avlora.stage import JobCancelled
@@ -155,3 +155,19 @@ def test_cancel_stops_within_a_step(v2a):
         stage.run(ctx)
     assert time.monotonic() - started < 30
     assert not run.store.exists("jobs/cancelled-job/outputs/outputs.pb")
+
+
+def test_a_job_with_fp8_base_weights_writes_the_same_kind_of_outputs(v2a, trainer_env, tiny_model_dir):
+    """AVLORA_TRAIN_FP8=1 through the stage: it says so, learns, and writes LoRA files of the same
+    keys and dtypes (only the base weights were fp8) and its preview."""
+    run, _, baseline = v2a
+    ctx = run.context("fp8-job")
+    with trainer_environment({"AVLORA_TRAIN_FP8": "1"}):
+        outputs = stage.run(ctx)
+    assert any(p.message.startswith("fp8 base weights: ") for p in _progress(ctx))
+    steps = [p for p in _progress(ctx) if p.unit == "steps"]
+    assert steps[-1].done == 100 and steps[-1].validation_loss < steps[-1].baseline_validation_loss
+    for field in ("lora_file", "lora_comfyui_file"):
+        ours, theirs = load_file(run.store.path(getattr(outputs, field))), load_file(run.store.path(getattr(baseline, field)))
+        assert {k: (v.shape, v.dtype) for k, v in ours.items()} == {k: (v.shape, v.dtype) for k, v in theirs.items()}
+    assert run.store.path(outputs.audio).stat().st_size > 0

@@ -15,7 +15,7 @@ from peft import LoraConfig, get_peft_model_state_dict, set_peft_model_state_dic
 
 from avlora import config
 from avlora.stage import JobCancelled
-from services.trainer import acceleration, status
+from services.trainer import acceleration, fp8, status
 from services.trainer.checkpoints import load_checkpoint, save_checkpoint
 from services.trainer.data import Sample
 from services.trainer.losses import diffusion_loss, draw_noise, validation_loss
@@ -66,6 +66,9 @@ class TrainerOptions:
     # recomputed, as many as fit in half the host's available memory (not yet measured on a GPU)
     offload_activations: bool = False
     lora_dtype: str = "fp32"      # "bf16": LoRA weights compute in bf16 on CUDA (fp32 masters)
+    # the blocks' frozen linear weights in fp8 (services/trainer/fp8.py); off until its loss drift
+    # and speed are measured on the real model
+    fp8: bool = False
 
     def __post_init__(self):
         if self.lora_dtype not in ("fp32", "bf16"):
@@ -121,10 +124,13 @@ class Trainer:
         self.autocast = autocast_for(self.device)
         self.total = ctx.params.number_of_steps
         self.params = add_lora(transformer, strategy, ctx.params.rank, options.seed)
-        self.masters = None  # speed switches (acceleration.py): LoRA dtype, compile, checkpointing
+        self.masters = None  # speed switches (acceleration.py, fp8.py): LoRA dtype, fp8, compile, checkpointing
         if options.lora_dtype == "bf16" and self.device.type == "cuda":
             self.masters = acceleration.LoraMasterWeights(self.params, torch.bfloat16)
             self.params = self.masters.masters
+        if options.fp8:
+            converted = fp8.use_fp8_weights(transformer)
+            ctx.log(f"fp8 base weights: {converted} linear layers of the transformer blocks")
         if options.compile if options.compile is not None else self.device.type == "cuda":
             acceleration.compile_blocks(transformer)
             ctx.log("transformer blocks compiled on first use: the first steps take a minute or two longer")
