@@ -47,12 +47,14 @@ class Fp8Linear(torch.nn.Module):
         self.bias = linear.bias
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        dtype = x.dtype
-        if x.is_cuda and torch.is_autocast_enabled("cuda"):  # as F.linear would compute under autocast
-            dtype = torch.get_autocast_dtype("cuda")
-        rows = x.reshape(-1, self.in_features).to(dtype)
+        """In the dtype F.linear would give: autocast's, else the input's. On a GPU the product is
+        taken in bf16 (row-wise scaled fp8 GEMMs give bf16 only)."""
+        autocast = x.is_cuda and torch.is_autocast_enabled("cuda")
+        dtype = torch.get_autocast_dtype("cuda") if autocast else x.dtype
+        rows = x.reshape(-1, self.in_features).to(torch.bfloat16 if x.is_cuda else dtype)
         out = _Fp8MatMul.apply(rows, self.weight, self.weight_scale).reshape(*x.shape[:-1], self.out_features)
-        return out if self.bias is None else out + self.bias.to(out.dtype)
+        out = out.to(dtype)
+        return out if self.bias is None else out + self.bias.to(dtype)
 
 
 def convertible(module: torch.nn.Module) -> bool:
