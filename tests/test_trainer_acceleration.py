@@ -251,3 +251,19 @@ def test_fp8_weights_learn_as_the_original_weights_do(tiny_model_dir):
         for seed in (3, 4):
             drift = abs(last_losses(mode, True, seed) - base[seed])
             assert 0 < drift < spread / 4, (mode, seed, drift, spread)
+
+
+def test_fp8_blocks_compile_whole_and_give_the_eager_losses(tiny_model_dir):
+    """The quantisation of activations only pays when compiled code fuses it: the fp8 matmul must
+    not break a block's graph."""
+    from torch._dynamo.utils import counters
+    model, *rest = _setup(tiny_model_dir)
+    fp8.use_fp8_weights(model.transformer)
+    eager = _train(model, *rest, steps=2)
+    model, *rest = _setup(tiny_model_dir)
+    fp8.use_fp8_weights(model.transformer)
+    acceleration.compile_blocks(model.transformer, backend="aot_eager")
+    counters.clear()
+    compiled = _train(model, *rest, steps=2)
+    assert counters["frames"]["ok"] > 0 and not counters["graph_break"], dict(counters["graph_break"])
+    assert all(torch.isclose(torch.tensor(a), torch.tensor(b), rtol=1e-4) for a, b in zip(eager, compiled))
