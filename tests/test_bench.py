@@ -1,7 +1,7 @@
 """The benchmarks' smoke checks run, so the scripts cannot rot between the sessions that measure
 with them: bench/trainer_step.py on the tiny model, bench/real_job.py's whole trainer-stage path
-(both for the GPU), bench/control_plane.py briefly on SQLite, bench/preprocess_memory.py's fitting
-of the worst legal cases."""
+(both for the GPU) and bench/gpu_figures.py running them, bench/control_plane.py briefly on SQLite,
+bench/preprocess_memory.py's fitting of the worst legal cases."""
 
 import ast
 import json
@@ -58,3 +58,13 @@ def test_fitting_the_worst_legal_cases_stays_under_the_memory_goal():
     rows = {line.split()[0]: line.split() for line in lines[1:]}
     assert set(rows) == {"v2a-high-1:1", "v2a-high-16:9", "av2av-high-1:1-reference"}, lines
     assert all(float(row[1]) < 4096 for row in rows.values()), lines
+
+
+def test_gpu_figures_runs_each_measurement_in_its_own_process_and_collects_the_figures(tmp_path):
+    """bench/gpu_figures.py --smoke: the command lines at toy sizes on the CPU."""
+    _run("bench/gpu_figures.py", "--out", str(tmp_path), "--smoke", "--only", "job-av2av-worst", "job-v2a")
+    records = [json.loads(line) for line in (tmp_path / "figures.jsonl").read_text().splitlines()]
+    assert [(r["name"], r["status"]) for r in records] == [("job-av2av-worst", 0), ("job-v2a", 0)]
+    assert [r["figures"]["mode"] for r in records] == ["av2av", "v2a"]
+    assert all(r["figures"]["outputs"]["lora_file"] > 0 for r in records)
+    assert (tmp_path / "job-v2a.log").stat().st_size > 0
