@@ -120,7 +120,7 @@ class JobContext:
         if not self.throttle.ready(force=bool(message) or (total > 0 and done >= total)):
             return
         progress = jobs_pb2.Progress(stage=self.stage, done=done, total=total, unit=unit,
-                                     message=message, **metrics)
+                                     message=printable(message), **metrics)  # messages name users' files
         self.emit(new_event(self.job_id, progress=progress))
 
     def log(self, message: str) -> None:

@@ -4,6 +4,7 @@ reused on redelivery, the debug archive opened and decoded, a cancel honoured wh
 import dataclasses
 import io
 import json
+import re
 import threading
 import time
 import zipfile
@@ -184,3 +185,15 @@ def test_the_stage_stops_within_seconds_when_cancelled_while_encoding(tmp_path, 
         run(ctx)
     assert time.monotonic() - cancelled_at[0] < 1.5
     assert not store.exists("jobs/stage-enc/preprocess/training_set.pb")
+
+
+def test_progress_messages_show_a_hostile_file_name_escaped(tmp_path, tiny_model_dir):
+    """Progress messages name the user's files ("checking …", "encoded …"): a name carrying a
+    terminal escape and CR/LF reaches the CLI escaped."""
+    store = LocalStore(tmp_path / "store")
+    manifest = manifest_of(store, "esc", {"red\x1b[31m\r\n.mp4": CLIP})
+    ctx = context(store, "esc", small_v2a(), manifest, tiny_model_dir)
+    run(ctx)
+    messages = [event.progress.message for event in ctx.events if event.HasField("progress") and event.progress.message]
+    assert any("red\\x1b[31m\\x0d\\x0a.mp4" in message for message in messages), messages
+    assert not any(re.search(r"[\x00-\x1f\x7f]", message) for message in messages), messages

@@ -2,10 +2,15 @@
 blocks keep their weights in float8 e4m3 with one scale per output channel, and multiply in fp8
 (`torch._scaled_mm`) with each token's activations quantised to e4m3 on the fly (one scale per
 token). The weights take half the memory of bf16 (more blocks fit without checkpointing) and the
-GEMMs can run on fp8 tensor cores; compiled blocks fuse the activations' quantisation into the
-ops before it. The LoRA's own weights and every other parameter keep their dtype, so what is
-written out is unchanged. The input's gradient (through which the LoRA of earlier layers learns)
-is computed with the weight dequantised to the gradient's dtype."""
+GEMMs can run on fp8 tensor cores; compiled blocks can fuse the activations' quantisation into the
+ops before it (not yet measured on a GPU). The LoRA's own weights and every other parameter keep
+their dtype, so the LoRA files have the same form; the validation losses and previews are computed
+with the fp8 base weights too. The input's gradient (through which the LoRA of earlier layers
+learns) is computed with the weight dequantised to the gradient's dtype.
+
+The converted layers are for training only: they must not be cast with `module.to(dtype)` (the
+fp8 buffers would lose their meaning) nor merged by peft (its merge adds into `weight` without the
+scale)."""
 
 import torch
 
@@ -17,7 +22,7 @@ MULTIPLE = 16                     # _scaled_mm needs both dimensions of the weig
 def quantize_rows(values: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """(values in e4m3, fp32 scales [rows, 1]) with values ~= e4m3 * scale, one scale per row."""
     scale = values.abs().amax(dim=-1, keepdim=True).float().clamp(min=1e-12) / E4M3_MAX
-    return (values.float() / scale).to(E4M3), scale
+    return (values.float() / scale).to(E4M3).contiguous(), scale
 
 
 class _Fp8MatMul(torch.autograd.Function):
@@ -25,14 +30,14 @@ class _Fp8MatMul(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, x: torch.Tensor, weight: torch.Tensor, weight_scale: torch.Tensor) -> torch.Tensor:
-        quantized, scale = quantize_rows(x)
+        quantized, scale = quantize_rows(x)  # row-major, as _scaled_mm's first operand must be
         ctx.save_for_backward(weight, weight_scale)
         return torch._scaled_mm(quantized, weight.t(), scale_a=scale, scale_b=weight_scale.t(), out_dtype=x.dtype)
 
     @staticmethod
     def backward(ctx, grad: torch.Tensor):
         weight, weight_scale = ctx.saved_tensors
-        return grad @ (weight.to(grad.dtype) * weight_scale.to(grad.dtype)), None, None
+        return grad @ (weight.float() * weight_scale).to(grad.dtype), None, None
 
 
 class Fp8Linear(torch.nn.Module):
