@@ -173,6 +173,23 @@ def test_offloaded_blocks_are_not_recomputed_and_give_the_same_gradients(tiny_mo
     assert all(torch.allclose(a, p.grad, atol=1e-5) for a, p in zip(kept, params))
 
 
+def test_offload_copies_activations_with_their_strides_and_leaves_the_weights(tiny_model_dir):
+    model, params, text, video, audio = _setup(tiny_model_dir)
+    weight = model.transformer.transformer_blocks[0].ff.net[2].weight
+    offload = acceleration.HostOffload({weight.untyped_storage().data_ptr()})
+    device, kept = offload.pack(weight)
+    assert device is None and kept is weight  # a weight is not copied
+    activation = torch.randn(4, 6, 8).transpose(1, 2)[:, :, 1:5]  # a strided view
+    device, host = offload.pack(activation)
+    assert device == activation.device and host is not activation
+    assert host.untyped_storage().data_ptr() != activation.untyped_storage().data_ptr()
+    assert host.stride() == activation.stride() and torch.equal(host, activation)
+    restored = offload.unpack((device, host))
+    assert restored.stride() == activation.stride() and torch.equal(restored, activation)
+    expanded = torch.randn(1, 8).expand(4, 8)
+    assert offload.pack(expanded)[1] is expanded
+
+
 def test_offload_takes_as_many_blocks_as_fit_in_half_the_host_memory():
     assert acceleration.offloadable_block_count(18, 2 * GIB, 100 * GIB) == 18
     assert acceleration.offloadable_block_count(18, 2 * GIB, 40 * GIB) == 10

@@ -16,6 +16,7 @@
 """
 
 import math
+from pathlib import Path
 from typing import Callable
 
 import torch
@@ -46,23 +47,32 @@ def unchecked_block_count(blocks: int, per_block_bytes: int, spare_bytes: int) -
     return max(0, min(blocks, spare_bytes // max(1, per_block_bytes)))
 
 
-def _to_host(tensor: torch.Tensor) -> tuple[torch.device | None, torch.Tensor]:
-    """A saved activation copied to host memory (pinned when it comes from a GPU), strides and all:
-    compiled backward code views its saved tensors by their strides (torch's save_on_cpu makes
-    them contiguous, which breaks it). An expanded tensor (a stride 0) stays where it is."""
-    if any(stride == 0 and size > 1 for size, stride in zip(tensor.shape, tensor.stride())):
-        return None, tensor
-    host = torch.empty_strided(tensor.shape, tensor.stride(), dtype=tensor.dtype, pin_memory=tensor.is_cuda)
-    host.copy_(tensor, non_blocking=tensor.is_cuda)
-    return tensor.device, host
+class HostOffload:
+    """Saved-tensor hooks that keep a block's activations in host memory (pinned when they come
+    from a GPU) until the backward needs them. Model weights (`resident`: the storages of the
+    model's parameters and buffers) and expanded tensors (a stride 0) are not copied: they stay
+    where they are. Strides are kept: compiled backward code views its saved tensors by their
+    strides (torch's save_on_cpu makes them contiguous, which breaks it). The copies run on the
+    compute stream."""
 
+    def __init__(self, resident: set[int]):
+        self.resident = resident
 
-def _from_host(packed: tuple[torch.device | None, torch.Tensor]) -> torch.Tensor:
-    device, host = packed
-    if device is None:
-        return host
-    return torch.empty_strided(host.shape, host.stride(), dtype=host.dtype, device=device).copy_(
-        host, non_blocking=host.is_pinned())
+    def pack(self, tensor: torch.Tensor) -> tuple[torch.device | None, torch.Tensor]:
+        if (tensor.untyped_storage().data_ptr() in self.resident
+                or any(stride == 0 and size > 1 for size, stride in zip(tensor.shape, tensor.stride()))):
+            return None, tensor
+        host = torch.empty_strided(tensor.shape, tensor.stride(), dtype=tensor.dtype, pin_memory=tensor.is_cuda)
+        host.copy_(tensor, non_blocking=tensor.is_cuda)
+        return tensor.device, host
+
+    @staticmethod
+    def unpack(packed: tuple[torch.device | None, torch.Tensor]) -> torch.Tensor:
+        device, host = packed
+        if device is None:
+            return host
+        return torch.empty_strided(host.shape, host.stride(), dtype=host.dtype, device=device).copy_(
+            host, non_blocking=host.is_pinned())
 
 
 def set_checkpointing(transformer, unchecked: int, offloaded: int = 0) -> None:
@@ -76,12 +86,13 @@ def set_checkpointing(transformer, unchecked: int, offloaded: int = 0) -> None:
         return
     free = {id(block) for block in blocks[:unchecked]}
     to_host = {id(block) for block in blocks[unchecked:unchecked + offloaded]}
+    offload = HostOffload({t.untyped_storage().data_ptr() for t in (*transformer.parameters(), *transformer.buffers())})
 
     def checkpoint_or_run(block, *args):
         if id(block) in free:
             return block(*args)
         if id(block) in to_host:
-            with torch.autograd.graph.saved_tensors_hooks(_to_host, _from_host):
+            with torch.autograd.graph.saved_tensors_hooks(offload.pack, offload.unpack):
                 return block(*args)
         return torch.utils.checkpoint.checkpoint(block.__call__, *args, use_reentrant=False)
 
@@ -89,12 +100,19 @@ def set_checkpointing(transformer, unchecked: int, offloaded: int = 0) -> None:
 
 
 def available_host_bytes() -> int:
-    """The host memory the kernel reports available (MemAvailable)."""
+    """The host memory this process may still use: the kernel's MemAvailable, or less where a
+    cgroup (a container's memory limit) allows less."""
+    available = 0
     with open("/proc/meminfo") as meminfo:
         for line in meminfo:
             if line.startswith("MemAvailable:"):
-                return int(line.split()[1]) * 1024
-    return 0
+                available = int(line.split()[1]) * 1024
+    try:
+        limit = Path("/sys/fs/cgroup/memory.max").read_text().strip()
+        used = int(Path("/sys/fs/cgroup/memory.current").read_text())
+    except (OSError, ValueError):
+        return available
+    return available if limit == "max" else min(available, max(0, int(limit) - used))
 
 
 def offloadable_block_count(blocks: int, per_block_bytes: int, host_bytes: int) -> int:
