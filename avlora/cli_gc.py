@@ -11,12 +11,12 @@ from avlora.settings import Settings
 from avlora.store import open_store
 
 
-async def _jobs(settings: Settings) -> list:
+async def _plan(settings: Settings, store, days: float) -> retention.Plan:
     from services.ledger.db import make_engine
     from services.ledger.ledger import Ledger
     engine = make_engine(settings.ledger_database_url)
     try:
-        return await Ledger(engine).all_jobs()
+        return await retention.plan_for_store(Ledger(engine), store, days)
     finally:
         await engine.dispose()
 
@@ -25,7 +25,7 @@ def cmd_gc(args) -> int:
     settings = Settings.from_env(**({"data_dir": Path(args.data_dir)} if args.data_dir else {}))
     store = open_store(settings.store_url)
     days = settings.retention_days if args.days is None else args.days
-    plan = retention.collect(store, asyncio.run(_jobs(settings)), days)
+    plan = asyncio.run(_plan(settings, store, days))
     by_reason, sizes = Counter(), Counter()
     for _, size, reason in plan.items:
         by_reason[reason] += 1

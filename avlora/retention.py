@@ -76,8 +76,9 @@ def inputs_of_ended_job(store: ArtifactStore, job, unused_uploads: set[str]) -> 
 
 
 def collect(store: ArtifactStore, jobs: list, days: float, now: datetime | None = None) -> Plan:
-    """Everything retention removes from the whole store, given every job of the ledger, when
-    outputs and checkpoints are kept `days` days."""
+    """Everything retention removes from the whole store when outputs and checkpoints are kept
+    `days` days, given the ledger's jobs: at least every job that owns files in the store or
+    names one of its uploads (Ledger.jobs_for_retention)."""
     now = now or datetime.now(UTC)
     cutoff = (now - timedelta(days=days)).timestamp()
     by_id = {job.id: job for job in jobs}
@@ -134,14 +135,34 @@ def job_end_callback(ledger, store: ArtifactStore):
 log = structlog.get_logger()
 
 
+def stored_ids(store: ArtifactStore) -> tuple[set[str], set[str]]:
+    """(the job ids that own files in the store, the ids of the uploads it holds)."""
+    return ({found.key.split("/")[1] for found in store.objects("jobs")},
+            {found.key.split("/", 1)[1] for found in store.objects("uploads")})
+
+
+async def plan_for_store(ledger, store: ArtifactStore, days: float) -> Plan:
+    """`collect` over the whole store, reading from the ledger only the jobs that own files there or
+    name its uploads. An upload that a job created meanwhile names is then taken out of the plan."""
+    job_ids, upload_ids = await asyncio.to_thread(stored_ids, store)  # store I/O off the event loop
+    jobs = await ledger.jobs_for_retention(job_ids, upload_ids)
+    return await without_uploads_in_use(ledger, await asyncio.to_thread(collect, store, jobs, days))
+
+
+async def without_uploads_in_use(ledger, plan: Plan) -> Plan:
+    """The plan without the uploads an unfinished job names now (one created since the jobs were read)."""
+    planned = {key.split("/", 1)[1] for key, _, _ in plan.items if key.startswith("uploads/")}
+    named = {upload_key(upload_id) for upload_id in await ledger.uploads_in_use(planned)}
+    return Plan([item for item in plan.items if item[0] not in named])
+
+
 async def sweep(ledger, store: ArtifactStore, days: float, every_s: float, stopping: asyncio.Event) -> None:
     """Applies retention to the whole store now and every `every_s` seconds until `stopping` (the
     ledger's event consumer runs it). A sweep that fails (the database or the store unreachable)
     is logged and tried again at the next interval."""
     while not stopping.is_set():
         try:
-            jobs = await ledger.all_jobs()
-            plan = await asyncio.to_thread(collect, store, jobs, days)  # store I/O off the event loop
+            plan = await plan_for_store(ledger, store, days)
             await asyncio.to_thread(plan.apply, store)
             log.info("retention sweep", files_removed=len(plan.items), bytes_removed=plan.total_bytes,
                      retention_days=days)

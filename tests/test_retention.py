@@ -11,7 +11,7 @@ import time
 
 from avlora.stage import new_event
 from avlora.params import from_proto
-from avlora.retention import collect, job_end_callback
+from avlora.retention import Plan, collect, job_end_callback, stored_ids, without_uploads_in_use
 from avlora.stack import Stack
 from avlora.store import JobFiles, LocalStore
 from avlora.v1 import events_pb2, jobs_pb2, params_pb2
@@ -75,7 +75,7 @@ async def test_inputs_go_when_a_job_ends_and_outputs_after_the_retention_period(
 
     # a stage that wrote after its job ended, and an old stray upload: gc catches both
     store.write_bytes(files[second.id].cached("latents", "late.pt"), b"x" * 40)
-    jobs = await ledger.all_jobs()
+    jobs = await ledger.jobs_for_retention(*stored_ids(store))
     plan = collect(store, jobs, days=30)
     assert [(key, size) for key, size, _ in plan.items] == [(files[second.id].cached("latents", "late.pt"), 40)]
     os.utime(store.path("uploads/stray"), (time.time() - 31 * 86400,) * 2)
@@ -85,6 +85,33 @@ async def test_inputs_go_when_a_job_ends_and_outputs_after_the_retention_period(
     assert everything.total_bytes == store.usage("jobs") + 70
     everything.apply(store)
     assert store.list("jobs") == [] and store.list("uploads") == []
+
+
+async def test_retention_reads_only_the_jobs_the_store_concerns(ledger, tmp_path):
+    store = LocalStore(tmp_path / "store")
+    await ledger.add_api_key("acme")
+    await ledger.record_upload("kept", "acme", 10)
+    with_files, _ = await ledger.create_job("acme", params("https://e.com/a.zip"), "")
+    naming, _ = await ledger.create_job("acme", params("upload://kept"), "")
+    await ledger.create_job("acme", params("https://e.com/c.zip"), "")  # neither: not read
+    write_job_files(store, with_files.id)
+    store.write_bytes("uploads/kept", b"k" * 10)
+    rows = await ledger.jobs_for_retention(*stored_ids(store))
+    assert sorted(row.id for row in rows) == sorted([with_files.id, naming.id])
+
+
+async def test_an_upload_a_job_names_by_now_is_taken_out_of_the_plan(ledger, tmp_path):
+    """The jobs are read before the store is judged; a job created meanwhile may name an upload
+    the plan would delete: the plan is checked against the ledger again just before."""
+    await ledger.add_api_key("acme")
+    for upload_id in ("named", "free"):
+        await ledger.record_upload(upload_id, "acme", 10)
+    plan = Plan([("uploads/named", 10, "upload unused for the retention period"),
+                 ("uploads/free", 10, "upload unused for the retention period"),
+                 ("jobs/old/outputs/lora.safetensors", 5, "job ended more than the retention period ago")])
+    await ledger.create_job("acme", params("upload://named"), "")
+    kept = await without_uploads_in_use(ledger, plan)
+    assert [key for key, _, _ in kept.items] == ["uploads/free", "jobs/old/outputs/lora.safetensors"]
 
 
 def test_gc_command_reports_then_reclaims(tmp_path):

@@ -326,10 +326,23 @@ class Ledger:
                                               .order_by(JobEvent.seq)))
 
     # --- retention --------------------------------------------------------------------------
-    async def all_jobs(self) -> list[Job]:
-        """Every job, for retention."""
+    async def jobs_for_retention(self, job_ids: set[str], upload_ids: set[str], batch: int = 500) -> list:
+        """What retention needs of the jobs that own files in the store (`job_ids`) or name one of
+        its uploads (`upload_ids`), as light rows (id, state, updated_at, outputs, params_json),
+        read in batches: never every job of the ledger."""
+        columns = (Job.id, Job.state, Job.updated_at, Job.outputs, Job.params_json)
+        found: dict[str, sa.Row] = {}
         async with self.session() as session:
-            return list(await session.scalars(sa.select(Job)))
+            ids = sorted(job_ids)
+            for start in range(0, len(ids), batch):
+                rows = await session.execute(sa.select(*columns).where(Job.id.in_(ids[start:start + batch])))
+                found.update((row.id, row) for row in rows)
+            uploads = sorted(upload_ids)
+            for start in range(0, len(uploads), batch // 5):
+                mentions = sa.or_(*(Job.params_json.contains(f'"{UPLOAD_SCHEME}{upload_id}"', autoescape=True)
+                                    for upload_id in uploads[start:start + batch // 5]))
+                found.update((row.id, row) for row in await session.execute(sa.select(*columns).where(mentions)))
+        return list(found.values())
 
     async def uploads_in_use(self, upload_ids: set[str]) -> set[str]:
         """The uploads among `upload_ids` that a job which has not ended names. Only jobs whose
