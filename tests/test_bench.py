@@ -9,6 +9,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -18,11 +20,13 @@ def _run(*args: str) -> str:
     return result.stdout
 
 
-def test_trainer_step_benchmark_prints_a_step_time():
+@pytest.mark.parametrize("switches", [[], ["--fp8"]])
+def test_trainer_step_benchmark_prints_a_step_time(switches):
     lines = [line for line in _run("bench/trainer_step.py", "--device", "cpu", "--steps", "1",
-                                   "--modes", "v2a").splitlines() if line.startswith("{")]
+                                   "--modes", "v2a", *switches).splitlines() if line.startswith("{")]
     result = ast.literal_eval(lines[-1])
     assert result["mode"] == "v2a" and result["s_per_step"] > 0 and result["tflops_per_step"] > 0
+    assert result["fp8"] == ("--fp8" in switches)
 
 
 def test_real_job_script_runs_the_trainer_stage(tmp_path):
