@@ -188,6 +188,12 @@ def test_offload_copies_activations_with_their_strides_and_leaves_the_weights(ti
     assert restored.stride() == activation.stride() and torch.equal(restored, activation)
     expanded = torch.randn(1, 8).expand(4, 8)
     assert offload.pack(expanded)[1] is expanded
+    assert offload.pack(activation)[1] is host  # saved again unchanged: the same copy
+    activation.mul_(2)
+    again = offload.pack(activation)[1]
+    assert again is not host and torch.equal(again, activation)  # changed in place: a new copy
+    with offload.hooks():
+        assert offload.pack(activation)[1] is not again  # a new block call: its own copies
 
 
 def test_offload_takes_as_many_blocks_as_fit_in_half_the_host_memory():

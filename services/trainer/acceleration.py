@@ -16,6 +16,7 @@
 """
 
 import math
+import weakref
 from pathlib import Path
 from typing import Callable
 
@@ -51,19 +52,30 @@ class HostOffload:
     """Saved-tensor hooks that keep a block's activations in host memory (pinned when they come
     from a GPU) until the backward needs them. Model weights (`resident`: the storages of the
     model's parameters and buffers) and expanded tensors (a stride 0) are not copied: they stay
-    where they are. Strides are kept: compiled backward code views its saved tensors by their
-    strides (torch's save_on_cpu makes them contiguous, which breaks it). The copies run on the
-    compute stream."""
+    where they are. The same tensor saved again unchanged within one block call (the input of q,
+    k and v with their LoRAs) is copied once. Strides are kept: compiled backward code views its saved
+    tensors by their strides (torch's save_on_cpu makes them contiguous, which breaks it). The
+    copies run on the compute stream."""
 
     def __init__(self, resident: set[int]):
         self.resident = resident
+        self.copies: dict[int, tuple] = {}  # this block call's copies: id -> (weak tensor, version, copy)
+
+    def hooks(self):
+        """The saved-tensor hooks of one block call (its copies shared within it only)."""
+        self.copies = {}
+        return torch.autograd.graph.saved_tensors_hooks(self.pack, self.unpack)
 
     def pack(self, tensor: torch.Tensor) -> tuple[torch.device | None, torch.Tensor]:
-        if (tensor.untyped_storage().data_ptr() in self.resident
-                or any(stride == 0 and size > 1 for size, stride in zip(tensor.shape, tensor.stride()))):
+        storage = tensor.untyped_storage().data_ptr()
+        if storage in self.resident or any(stride == 0 and size > 1 for size, stride in zip(tensor.shape, tensor.stride())):
             return None, tensor
+        known = self.copies.get(id(tensor))  # the same tensor object, still alive and unchanged
+        if known is not None and known[0]() is tensor and known[1] == tensor._version:
+            return tensor.device, known[2]
         host = torch.empty_strided(tensor.shape, tensor.stride(), dtype=tensor.dtype, pin_memory=tensor.is_cuda)
         host.copy_(tensor, non_blocking=tensor.is_cuda)
+        self.copies[id(tensor)] = (weakref.ref(tensor), tensor._version, host)
         return tensor.device, host
 
     @staticmethod
@@ -92,7 +104,7 @@ def set_checkpointing(transformer, unchecked: int, offloaded: int = 0) -> None:
         if id(block) in free:
             return block(*args)
         if id(block) in to_host:
-            with torch.autograd.graph.saved_tensors_hooks(offload.pack, offload.unpack):
+            with offload.hooks():
                 return block(*args)
         return torch.utils.checkpoint.checkpoint(block.__call__, *args, use_reentrant=False)
 
