@@ -24,6 +24,8 @@ from avlora.params import from_json, upload_refs
 from avlora.store import UPLOAD_SCHEME, ArtifactStore, JobFiles, StoredObject, store_key
 from avlora.v1 import jobs_pb2
 
+log = structlog.get_logger()
+
 
 def upload_ids(params_json: str) -> set[str]:
     """The uploads a job's parameters name (dataset and validation media)."""
@@ -75,9 +77,27 @@ def inputs_of_ended_job(store: ArtifactStore, job, unused_uploads: set[str]) -> 
     return plan
 
 
-def collect(store: ArtifactStore, jobs: list, days: float, now: datetime | None = None) -> Plan:
-    """Everything retention removes from the whole store when outputs and checkpoints are kept
-    `days` days, given the ledger's jobs: at least every job that owns files in the store or
+@dataclass
+class StoreListing:
+    """What the store holds, listed once per collection: each job's files, and the uploads."""
+    job_files: dict[str, list[StoredObject]]
+    uploads: list[StoredObject]
+
+    @classmethod
+    def of(cls, store: ArtifactStore) -> "StoreListing":
+        job_files: dict[str, list[StoredObject]] = {}
+        for found in store.objects("jobs"):
+            job_files.setdefault(found.key.split("/")[1], []).append(found)
+        return cls(job_files, list(store.objects("uploads")))
+
+    @property
+    def upload_ids(self) -> set[str]:
+        return {found.key.split("/", 1)[1] for found in self.uploads}
+
+
+def collect(listing: StoreListing, jobs: list, days: float, now: datetime | None = None) -> Plan:
+    """Everything retention removes from what the store holds when outputs and checkpoints are
+    kept `days` days, given the ledger's jobs: at least every job that owns files in the store or
     names one of its uploads (Ledger.jobs_for_retention)."""
     now = now or datetime.now(UTC)
     cutoff = (now - timedelta(days=days)).timestamp()
@@ -86,10 +106,7 @@ def collect(store: ArtifactStore, jobs: list, days: float, now: datetime | None 
     active_uploads = set().union(*(uploads[job.id] for job in jobs if job.state not in TERMINAL))
     ended_uploads = set().union(*(uploads[job.id] for job in jobs if job.state in TERMINAL))
     plan = Plan()
-    folders: dict[str, list[StoredObject]] = {}
-    for found in store.objects("jobs"):
-        folders.setdefault(found.key.split("/")[1], []).append(found)
-    for job_id, objects in folders.items():
+    for job_id, objects in listing.job_files.items():
         job = by_id.get(job_id)
         if job is None:
             if max(o.modified for o in objects) < cutoff:
@@ -105,7 +122,7 @@ def collect(store: ArtifactStore, jobs: list, days: float, now: datetime | None 
                 plan.add(found, "job ended more than the retention period ago")
             elif is_input(job_id, found.key) and found.key not in keep:
                 plan.add(found, "input of an ended job")
-    for found in store.objects("uploads"):
+    for found in listing.uploads:
         if found.key in active_uploads:
             continue
         if found.key in ended_uploads:
@@ -132,21 +149,13 @@ def job_end_callback(ledger, store: ArtifactStore):
     return on_end
 
 
-log = structlog.get_logger()
-
-
-def stored_ids(store: ArtifactStore) -> tuple[set[str], set[str]]:
-    """(the job ids that own files in the store, the ids of the uploads it holds)."""
-    return ({found.key.split("/")[1] for found in store.objects("jobs")},
-            {found.key.split("/", 1)[1] for found in store.objects("uploads")})
-
-
 async def plan_for_store(ledger, store: ArtifactStore, days: float) -> Plan:
-    """`collect` over the whole store, reading from the ledger only the jobs that own files there or
-    name its uploads. An upload that a job created meanwhile names is then taken out of the plan."""
-    job_ids, upload_ids = await asyncio.to_thread(stored_ids, store)  # store I/O off the event loop
-    jobs = await ledger.jobs_for_retention(job_ids, upload_ids)
-    return await without_uploads_in_use(ledger, await asyncio.to_thread(collect, store, jobs, days))
+    """`collect` over the whole store (listed once), reading from the ledger only the jobs that own
+    files there or name its uploads. An upload that a job created meanwhile names is then taken
+    out of the plan."""
+    listing = await asyncio.to_thread(StoreListing.of, store)  # store I/O off the event loop
+    jobs = await ledger.jobs_for_retention(set(listing.job_files), listing.upload_ids)
+    return await without_uploads_in_use(ledger, await asyncio.to_thread(collect, listing, jobs, days))
 
 
 async def without_uploads_in_use(ledger, plan: Plan) -> Plan:

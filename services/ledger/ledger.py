@@ -23,7 +23,15 @@ from services.ledger.group_commit import GroupCommit, each_alone_if_refused
 from services.ledger.models import ApiKey, Job, JobEvent, Tenant, Upload, Usage, utcnow
 
 MAX_PAGE = 500
+UPLOADS_PER_QUERY = 100  # uploads looked for in one query (each one a LIKE on the parameters)
 log = structlog.get_logger()
+
+
+def _naming(upload_ids) -> sa.ColumnElement[bool]:
+    """Jobs whose parameters mention one of `upload_ids` (a text search: the callers read the
+    parameters of what it finds)."""
+    return sa.or_(*(Job.params_json.contains(f'"{UPLOAD_SCHEME}{upload_id}"', autoescape=True)
+                    for upload_id in upload_ids))
 
 
 class RequestIdReused(Exception):
@@ -338,10 +346,10 @@ class Ledger:
                 rows = await session.execute(sa.select(*columns).where(Job.id.in_(ids[start:start + batch])))
                 found.update((row.id, row) for row in rows)
             uploads = sorted(upload_ids)
-            for start in range(0, len(uploads), batch // 5):
-                mentions = sa.or_(*(Job.params_json.contains(f'"{UPLOAD_SCHEME}{upload_id}"', autoescape=True)
-                                    for upload_id in uploads[start:start + batch // 5]))
-                found.update((row.id, row) for row in await session.execute(sa.select(*columns).where(mentions)))
+            for start in range(0, len(uploads), UPLOADS_PER_QUERY):
+                rows = await session.execute(sa.select(*columns).where(
+                    _naming(uploads[start:start + UPLOADS_PER_QUERY])))
+                found.update((row.id, row) for row in rows)
         return list(found.values())
 
     async def uploads_in_use(self, upload_ids: set[str]) -> set[str]:
@@ -349,10 +357,9 @@ class Ledger:
         parameters mention one are read (not every unfinished job: thousands may be queued)."""
         if not upload_ids:
             return set()
-        mentions = sa.or_(*(Job.params_json.contains(f'"{UPLOAD_SCHEME}{upload_id}"', autoescape=True)
-                            for upload_id in upload_ids))
         async with self.session() as session:
-            rows = await session.scalars(sa.select(Job.params_json).where(Job.state.not_in(TERMINAL), mentions))
+            rows = await session.scalars(sa.select(Job.params_json).where(Job.state.not_in(TERMINAL),
+                                                                          _naming(upload_ids)))
             return upload_ids & {upload_id for params_json in rows
                                  for upload_id in upload_refs(from_json(params_json)).values()}
 
