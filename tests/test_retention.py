@@ -11,7 +11,7 @@ import time
 
 from avlora.stage import new_event
 from avlora.params import from_proto
-from avlora.retention import Plan, collect, job_end_callback, stored_ids, without_uploads_in_use
+from avlora.retention import Plan, StoreListing, collect, job_end_callback, without_uploads_in_use
 from avlora.stack import Stack
 from avlora.store import JobFiles, LocalStore
 from avlora.v1 import events_pb2, jobs_pb2, params_pb2
@@ -75,13 +75,15 @@ async def test_inputs_go_when_a_job_ends_and_outputs_after_the_retention_period(
 
     # a stage that wrote after its job ended, and an old stray upload: gc catches both
     store.write_bytes(files[second.id].cached("latents", "late.pt"), b"x" * 40)
-    jobs = await ledger.jobs_for_retention(*stored_ids(store))
-    plan = collect(store, jobs, days=30)
+    listing = StoreListing.of(store)
+    jobs = await ledger.jobs_for_retention(set(listing.job_files), listing.upload_ids)
+    plan = collect(listing, jobs, days=30)
     assert [(key, size) for key, size, _ in plan.items] == [(files[second.id].cached("latents", "late.pt"), 40)]
     os.utime(store.path("uploads/stray"), (time.time() - 31 * 86400,) * 2)
-    assert ("uploads/stray", 70, "upload unused for the retention period") in collect(store, jobs, days=30).items
+    assert ("uploads/stray", 70, "upload unused for the retention period") in collect(
+        StoreListing.of(store), jobs, days=30).items
 
-    everything = collect(store, jobs, days=0)  # past the retention period: outputs and checkpoints too
+    everything = collect(StoreListing.of(store), jobs, days=0)  # past the retention period: outputs and checkpoints too
     assert everything.total_bytes == store.usage("jobs") + 70
     everything.apply(store)
     assert store.list("jobs") == [] and store.list("uploads") == []
@@ -96,7 +98,8 @@ async def test_retention_reads_only_the_jobs_the_store_concerns(ledger, tmp_path
     await ledger.create_job("acme", params("https://e.com/c.zip"), "")  # neither: not read
     write_job_files(store, with_files.id)
     store.write_bytes("uploads/kept", b"k" * 10)
-    rows = await ledger.jobs_for_retention(*stored_ids(store))
+    listing = StoreListing.of(store)
+    rows = await ledger.jobs_for_retention(set(listing.job_files), listing.upload_ids)
     assert sorted(row.id for row in rows) == sorted([with_files.id, naming.id])
 
 
@@ -114,10 +117,9 @@ async def test_an_upload_a_job_names_by_now_is_taken_out_of_the_plan(ledger, tmp
     assert [key for key, _, _ in kept.items] == ["uploads/free", "jobs/old/outputs/lora.safetensors"]
 
 
-def test_gc_command_reports_then_reclaims(tmp_path):
-    data_dir = tmp_path / "state"
-
-    async def setup():
+def ended_job(data_dir) -> str:
+    """A job that succeeded, recorded in the SQLite ledger of `data_dir` (as `avlora up` keeps it)."""
+    async def record() -> str:
         engine = make_engine(f"sqlite:///{data_dir / 'ledger.db'}")
         await migrate(engine)
         ledger = Ledger(engine)
@@ -126,9 +128,13 @@ def test_gc_command_reports_then_reclaims(tmp_path):
         await run_to_success(ledger, job.id, JobFiles(job.id))
         await engine.dispose()
         return job.id
+    return asyncio.run(record())
 
+
+def test_gc_command_reports_then_reclaims(tmp_path):
+    data_dir = tmp_path / "state"
     data_dir.mkdir()
-    job_id = asyncio.run(setup())
+    job_id = ended_job(data_dir)
     store = LocalStore(data_dir / "store")
     write_job_files(store, job_id)
     env = os.environ | {"AVLORA_DATA_DIR": str(data_dir), "AVLORA_RETENTION_DAYS": "30"}
@@ -153,18 +159,7 @@ def test_the_ledger_sweeps_the_store_at_start_and_periodically(tmp_path):
     stage wrote after its job ended go at the next sweep)."""
     data_dir = tmp_path / "state"
     data_dir.mkdir()
-
-    async def ended_job() -> str:
-        engine = make_engine(f"sqlite:///{data_dir / 'ledger.db'}")
-        await migrate(engine)
-        ledger = Ledger(engine)
-        await ledger.add_api_key("acme")
-        job, _ = await ledger.create_job("acme", params("https://e.com/d.zip"), "")
-        await run_to_success(ledger, job.id, JobFiles(job.id))
-        await engine.dispose()
-        return job.id
-
-    old, recent = asyncio.run(ended_job()), asyncio.run(ended_job())
+    old, recent = ended_job(data_dir), ended_job(data_dir)
     store = LocalStore(data_dir / "store")
     for job_id in (old, recent):
         write_job_files(store, job_id)
