@@ -140,7 +140,7 @@ class StageWorker:
             log.error("stage crashed", stage=stage, job=job_id, attempt=ctx.attempt,
                       error=traceback.format_exc())
             if ctx.attempt >= self.settings.max_deliver:
-                await self._fail(js, job_id, f"internal error in {stage}: {printable(str(error))}", f"{job_id}:{stage}:failed")
+                await self._fail(js, job_id, f"internal error in {stage}: {error}", f"{job_id}:{stage}:failed")
                 await message.ack()
             else:
                 await message.nak(delay=min(30, 2 ** ctx.attempt))
@@ -157,8 +157,9 @@ class StageWorker:
         await message.ack()
 
     async def _fail(self, js, job_id: str, reason: str, event_id: str) -> None:
+        """Fails the job with `reason` (control characters escaped: a reason may name a user's file)."""
         await bus.publish_event(js, new_event(
-            job_id, event_id, failed=events_pb2.StageFailed(stage=self.stage, reason=reason)))
+            job_id, event_id, failed=events_pb2.StageFailed(stage=self.stage, reason=printable(reason))))
 
     async def _cancel_requested(self, js, job_id: str) -> bool:
         return await bus.is_cancelled(await js.key_value(bus.CANCEL_BUCKET), job_id)

@@ -24,7 +24,7 @@ from urllib.parse import urljoin
 import certifi
 import httpx
 
-from avlora.stage import CONTROL_CHARACTERS, UserError, printable
+from avlora.stage import CONTROL_CHARACTERS, UserError
 from services.ingest.limits import IngestLimits
 
 REDIRECT_CODES = {301, 302, 303, 307, 308}
@@ -60,7 +60,7 @@ def download(url: str, dest: Path, limits: IngestLimits, label: str = "dataset",
                 waited, attempt = waited + wait, attempt + 1
                 continue
             tries = f" (after {attempt} attempts)" if attempt > 1 else ""
-            raise UserError(f"{label} download failed: {printable(reason)}{tries} for {redact_url(url)}") from None
+            raise UserError(f"{label} download failed: {reason}{tries} for {redact_url(url)}") from None
 
 
 def redact_url(url: str) -> str:
@@ -149,7 +149,7 @@ def _save(response: httpx.Response, dest: Path, limits: IngestLimits, deadline: 
           on_bytes: ProgressCallback | None, checkpoint: Callable[[], None] | None) -> int:
     encoding = response.headers.get("content-encoding", "").strip().lower()
     if encoding not in ("", "identity"):
-        raise DownloadError(f"the server sent a {printable(encoding)}-encoded body although an unencoded one was "
+        raise DownloadError(f"the server sent a {encoding}-encoded body although an unencoded one was "
                             "requested; encoded bodies are refused (they can expand without bound)", transient=False)
     declared = response.headers.get("content-length", "")
     total = int(declared) if declared.isdigit() else 0
