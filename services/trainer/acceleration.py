@@ -53,8 +53,8 @@ class HostOffload:
     from a GPU) until the backward needs them. Model weights (`resident`: the storages of the
     model's parameters and buffers) and expanded tensors (a stride 0) are not copied: they stay
     where they are. The same tensor saved again unchanged within one block call (the input of q,
-    k and v with their LoRAs) is copied once. Strides are kept: compiled backward code views its saved
-    tensors by their strides (torch's save_on_cpu makes them contiguous, which breaks it). The
+    k and v with their LoRAs) is copied once. Strides are kept: compiled backward code views its
+    saved tensors by their strides (torch's save_on_cpu makes them contiguous, which breaks it). The
     copies run on the compute stream."""
 
     def __init__(self, resident: set[int]):
@@ -130,7 +130,7 @@ def available_host_bytes() -> int:
 def offloadable_block_count(blocks: int, per_block_bytes: int, host_bytes: int) -> int:
     """How many of `blocks` checkpointed blocks can keep their activations (per_block_bytes each)
     in host memory instead: those that fit in half of `host_bytes`."""
-    return max(0, min(blocks, host_bytes // 2 // max(1, per_block_bytes)))
+    return unchecked_block_count(blocks, per_block_bytes, host_bytes // 2)
 
 
 def fit_unchecked_blocks(blocks: int, measure: Callable[[int], int | None], limit_bytes: int,
