@@ -1,8 +1,9 @@
 """InspectDataset downloads like ingest: on a real grpc.aio server (a real ledger checks the key),
-slow URLs cannot exhaust it. Calls beyond its pool and queue are refused at once, and a call whose
-client gave up stops downloading and frees its place."""
+slow URLs cannot exhaust it. Calls beyond its pool and queue (or a tenant's share) are refused at
+once, and a call whose client gave up stops downloading and checking, and frees its place."""
 
 import asyncio
+import contextlib
 import threading
 import zipfile
 
@@ -19,14 +20,17 @@ from services.ingest.limits import IngestLimits
 from services.preprocess.server import PreprocessServicer
 from tests.preprocess_fixtures import small_v2a
 
+NOT_A_ZIP = b"not a zip"
 
 
-async def test_slow_inspections_cannot_exhaust_the_server(tmp_path, ledger_stack, authenticator):
+@contextlib.asynccontextmanager
+async def inspection_service(tmp_path, authenticator: LedgerAuthenticator, limits: IngestLimits, files: dict):
+    """A local HTTP server with `files` (and its /drip URL) and a real PreprocessService in front of
+    the ledger: yields (the HTTP server, a function calling InspectDataset on a URL path)."""
     httpd = Server(("127.0.0.1", 0), Handler)
-    httpd.files, httpd.hits = {"notes.zip": b"not a zip"}, {}
+    httpd.files, httpd.hits = files, {}
     threading.Thread(target=httpd.serve_forever, daemon=True).start()
     base = f"http://127.0.0.1:{httpd.server_address[1]}"
-    limits = IngestLimits(allow_networks="127.0.0.0/8", inspect_workers=1, inspect_queue=1, inspect_per_tenant=3)
     server = grpc.aio.server()
     stages_pb2_grpc.add_PreprocessServiceServicer_to_server(
         PreprocessServicer(LocalStore(tmp_path / "store"), authenticator, limits), server)
@@ -35,11 +39,24 @@ async def test_slow_inspections_cannot_exhaust_the_server(tmp_path, ledger_stack
     channel = grpc.aio.insecure_channel(f"127.0.0.1:{port}")
     stub = stages_pb2_grpc.PreprocessServiceStub(channel)
 
-    def call(path: str, timeout: float):
-        request = stages_pb2.InspectDatasetRequest(params=to_proto(small_v2a(training_data_url=base + path)))
-        return stub.InspectDataset(request, timeout=timeout, metadata=[("authorization", f"Bearer {ledger_stack['api_key']}")])
+    def call(api_key: str, path: str, timeout: float, **params):
+        request = stages_pb2.InspectDatasetRequest(params=to_proto(small_v2a(training_data_url=base + path, **params)))
+        return stub.InspectDataset(request, timeout=timeout, metadata=[("authorization", f"Bearer {api_key}")])
 
     try:
+        yield httpd, call
+    finally:
+        await channel.close()
+        await server.stop(None)
+        httpd.shutdown()
+
+
+async def test_slow_inspections_cannot_exhaust_the_server(tmp_path, ledger_stack, authenticator):
+    limits = IngestLimits(allow_networks="127.0.0.0/8", inspect_workers=1, inspect_queue=1, inspect_per_tenant=3)
+    async with inspection_service(tmp_path, authenticator, limits, {"notes.zip": NOT_A_ZIP}) as (httpd, inspect):
+        def call(path: str, timeout: float):
+            return inspect(ledger_stack["api_key"], path, timeout)
+
         slow = [asyncio.ensure_future(call("/drip", timeout=3)) for _ in range(2)]  # one running, one waiting
         await asyncio.sleep(1.5)
         with pytest.raises(grpc.aio.AioRpcError) as error:
@@ -55,10 +72,6 @@ async def test_slow_inspections_cannot_exhaust_the_server(tmp_path, ledger_stack
         report = await call("/files/notes.zip", timeout=10)  # the abandoned downloads stopped: room again
         assert not report.ok and report.errors == ["dataset archive is not a zip file"]
         assert httpd.hits["/drip"] == 1, "the waiting call never started downloading once its client was gone"
-    finally:
-        await channel.close()
-        await server.stop(None)
-        httpd.shutdown()
 
 
 async def test_one_tenants_slow_inspections_leave_room_for_the_others(tmp_path, make_stack):
@@ -68,24 +81,12 @@ async def test_one_tenants_slow_inspections_leave_room_for_the_others(tmp_path, 
     keys = {"acme": "avl_acme_" + "a" * 24, "globex": "avl_globex_" + "g" * 24}
     info = make_stack(services=("ledger",), extra_env={
         "AVLORA_LEDGER_KEYS": ",".join(f"{tenant}:{key}" for tenant, key in keys.items())}).info
-    httpd = Server(("127.0.0.1", 0), Handler)
-    httpd.files, httpd.hits = {"notes.zip": b"not a zip"}, {}
-    threading.Thread(target=httpd.serve_forever, daemon=True).start()
-    base = f"http://127.0.0.1:{httpd.server_address[1]}"
-    server = grpc.aio.server()
-    stages_pb2_grpc.add_PreprocessServiceServicer_to_server(PreprocessServicer(
-        LocalStore(tmp_path / "store"), LedgerAuthenticator(info["ledger_internal_addr"], info["internal_token"]),
-        IngestLimits(allow_networks="127.0.0.0/8")), server)
-    port = server.add_insecure_port("127.0.0.1:0")
-    await server.start()
-    channel = grpc.aio.insecure_channel(f"127.0.0.1:{port}")
-    stub = stages_pb2_grpc.PreprocessServiceStub(channel)
+    authenticator = LedgerAuthenticator(info["ledger_internal_addr"], info["internal_token"])
+    async with inspection_service(tmp_path, authenticator, IngestLimits(allow_networks="127.0.0.0/8"),
+                                  {"notes.zip": NOT_A_ZIP}) as (_, inspect):
+        def call(tenant: str, path: str, timeout: float):
+            return inspect(keys[tenant], path, timeout)
 
-    def call(tenant: str, path: str, timeout: float):
-        request = stages_pb2.InspectDatasetRequest(params=to_proto(small_v2a(training_data_url=base + path)))
-        return stub.InspectDataset(request, timeout=timeout, metadata=[("authorization", f"Bearer {keys[tenant]}")])
-
-    try:
         slow = [asyncio.ensure_future(call("acme", "/drip", timeout=6)) for _ in range(8)]
         await asyncio.wait(slow, timeout=1.5)
         refused = [future for future in slow if future.done()]
@@ -105,10 +106,6 @@ async def test_one_tenants_slow_inspections_leave_room_for_the_others(tmp_path, 
         await asyncio.sleep(0.5)
         report = await call("acme", "/files/notes.zip", timeout=10)  # its places are free again
         assert not report.ok and report.errors == ["dataset archive is not a zip file"]
-    finally:
-        await channel.close()
-        await server.stop(None)
-        httpd.shutdown()
 
 
 async def test_an_inspection_stops_soon_after_its_client_gives_up_while_it_checks_a_long_clip(tmp_path, ledger_stack,
@@ -118,32 +115,13 @@ async def test_an_inspection_stops_soon_after_its_client_gives_up_while_it_check
     write_looped_clip(tmp_path / "long.mp4", loops=600)
     with zipfile.ZipFile(tmp_path / "long.zip", "w") as archive:
         archive.write(tmp_path / "long.mp4", "long.mp4")
-    httpd = Server(("127.0.0.1", 0), Handler)
-    httpd.files, httpd.hits = {"long.zip": (tmp_path / "long.zip").read_bytes(), "notes.zip": b"not a zip"}, {}
-    threading.Thread(target=httpd.serve_forever, daemon=True).start()
-    base = f"http://127.0.0.1:{httpd.server_address[1]}"
     limits = IngestLimits(allow_networks="127.0.0.0/8", inspect_workers=1, inspect_queue=0, inspect_per_tenant=1)
-    server = grpc.aio.server()
-    stages_pb2_grpc.add_PreprocessServiceServicer_to_server(
-        PreprocessServicer(LocalStore(tmp_path / "store"), authenticator, limits), server)
-    port = server.add_insecure_port("127.0.0.1:0")
-    await server.start()
-    channel = grpc.aio.insecure_channel(f"127.0.0.1:{port}")
-    stub = stages_pb2_grpc.PreprocessServiceStub(channel)
-
-    def call(params, timeout: float):
-        return stub.InspectDataset(stages_pb2.InspectDatasetRequest(params=to_proto(params)), timeout=timeout,
-                                   metadata=[("authorization", f"Bearer {ledger_stack['api_key']}")])
-
-    try:
+    files = {"long.zip": (tmp_path / "long.zip").read_bytes(), "notes.zip": NOT_A_ZIP}
+    async with inspection_service(tmp_path, authenticator, limits, files) as (_, inspect):
         with pytest.raises(grpc.aio.AioRpcError) as error:
-            await call(small_v2a(training_data_url=base + "/files/long.zip", split_input_into_scenes=True,
-                                 split_input_duration_threshold=1.0), timeout=2)
+            await inspect(ledger_stack["api_key"], "/files/long.zip", timeout=2, split_input_into_scenes=True,
+                          split_input_duration_threshold=1.0)
         assert error.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
         await asyncio.sleep(0.5)
-        report = await call(small_v2a(training_data_url=base + "/files/notes.zip"), timeout=10)
+        report = await inspect(ledger_stack["api_key"], "/files/notes.zip", timeout=10)
         assert not report.ok and report.errors == ["dataset archive is not a zip file"]
-    finally:
-        await channel.close()
-        await server.stop(None)
-        httpd.shutdown()

@@ -21,36 +21,6 @@ def unreachable_database(request, tmp_path):
     return f"sqlite:///{tmp_path / 'gone' / 'ledger.db'}"
 
 
-async def test_a_database_outage_is_unavailable_and_shows_no_sql(unreachable_database, tmp_path):
-    engine = make_engine(unreachable_database)
-    server = grpc.aio.server()
-    jobs_pb2_grpc.add_JobServiceServicer_to_server(JobService(Ledger(engine), None, JobChanges(None), LocalStore(tmp_path / "store")), server)
-    port = server.add_insecure_port("127.0.0.1:0")
-    await server.start()
-    try:
-        async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
-            stub = jobs_pb2_grpc.JobServiceStub(channel)
-            for call, request in ((stub.ListJobs, jobs_pb2.ListJobsRequest()),
-                                  (stub.GetJob, jobs_pb2.GetJobRequest(job_id="j1"))):
-                with pytest.raises(grpc.aio.AioRpcError) as error:
-                    await call(request, metadata=[("authorization", "Bearer avl_key")], timeout=30)
-                assert error.value.code() == grpc.StatusCode.UNAVAILABLE
-                details = error.value.details()
-                assert details == "the ledger's database is unavailable; retry later"
-                for leak in ("SELECT", "api_keys", "127.0.0.1", "secret", "ledger.db", "sqlalchemy"):
-                    assert leak not in details
-    finally:
-        await server.stop(None)
-        await engine.dispose()
-
-
-@pytest.fixture
-def postgres_url(database_url):
-    if not database_url.startswith("postgresql"):
-        pytest.skip("PostgreSQL only (DATABASE_URL): SQLite neither enforces lengths nor can be dropped under a pool")
-    return database_url
-
-
 async def _served(servicer, add) -> tuple[grpc.aio.Server, str]:
     server = grpc.aio.server()
     add(servicer, server)
@@ -62,6 +32,33 @@ async def _served(servicer, add) -> tuple[grpc.aio.Server, str]:
 def _no_sql(details: str, *names: str) -> None:
     for leak in ("INSERT", "SELECT", "sqlalchemy", "psycopg", "127.0.0.1", *names):
         assert leak.lower() not in details.lower(), details
+
+
+async def test_a_database_outage_is_unavailable_and_shows_no_sql(unreachable_database, tmp_path):
+    engine = make_engine(unreachable_database)
+    server, address = await _served(JobService(Ledger(engine), None, JobChanges(None), LocalStore(tmp_path / "store")),
+                                     jobs_pb2_grpc.add_JobServiceServicer_to_server)
+    try:
+        async with grpc.aio.insecure_channel(address) as channel:
+            stub = jobs_pb2_grpc.JobServiceStub(channel)
+            for call, request in ((stub.ListJobs, jobs_pb2.ListJobsRequest()),
+                                  (stub.GetJob, jobs_pb2.GetJobRequest(job_id="j1"))):
+                with pytest.raises(grpc.aio.AioRpcError) as error:
+                    await call(request, metadata=[("authorization", "Bearer avl_key")], timeout=30)
+                assert error.value.code() == grpc.StatusCode.UNAVAILABLE
+                details = error.value.details()
+                assert details == "the ledger's database is unavailable; retry later"
+                _no_sql(details, "api_keys", "secret", "ledger.db")
+    finally:
+        await server.stop(None)
+        await engine.dispose()
+
+
+@pytest.fixture
+def postgres_url(database_url):
+    if not database_url.startswith("postgresql"):
+        pytest.skip("PostgreSQL only (DATABASE_URL): SQLite neither enforces lengths nor can be dropped under a pool")
+    return database_url
 
 
 async def test_a_database_gone_while_jobs_are_created_is_unavailable(postgres_url, tmp_path):
