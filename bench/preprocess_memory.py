@@ -1,6 +1,6 @@
 """Peak memory (max RSS) of preprocessing one clip at the worst legal parameters, each case in a
 fresh child process: fitting (decode, crop, resize, audio) and encoding through the stage's
-encoder (the tiny model unless --model-dir; on a CPU the VAE encodes in tiles).
+encoder (the tiny model unless --model-dir; on a CPU the VAE encodes these clips in tiles).
 
     .venv/bin/python bench/preprocess_memory.py            # every case
     .venv/bin/python bench/preprocess_memory.py --no-encode # fitting only (fast)

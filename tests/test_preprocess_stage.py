@@ -10,7 +10,9 @@ import time
 import zipfile
 
 import av
+import numpy as np
 import pytest
+import torch
 from safetensors.torch import load_file
 
 from avlora.settings import Settings
@@ -19,7 +21,8 @@ from avlora.store_s3 import S3Store
 from avlora.v1 import dataset_pb2
 from avlora.stage import JobCancelled, JobContext, UserError
 from services.preprocess.checks import check_dataset
-from services.preprocess.encoding import DatasetEncoder
+from avlora.model.encode import encode_video
+from services.preprocess.encoding import WHOLE_ENCODING_LIMIT_BYTES, DatasetEncoder, whole_encoding_bytes
 from services.preprocess.modes import preprocessing_for
 from services.preprocess.stage import run
 from tests.preprocess_fixtures import inputs, manifest_of, small_av2av, small_v2a, tiny_model_dir  # noqa: F401
@@ -173,6 +176,25 @@ def test_cancelling_while_a_clip_is_encoded_stops_within_seconds(tmp_path, tiny_
     assert time.monotonic() - cancelled_at[0] < 1.5
     # the check goes with the call: the same encoder, asked without one, encodes
     assert encoder.video(clip.frames[:9, :64, :64]).shape == (128, 2, 2, 2)
+
+
+def test_a_cpu_encodes_small_clips_whole_and_only_large_ones_in_tiles(tiny_model_dir):
+    """Tiles encode their overlaps twice: a clip that fits is encoded whole (as on a GPU)."""
+    encoder = DatasetEncoder(str(tiny_model_dir))
+    vae = encoder.encoders.vae
+    frames = np.random.default_rng(0).integers(0, 256, (25, 128, 128, 3), dtype=np.uint8)
+    vae.use_tiling = vae.use_framewise_decoding = True  # 25 frames: tiles of 16 overlapping by 8
+    tiled = encode_video(vae, torch.from_numpy(frames))
+    vae.use_tiling = vae.use_framewise_decoding = False
+    whole = encode_video(vae, torch.from_numpy(frames))
+    assert not torch.allclose(tiled, whole, atol=1e-3), "the two ways differ, so the test can tell them apart"
+    vae.use_tiling = vae.use_framewise_decoding = True
+    assert torch.equal(encoder.video(frames), whole)
+    # The main job's clips (25 frames, 512x288) are encoded whole; the largest legal clip
+    # (121 frames, 960x960: over 18 GB whole) and the cancel tests' 121 x 512 x 512 are tiled.
+    assert whole_encoding_bytes(vae, 25, 288, 512) < WHOLE_ENCODING_LIMIT_BYTES
+    assert whole_encoding_bytes(vae, 121, 512, 512) > WHOLE_ENCODING_LIMIT_BYTES
+    assert whole_encoding_bytes(vae, 121, 960, 960) > 16 * 2**30
 
 
 def test_the_stage_stops_within_seconds_when_cancelled_while_encoding(tmp_path, tiny_model_dir):

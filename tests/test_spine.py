@@ -10,6 +10,7 @@ from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
 import nats
+import pytest
 
 from avlora import bus
 from avlora.params import from_proto, to_proto
@@ -19,9 +20,9 @@ WORKER = Path(__file__).parent / "spine_worker.py"
 
 
 @contextmanager
-def running_worker(nats_url, tmp_path, log, seconds, ack_wait=2):
+def running_worker(nats_url, tmp_path, log, seconds, ack_wait=2, max_deliver=4):
     """A worker process for the duration of the block (terminated after, unless already dead)."""
-    worker = start_worker(nats_url, tmp_path, log, seconds, ack_wait)
+    worker = start_worker(nats_url, tmp_path, log, seconds, ack_wait, max_deliver)
     try:
         yield worker
     finally:
@@ -30,8 +31,9 @@ def running_worker(nats_url, tmp_path, log, seconds, ack_wait=2):
             worker.wait(timeout=20)
 
 
-def start_worker(nats_url, tmp_path, log, seconds, ack_wait=2):
+def start_worker(nats_url, tmp_path, log, seconds, ack_wait=2, max_deliver=4):
     env = os.environ | {"AVLORA_NATS_URL": nats_url, "AVLORA_DATA_DIR": str(tmp_path), "AVLORA_ACK_WAIT_S": str(ack_wait),
+                        "AVLORA_MAX_DELIVER": str(max_deliver),
                         "SPINE_LOG": str(log), "SPINE_SECONDS": str(seconds),
                         "PYTHONPATH": str(Path(__file__).parent.parent)}
     return subprocess.Popen([sys.executable, str(WORKER)], env=env, stderr=subprocess.DEVNULL)
@@ -135,14 +137,20 @@ async def test_a_malformed_work_item_is_dropped_and_the_worker_goes_on(nats_url,
         assert handled(log)[0][0] == job_id and worker.poll() is None
 
 
-async def test_a_user_error_fails_the_job_once_and_leaves_nothing_queued(nats_url, tmp_path):
-    with running_worker(nats_url, tmp_path, tmp_path / "handled.log", 0.1):
+@pytest.mark.parametrize("job_id, max_deliver, reason", [
+    ("bad1", 4, "bad1.mp4 has no audio track"),
+    # An internal error on the last delivery fails the job; its text, control characters escaped.
+    ("crash1", 1, "internal error in ingest: cannot decode crash1\\x1b[31m.mp4\\x0d\\x0aforged line"),
+])
+async def test_a_failed_stage_fails_the_job_once_and_leaves_nothing_queued(nats_url, tmp_path, job_id, max_deliver,
+                                                                          reason):
+    with running_worker(nats_url, tmp_path, tmp_path / "handled.log", 0.1, max_deliver=max_deliver):
         nc = await nats.connect(nats_url)
         js = nc.jetstream()
         await bus.ensure_spine(js, ack_wait=2, max_deliver=4)
-        events = await js.pull_subscribe("avlora.events.bad1", durable="test-events", stream=bus.EVENT_STREAM)
+        events = await js.pull_subscribe(f"avlora.events.{job_id}", durable="test-events", stream=bus.EVENT_STREAM)
         params = to_proto(from_proto(params_pb2.JobParams(v2a=params_pb2.V2AParams(training_data_url="https://e.com/d.zip"))))
-        await bus.publish_work(js, "ingest", events_pb2.StageWork(job_id="bad1", tenant="t", params=params))
+        await bus.publish_work(js, "ingest", events_pb2.StageWork(job_id=job_id, tenant="t", params=params))
         seen = []
         deadline = time.monotonic() + 30
         while not any(e.WhichOneof("kind") == "failed" for e in seen) and time.monotonic() < deadline:
@@ -151,7 +159,7 @@ async def test_a_user_error_fails_the_job_once_and_leaves_nothing_queued(nats_ur
             except (asyncio.TimeoutError, TimeoutError):
                 pass
         [failed] = [e for e in seen if e.WhichOneof("kind") == "failed"]
-        assert failed.failed.reason == "bad1.mp4 has no audio track" and failed.failed.stage == "ingest"
+        assert failed.failed.reason == reason and failed.failed.stage == "ingest"
         await asyncio.sleep(3)  # past ack_wait: a message left unsettled would be redelivered by now
         started = [e for e in seen if e.WhichOneof("kind") == "started"]
         try:

@@ -18,6 +18,9 @@ from services.preprocess.clips import FitSettings
 from services.preprocess.items import FittedClip, FittedValidation
 
 Tensors = dict[str, torch.Tensor]
+# The largest clip a CPU encodes whole (by whole_encoding_bytes); larger ones are tiled. With the
+# rest of a preprocess worker this keeps its peak under 4 GB (bench/preprocess_memory.py).
+WHOLE_ENCODING_LIMIT_BYTES = 2 * 2**30
 
 
 class DatasetEncoder:
@@ -27,12 +30,7 @@ class DatasetEncoder:
         device = "cuda" if torch.cuda.is_available() else "cpu"
         dtype = torch.bfloat16 if device == "cuda" else torch.float32
         self.encoders = load_encoders(model_dir, device, dtype)
-        if device == "cpu":
-            # On a CPU the VAE's activations are process memory (a 121-frame 960x960 clip needs
-            # over 18 GB whole): encode in overlapping tiles of 16 frames x 512 px, blended.
-            # (diffusers gates temporal tiling of encoding on use_framewise_decoding.)
-            self.encoders.vae.enable_tiling()
-            self.encoders.vae.use_framewise_decoding = True
+        self.tiles_large_clips = device == "cpu"
 
     def prompt(self, text: str) -> Tensors:
         """The prompt keys (the valid rows and the mask) of one prompt."""
@@ -41,8 +39,17 @@ class DatasetEncoder:
         return prompt_to_cache(embeds[0], mask[0])
 
     def video(self, frames: np.ndarray, should_stop: ShouldStop | None = None) -> torch.Tensor:
-        with stoppable(self.encoders.vae.encoder, should_stop):
-            return encode_video(self.encoders.vae, torch.from_numpy(frames)).cpu()
+        vae = self.encoders.vae
+        if self.tiles_large_clips:
+            # On a CPU the VAE's activations are process memory (a 121-frame 960x960 clip needs
+            # over 18 GB whole): a clip too large to encode whole is encoded in overlapping tiles of
+            # 16 frames x 512 px, blended. Smaller clips are encoded whole, since tiles encode their
+            # overlaps twice (1.7-2.3x the time). diffusers gates temporal tiling of encoding on
+            # use_framewise_decoding.
+            vae.use_tiling = vae.use_framewise_decoding = (
+                whole_encoding_bytes(vae, *frames.shape[:3]) > WHOLE_ENCODING_LIMIT_BYTES)
+        with stoppable(vae.encoder, should_stop):
+            return encode_video(vae, torch.from_numpy(frames)).cpu()
 
     def audio(self, audio: np.ndarray, settings: FitSettings) -> torch.Tensor:
         latents = audio_latent_count(settings.frames, settings.frame_rate)
@@ -64,6 +71,16 @@ class DatasetEncoder:
             tensors = {REF_VIDEO_LATENTS: self.video(fitted.frames, should_stop),
                        REF_AUDIO_LATENTS: self.audio(fitted.audio, settings)}
         return tensors | self.prompt(fitted.prompt)
+
+
+def whole_encoding_bytes(vae, frames: int, height: int, width: int) -> int:
+    """The activations the video VAE's encoder holds at its peak, encoding a clip whole: about 20
+    bytes per channel at the encoder's full (patchified) resolution for each of its input pixels
+    (measured with the tiny model's VAE, 128 such channels and 4x4 patches, on the CPU: 147-155 bytes
+    per pixel at 25x288x512 and 49x544x960)."""
+    config = vae.config
+    widest = max(config.latent_channels, config.block_out_channels[0])
+    return frames * height * width * widest * 20 // config.patch_size**2
 
 
 @contextmanager
