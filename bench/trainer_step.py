@@ -1,6 +1,7 @@
 """Seconds per training step, both modes.
 
-CPU (default without a GPU): the tiny model, written to a temp dir and loaded like the real one.
+CPU (default without a GPU): the tiny model, written to a temp dir and loaded like the real one,
+at 17 frames of 128x128 unless --frames/--size say otherwise (the main job: --frames 25 --size 512x288).
 GPU: the real-size LTX-2.3 transformer (random weights, the real 2.3 configuration, bf16, gradient
 checkpointing) at the defaults, 89 frames at medium 1:1 (768x768) and 24 fps, rank 32, with
 random latents in place of a dataset; prints s/step, peak GPU memory and model FLOPs utilisation.
@@ -205,8 +206,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--steps", type=int, default=5)
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    parser.add_argument("--frames", type=int, default=89)
-    parser.add_argument("--size", default="768x768")
+    parser.add_argument("--frames", type=int, help="default: 89, the tiny model on a CPU 17")
+    parser.add_argument("--size", help="default: 768x768, the tiny model on a CPU 128x128")
     parser.add_argument("--fps", type=int, default=24)
     parser.add_argument("--rank", type=int, default=32)
     parser.add_argument("--threads", type=int, default=1, help="CPU threads (the trainer's default is 1)")
@@ -229,15 +230,16 @@ def main() -> None:
     device = torch.device(args.device)
     if device.type == "cpu":
         torch.set_num_threads(args.threads)
-    if device.type == "cpu" and not args.real:  # the tiny model at 17 frames of 128x128
+    tiny = device.type == "cpu" and not args.real
+    frames = args.frames or (17 if tiny else 89)
+    width, height = (int(v) for v in (args.size or ("128x128" if tiny else "768x768")).split("x"))
+    sample = latents_sample(frames, width, height, args.fps, device)
+    if tiny:
         model = load_for_training(write_tiny_model(tempfile.mkdtemp()), device)
-        transformer, frames, width, height = model.transformer, 17, 128, 128
-        sample = latents_sample(frames, width, height, args.fps, device)
+        transformer = model.transformer
         text = encode_text(model.connectors, Prompt(torch.randn(32, 96), torch.ones(32, dtype=torch.int64)))
     else:
-        width, height = (int(v) for v in args.size.split("x"))
-        frames, transformer = args.frames, RealSizeModel(device, args.layers).transformer
-        sample, text = latents_sample(frames, width, height, args.fps, device), real_text(device)
+        transformer, text = RealSizeModel(device, args.layers).transformer, real_text(device)
     if args.compile is None:
         args.compile = device.type == "cuda"
     print(f"device={device} frames={frames} size={width}x{height} rank={args.rank} "
