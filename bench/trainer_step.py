@@ -191,10 +191,10 @@ def bench_mode(mode: str, transformer, text, sample: Sample, fps: int, rank: int
         print(kernel_time_profile(step), flush=True)
     flops = training_flops(transformer, text, video, audio, generator, autocast)
     transformer.delete_adapters("default")
-    result = {"mode": mode, "compile": args.compile, "unchecked_blocks": unchecked,
-              "lora_dtype": args.lora_dtype,
-              "offload_activations": args.offload_activations, "fp8": args.fp8, "s_per_step": seconds, "tokens": tokens, "video_tokens": video.count,
-              "audio_tokens": audio.count, "tflops_per_step": flops / 1e12}
+    result = {"mode": mode, "compile": args.compile, "unchecked_blocks": unchecked, "lora_dtype": args.lora_dtype,
+              "offload_activations": args.offload_activations, "fp8": args.fp8, "s_per_step": seconds,
+              "tokens": tokens, "video_tokens": video.count, "audio_tokens": audio.count,
+              "tflops_per_step": flops / 1e12}
     if device.type == "cuda":
         result["peak_gpu_memory_gib"] = torch.cuda.max_memory_allocated() / 2**30
         result["gpu"] = torch.cuda.get_device_name(device)

@@ -179,7 +179,8 @@ def test_cancelling_while_a_clip_is_encoded_stops_within_seconds(tmp_path, tiny_
 
 
 def test_a_cpu_encodes_small_clips_whole_and_only_large_ones_in_tiles(tiny_model_dir):
-    """Tiles encode their overlaps twice: a clip that fits is encoded whole (as on a GPU)."""
+    """Tiles encode their overlaps twice: a clip that fits is encoded whole (as on a GPU), a clip
+    over the limit in tiles."""
     encoder = DatasetEncoder(str(tiny_model_dir))
     vae = encoder.encoders.vae
     frames = np.random.default_rng(0).integers(0, 256, (25, 128, 128, 3), dtype=np.uint8)
@@ -190,6 +191,8 @@ def test_a_cpu_encodes_small_clips_whole_and_only_large_ones_in_tiles(tiny_model
     assert not torch.allclose(tiled, whole, atol=1e-3), "the two ways differ, so the test can tell them apart"
     vae.use_tiling = vae.use_framewise_decoding = True
     assert torch.equal(encoder.video(frames), whole)
+    encoder.whole_encoding_limit_bytes = whole_encoding_bytes(vae, *frames.shape[:3]) - 1  # now too large
+    assert torch.equal(encoder.video(frames), tiled)
     # The main job's clips (25 frames, 512x288) are encoded whole; the largest legal clip
     # (121 frames, 960x960: over 18 GB whole) and the cancel tests' 121 x 512 x 512 are tiled.
     assert whole_encoding_bytes(vae, 25, 288, 512) < WHOLE_ENCODING_LIMIT_BYTES

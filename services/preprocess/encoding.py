@@ -30,7 +30,8 @@ class DatasetEncoder:
         device = "cuda" if torch.cuda.is_available() else "cpu"
         dtype = torch.bfloat16 if device == "cuda" else torch.float32
         self.encoders = load_encoders(model_dir, device, dtype)
-        self.tiles_large_clips = device == "cpu"
+        # on a CPU, clips whose whole encoding would hold more than this are tiled (None: never tiled)
+        self.whole_encoding_limit_bytes = WHOLE_ENCODING_LIMIT_BYTES if device == "cpu" else None
 
     def prompt(self, text: str) -> Tensors:
         """The prompt keys (the valid rows and the mask) of one prompt."""
@@ -40,14 +41,14 @@ class DatasetEncoder:
 
     def video(self, frames: np.ndarray, should_stop: ShouldStop | None = None) -> torch.Tensor:
         vae = self.encoders.vae
-        if self.tiles_large_clips:
+        if self.whole_encoding_limit_bytes is not None:
             # On a CPU the VAE's activations are process memory (a 121-frame 960x960 clip needs
             # over 18 GB whole): a clip too large to encode whole is encoded in overlapping tiles of
             # 16 frames x 512 px, blended. Smaller clips are encoded whole, since tiles encode their
             # overlaps twice (1.7-2.3x the time). diffusers gates temporal tiling of encoding on
             # use_framewise_decoding.
             vae.use_tiling = vae.use_framewise_decoding = (
-                whole_encoding_bytes(vae, *frames.shape[:3]) > WHOLE_ENCODING_LIMIT_BYTES)
+                whole_encoding_bytes(vae, *frames.shape[:3]) > self.whole_encoding_limit_bytes)
         with stoppable(vae.encoder, should_stop):
             return encode_video(vae, torch.from_numpy(frames)).cpu()
 

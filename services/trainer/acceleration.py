@@ -98,7 +98,8 @@ def set_checkpointing(transformer, unchecked: int, offloaded: int = 0) -> None:
         return
     free = {id(block) for block in blocks[:unchecked]}
     to_host = {id(block) for block in blocks[unchecked:unchecked + offloaded]}
-    offload = HostOffload({t.untyped_storage().data_ptr() for t in (*transformer.parameters(), *transformer.buffers())})
+    offload = HostOffload({t.untyped_storage().data_ptr() for t in (*transformer.parameters(), *transformer.buffers())}
+                          ) if offloaded else None
 
     def checkpoint_or_run(block, *args):
         if id(block) in free:
