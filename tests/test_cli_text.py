@@ -78,9 +78,11 @@ def test_changes_made_by_the_server_are_named():
     assert cli.changed_by_server(sent, job) == ["number_of_frames 90 → 89"]
 
 
-def test_readme_parameter_tables_are_the_schemas():
-    readme = docs.README.read_text()
-    assert readme == docs.with_tables(readme), "README.md is stale: run `python -m avlora.docs --write`"
+def test_generated_tables_are_the_schemas():
+    for document in docs.DOCUMENTS:
+        text = document.read_text()
+        assert text == docs.with_tables(document, text), \
+            f"{document.name} is stale: run `python -m avlora.docs --write`"
     for schema in MODES.values():
         for name in schema.model_fields:
-            assert name == "mode" or f"| `{name}` |" in readme
+            assert name == "mode" or f"| `{name}` |" in docs.README.read_text()
