@@ -3,13 +3,14 @@
 import argparse
 import json
 import sys
+from importlib.metadata import entry_points
 from pathlib import Path
 
 import grpc
 from google.protobuf import json_format
 from google.protobuf.descriptor import FieldDescriptor
 
-from avlora.client import Endpoints, as_url
+from avlora.client import Endpoints, as_url, call
 from avlora.job_state import TERMINAL, state_label, state_name
 from avlora.params import MODES, CommonParams, default_label, field_rules, field_type
 from avlora.progress import JobView
@@ -78,13 +79,6 @@ def changed_by_server(sent: dict, job: jobs_pb2.Job) -> list[str]:
     return lines
 
 
-def _call(function, *args, **kwargs):
-    try:
-        return function(*args, **kwargs)
-    except grpc.RpcError as error:
-        raise SystemExit(f"error: {error.code().name}: {error.details()}") from None
-
-
 INT64 = {FieldDescriptor.TYPE_INT64, FieldDescriptor.TYPE_UINT64, FieldDescriptor.TYPE_SINT64,
          FieldDescriptor.TYPE_FIXED64, FieldDescriptor.TYPE_SFIXED64}
 
@@ -133,7 +127,7 @@ def cmd_submit(args) -> int:
     endpoints = Endpoints.find(args.data_dir)
     sent = sent_values(args, endpoints)
     request = jobs_pb2.CreateJobRequest(params=MODES[args.mode].message(sent), request_id=args.request_id or "")
-    job = _call(endpoints.jobs().CreateJob, request, metadata=endpoints.auth, timeout=60)
+    job = call(endpoints.jobs().CreateJob, request, metadata=endpoints.auth, timeout=60)
     for change in changed_by_server(sent, job):
         print(f"note: the server set {change}", file=sys.stderr)
     print(to_json(job) if args.json else job.id)
@@ -144,7 +138,7 @@ def cmd_inspect(args) -> int:
     """Every dataset check, without encoding or training: free, and nothing is recorded."""
     endpoints = Endpoints.find(args.data_dir)
     request = stages_pb2.InspectDatasetRequest(params=MODES[args.mode].message(sent_values(args, endpoints)))
-    report = _call(endpoints.preprocess_stub().InspectDataset, request, metadata=endpoints.auth, timeout=3600)
+    report = call(endpoints.preprocess_stub().InspectDataset, request, metadata=endpoints.auth, timeout=3600)
     if args.json:
         print(to_json(report))
         return 0 if report.ok else 1
@@ -188,7 +182,7 @@ def cmd_watch(args) -> int:
 
 def cmd_status(args) -> int:
     endpoints = Endpoints.find(args.data_dir)
-    job = _call(endpoints.jobs().GetJob, jobs_pb2.GetJobRequest(job_id=args.job), metadata=endpoints.auth, timeout=30)
+    job = call(endpoints.jobs().GetJob, jobs_pb2.GetJobRequest(job_id=args.job), metadata=endpoints.auth, timeout=30)
     print(to_json(job) if args.json else describe(job, endpoints))
     return 0
 
@@ -197,7 +191,7 @@ def cmd_list(args) -> int:
     endpoints = Endpoints.find(args.data_dir)
     request = jobs_pb2.ListJobsRequest(page_size=args.limit, mode=args.mode or "",
                                        state=jobs_pb2.JobState.Value(args.state) if args.state else 0)
-    reply = _call(endpoints.jobs().ListJobs, request, metadata=endpoints.auth, timeout=30)
+    reply = call(endpoints.jobs().ListJobs, request, metadata=endpoints.auth, timeout=30)
     for job in reply.jobs:
         print(f"{job.id}  {job.mode:5}  {state_label(job):13}  {job.created_at.ToDatetime():%Y-%m-%d %H:%M:%S}")
     return 0
@@ -205,10 +199,10 @@ def cmd_list(args) -> int:
 
 def cmd_cancel(args) -> int:
     endpoints = Endpoints.find(args.data_dir)
-    before = _call(endpoints.jobs().GetJob, jobs_pb2.GetJobRequest(job_id=args.job), metadata=endpoints.auth, timeout=30)
+    before = call(endpoints.jobs().GetJob, jobs_pb2.GetJobRequest(job_id=args.job), metadata=endpoints.auth, timeout=30)
     if before.state in TERMINAL:
         return _already_ended(before, "had already")
-    job = _call(endpoints.jobs().CancelJob, jobs_pb2.CancelJobRequest(job_id=args.job), metadata=endpoints.auth, timeout=30)
+    job = call(endpoints.jobs().CancelJob, jobs_pb2.CancelJobRequest(job_id=args.job), metadata=endpoints.auth, timeout=30)
     if job.state in TERMINAL and job.state != jobs_pb2.CANCELLED:
         return _already_ended(job, "ended before the cancel arrived:")
     print(to_json(job) if args.json else f"job {job.id}: {state_name(job.state)}")
@@ -226,7 +220,7 @@ def _already_ended(job: jobs_pb2.Job, how: str) -> int:
 
 def cmd_usage(args) -> int:
     endpoints = Endpoints.find(args.data_dir)
-    usage = _call(endpoints.jobs().GetUsage, jobs_pb2.GetUsageRequest(job_id=args.job or ""),
+    usage = call(endpoints.jobs().GetUsage, jobs_pb2.GetUsageRequest(job_id=args.job or ""),
                   metadata=endpoints.auth, timeout=30)
     if args.json:
         print(to_json(usage))
@@ -301,9 +295,10 @@ def main(argv: list[str] | None = None) -> int:
     tiny.add_argument("dir")
     tiny.set_defaults(run=cmd_model)
 
-    from avlora import cli_download, cli_gc
+    from avlora import cli_download
     cli_download.register(commands, data_dir)
-    cli_gc.register(commands, data_dir)
+    for command in entry_points(group="avlora.commands"):  # e.g. `gc`, from services/ledger/gc.py
+        command.load()(commands, data_dir)
     args = parser.parse_args(argv)
     return args.run(args)
 

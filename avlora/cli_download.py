@@ -7,8 +7,8 @@ from pathlib import Path
 
 import grpc
 
-from avlora import cli
-from avlora.client import Endpoints
+from avlora.client import Endpoints, call
+from avlora.job_state import state_name
 from avlora.v1 import jobs_pb2
 
 
@@ -40,10 +40,10 @@ def download_outputs(endpoints: Endpoints, job: jobs_pb2.Job, folder: Path) -> l
 
 def cmd_download(args) -> int:
     endpoints = Endpoints.find(args.data_dir)
-    job = cli._call(endpoints.jobs().GetJob, jobs_pb2.GetJobRequest(job_id=args.job), metadata=endpoints.auth,
+    job = call(endpoints.jobs().GetJob, jobs_pb2.GetJobRequest(job_id=args.job), metadata=endpoints.auth,
                     timeout=30)
     if job.state != jobs_pb2.SUCCEEDED:
-        raise SystemExit(f"job {job.id} is {cli.state_name(job.state)}: no outputs to download")
+        raise SystemExit(f"job {job.id} is {state_name(job.state)}: no outputs to download")
     for path in download_outputs(endpoints, job, Path(args.dir or job.id)):
         print(path)
     return 0

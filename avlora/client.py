@@ -15,6 +15,14 @@ from avlora.v1 import jobs_pb2_grpc, stages_pb2, stages_pb2_grpc
 CHUNK = 1024 * 1024
 
 
+def call(function, *args, **kwargs):
+    """A gRPC call from the command line: its error ends the command with the server's message."""
+    try:
+        return function(*args, **kwargs)
+    except grpc.RpcError as error:
+        raise SystemExit(f"error: {error.code().name}: {error.details()}") from None
+
+
 @dataclass(frozen=True)
 class ClientSettings:
     """Where the CLI finds a stack: AVLORA_DATA_DIR/stack.json, or these variables for a remote one."""

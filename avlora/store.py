@@ -1,7 +1,7 @@
 """The artifact store: every zip, extracted clip, cached latent, checkpoint and output is addressed
 by a `store://<key>` URI, and every key of a job is named by `JobFiles`.
 
-Two backends behind one interface, chosen by the store URL (`open_store`):
+Two backends behind one interface, chosen by the store URL (`avlora.stores.open_store`):
 - a local directory (the embedded default: `AVLORA_DATA_DIR/store`, or any path);
 - an S3-compatible object store (`s3://bucket/prefix`, `avlora/store_s3.py`).
 
@@ -51,7 +51,7 @@ class StoredObject:
 class ArtifactStore(ABC):
     """Keys are relative POSIX paths; methods accept a key or its store:// / upload:// URI."""
 
-    url: str  # what `open_store` opens this store from
+    url: str  # what `avlora.stores.open_store` opens this store from
 
     def uri(self, key: str) -> str:
         return SCHEME + store_key(key)
@@ -222,15 +222,6 @@ class LocalStore(ArtifactStore):
             shutil.rmtree(path, ignore_errors=True)
         else:
             path.unlink(missing_ok=True)
-
-
-def open_store(url: str | Path) -> ArtifactStore:
-    """The store named by a URL: `s3://bucket/prefix` or a local directory path."""
-    url = str(url)
-    if url.startswith("s3://"):
-        from avlora.store_s3 import S3Store
-        return S3Store.from_url(url)
-    return LocalStore(url.removeprefix("file://"))
 
 
 @dataclass(frozen=True)

@@ -15,7 +15,7 @@ from avlora import bus
 from avlora.params import from_proto
 from avlora.settings import Settings
 from avlora.stage import JobCancelled, JobContext, StageFunction, UserError, new_event, printable
-from avlora.store import open_store
+from avlora.stores import open_store
 from avlora.v1 import events_pb2
 
 log = structlog.get_logger()

@@ -11,7 +11,7 @@ import time
 
 from avlora.stage import new_event
 from avlora.params import from_proto
-from avlora.retention import Plan, StoreListing, collect, job_end_callback, without_uploads_in_use
+from services.ledger.retention import Plan, StoreListing, collect, job_end_callback, without_uploads_in_use
 from avlora.stack import Stack
 from avlora.store import JobFiles, LocalStore
 from avlora.v1 import events_pb2, jobs_pb2, params_pb2

@@ -8,7 +8,8 @@ import uuid
 import httpx
 import pytest
 
-from avlora.store import JobFiles, LocalFiles, LocalStore, open_store
+from avlora.store import JobFiles, LocalFiles, LocalStore
+from avlora.stores import open_store
 from avlora.store_s3 import S3Store
 from s3_server import s3_server  # noqa: F401  (fixture)
 

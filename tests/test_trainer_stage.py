@@ -1,7 +1,6 @@
 """The trainer stage end to end on the tiny model: outputs opened and checked, resume, cancellation."""
 
 import json
-import time
 
 import av
 import numpy as np
@@ -115,9 +114,9 @@ def test_av2av_reel_carries_generated_audio(av2av):
 
 def test_rerun_returns_the_recorded_outputs(v2a):
     run, _, outputs = v2a
-    started = time.monotonic()
-    assert stage.run(run.context("v2a-job", attempt=2)) == outputs
-    assert time.monotonic() - started < 1
+    rerun = run.context("v2a-job", attempt=2)
+    assert stage.run(rerun) == outputs
+    assert _progress(rerun) == [], "nothing trained again"
 
 
 def test_interrupted_job_resumes_from_its_checkpoint(v2a, trainer_env):
@@ -150,10 +149,9 @@ def test_cancel_stops_within_a_step(v2a):
     run, _, _ = v2a
     ctx = run.context("cancelled-job")
     ctx.cancel_flag.set()
-    started = time.monotonic()
     with pytest.raises(JobCancelled):
         stage.run(ctx)
-    assert time.monotonic() - started < 30
+    assert not [p for p in _progress(ctx) if p.unit == "steps" and p.done > 0], "no step taken after the cancel"
     assert not run.store.exists("jobs/cancelled-job/outputs/outputs.pb")
 
 

@@ -11,10 +11,10 @@ import asyncio
 
 from avlora import bus
 from avlora.service import configure_logging, serve
-from avlora import retention
 from avlora.settings import LEDGER_ROLES, Settings
-from avlora.store import open_store
+from avlora.stores import open_store
 from avlora.v1 import jobs_pb2_grpc, ledger_pb2_grpc
+from services.ledger import retention
 from services.ledger.api import JobChanges, JobService, LedgerService
 from services.ledger.consumer import apply_events, ensure_advisory_stream, fail_exhausted_work
 from services.ledger.db import make_engine, migrate

@@ -19,7 +19,8 @@ import torch.distributed as dist
 
 from avlora.params import from_json
 from avlora.settings import Settings
-from avlora.store import JobFiles, open_store
+from avlora.store import JobFiles
+from avlora.stores import open_store
 from services.trainer.stage import train
 from services.trainer.training import TrainerOptions
 

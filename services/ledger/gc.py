@@ -1,19 +1,21 @@
-"""`avlora gc [--dry-run]`: applies retention (avlora/retention.py) to the whole store, reporting
-what it reclaims. Runs where the ledger's database and the store are reachable (the same
-AVLORA_DATABASE_URL / AVLORA_STORE_URL / AWS_* settings as the ledger)."""
+"""`avlora gc [--dry-run]`: applies retention (services/ledger/retention.py) to the whole store,
+reporting what it reclaims. The ledger contributes this command to the CLI through the
+`avlora.commands` entry point (pyproject.toml), so the client never imports the ledger. Runs
+where the ledger's database and the store are reachable (the same AVLORA_DATABASE_URL /
+AVLORA_STORE_URL / AWS_* settings as the ledger)."""
 
 import asyncio
 from pathlib import Path
 from collections import Counter
 
-from avlora import retention
 from avlora.settings import Settings
-from avlora.store import open_store
+from avlora.stores import open_store
+from services.ledger import retention
+from services.ledger.db import make_engine
+from services.ledger.ledger import Ledger
 
 
 async def _plan(settings: Settings, store, days: float) -> retention.Plan:
-    from services.ledger.db import make_engine
-    from services.ledger.ledger import Ledger
     engine = make_engine(settings.ledger_database_url)
     try:
         return await retention.plan_for_store(Ledger(engine), store, days)
