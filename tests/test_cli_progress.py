@@ -24,6 +24,12 @@ class Clock:
         return self.now
 
 
+@pytest.fixture(autouse=True)
+def terminal_width(monkeypatch):
+    """A 100-column terminal, whatever runs the tests (pytest-xdist's workers see another size)."""
+    monkeypatch.setenv("COLUMNS", "100")
+
+
 def play(updates, tty):
     """Feeds (seconds, job) pairs; returns what the view wrote."""
     out, clock = io.StringIO(), Clock()

@@ -21,10 +21,11 @@ SMALL = ["--resolution", "low", "--aspect-ratio", "16:9", "--number-of-frames", 
          "--validation-resolution", "low", "--validation-aspect-ratio", "16:9", "--validation-number-of-frames", "17"]
 
 
-@pytest.fixture
-def stack_dir(tmp_path, tiny_model_dir):
-    """`avlora up` as a real process; yields its data dir once stack.json exists."""
-    data_dir = tmp_path / "stack"
+@pytest.fixture(scope="module")
+def stack_dir(tmp_path_factory, tiny_model_dir):
+    """`avlora up` as a real process, one for the module's tests (each checks its own jobs); yields
+    its data dir once stack.json exists, and checks that it shuts down cleanly."""
+    data_dir = tmp_path_factory.mktemp("cli") / "stack"
     env = os.environ | {"AVLORA_MODEL_DIR": str(tiny_model_dir), "AVLORA_ACK_WAIT_S": "6",
                         "AVLORA_INGEST_ALLOW_NETWORKS": "127.0.0.0/8", "AVLORA_INGEST_RETRIES": "1"}
     up = subprocess.Popen([*AVLORA, "--data-dir", str(data_dir), "up"], env=env,
@@ -46,6 +47,10 @@ def cli(data_dir, *args, check=True):
     if check:
         assert result.returncode == 0, result.stdout + result.stderr
     return result
+
+
+def job_ids(data_dir) -> set[str]:
+    return {line.split()[0] for line in cli(data_dir, "list").stdout.splitlines()}
 
 
 def status(data_dir, job_id) -> dict:
@@ -81,7 +86,7 @@ def test_v2a_job_end_to_end_through_the_cli(stack_dir, tmp_path):
     # It learned: the held-out validation loss is below the untrained model's.
     assert job["progress"]["validation_loss"] < job["progress"]["baseline_validation_loss"]
     assert "validation loss" in cli(stack_dir, "status", job_id).stdout
-    usage = json.loads(cli(stack_dir, "usage", "--json").stdout)
+    usage = json.loads(cli(stack_dir, "usage", "--job", job_id, "--json").stdout)
     assert usage["total_units"] == 100
     assert job_id in cli(stack_dir, "list").stdout
 
@@ -116,6 +121,7 @@ def test_inspect_reports_what_is_wrong_before_paying(stack_dir, tmp_path):
     good = write_clip(tmp_path / "good.mp4", frames=20)
     short = write_clip(tmp_path / "short.mp4", frames=5)
     silent = write_clip(tmp_path / "quiet.mp4", frames=20, audio_rate=None)
+    jobs_before = job_ids(stack_dir)
     ok = cli(stack_dir, "inspect", "v2a", zip_files(tmp_path / "ok.zip", {"good.mp4": good, "short.mp4": short}),
              *SMALL)
     assert "dataset OK" in ok.stdout and "skipped short.mp4" in ok.stdout
@@ -124,8 +130,7 @@ def test_inspect_reports_what_is_wrong_before_paying(stack_dir, tmp_path):
     report = json.loads(bad.stdout)
     assert bad.returncode == 1 and report.get("ok") is not True
     assert any("quiet.mp4" in error and "audio" in error for error in report["errors"])
-    assert cli(stack_dir, "list").stdout.strip() == ""
-    assert json.loads(cli(stack_dir, "usage", "--json").stdout).get("lines", []) == []
+    assert job_ids(stack_dir) == jobs_before, "inspecting records no job (so nothing can be billed)"
 
 
 def wait_until_ended(data_dir, job_id, timeout=300) -> dict:
@@ -182,10 +187,11 @@ def test_broken_and_hostile_archives_fail_billed_zero_and_ingest_keeps_serving(s
 
 def test_invalid_parameters_are_refused_by_the_cli(stack_dir, tmp_path):
     data = write_demo_dataset("av2av", tmp_path / "pairs.zip", clips=1, frames=17, size=(64, 64))
+    jobs_before = job_ids(stack_dir)
     result = cli(stack_dir, "submit", "av2av", data, "--reference-temporal-scale-factor", "2", check=False)
     assert result.returncode != 0
     assert "INVALID_ARGUMENT" in result.stderr and "reference_temporal_scale_factor" in result.stderr
-    assert cli(stack_dir, "list").stdout.strip() == ""
+    assert job_ids(stack_dir) == jobs_before, "no job recorded"
 
 
 def test_cancelling_a_running_job(stack_dir, tmp_path):

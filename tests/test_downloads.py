@@ -29,7 +29,7 @@ def stack_env(request, make_stack, tmp_path):
     env = {"AVLORA_LEDGER_KEYS": f"local:{own},other:{other}"}
     if request.param == "s3":
         server, prefix = request.getfixturevalue("s3_server"), f"dl-{secrets.token_hex(4)}"
-        env |= server.env | {"AVLORA_STORE_URL": f"s3://{server.bucket}/{prefix}", "AVLORA_DOWNLOAD_URL_TTL_S": "3"}
+        env |= server.env | {"AVLORA_STORE_URL": f"s3://{server.bucket}/{prefix}", "AVLORA_DOWNLOAD_URL_TTL_S": "8"}
         store = S3Store(server.bucket, prefix, client=server.client())
     stack = make_stack(env)
     if request.param == "local":
@@ -88,6 +88,8 @@ def test_outputs_download_through_the_rpc_and_the_cli(stack_env, tmp_path):
         assert not job.download_urls
         return
     assert set(job.download_urls) == set(outputs)
+    # fresh URLs (on a loaded machine the ones above may be older than their 8 s)
+    job = endpoints.jobs().GetJob(jobs_pb2.GetJobRequest(job_id=job_id), metadata=endpoints.auth, timeout=30)
     url = job.download_urls["lora_file"]
     assert httpx.get(url).content == store.read_bytes(outputs["lora_file"])
     assert httpx.get(url.replace("lora.safetensors", "config.json")).status_code == 403  # tampered
