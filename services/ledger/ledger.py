@@ -84,6 +84,7 @@ class Applied:
     job_id: str
     applied: bool
     note: str
+    tenant: str = ""  # the job's, when it exists (for the log)
 
 
 class Ledger:
@@ -111,7 +112,8 @@ class Ledger:
             try:
                 await callback(job)
             except Exception as error:  # never undoes the transition; `avlora gc` catches up
-                log.error("job-end callback failed", job_id=job.id, error=repr(error))
+                log.error("job-end callback failed", job_id=job.id, tenant=job.tenant_id, stage="retention",
+                          error=repr(error))
 
     def _insert(self, table):
         dialect = postgresql if self.engine.dialect.name == "postgresql" else sqlite
@@ -295,14 +297,14 @@ class Ledger:
         before = (job.state, job.queued_for)
         new_state, note = states.decide(job.state, event)
         if new_state is None:
-            return Applied(event.job_id, False, note), None, None
+            return Applied(event.job_id, False, note, job.tenant_id), None, None
         self._apply(job, new_state, event)
         ended = job if new_state in TERMINAL else None
         changed = None
         if (job.state, job.queued_for) != before:
             changed = dict(job_id=job.id, tenant=job.tenant_id, stage=event_stage(event),
                            state=state_name(job.state), queued_for=job.queued_for)
-        return Applied(event.job_id, True, note), changed, ended
+        return Applied(event.job_id, True, note, job.tenant_id), changed, ended
 
     def _apply(self, job: Job, new_state: int, event: events_pb2.JobEvent) -> None:
         kind = event.WhichOneof("kind")
