@@ -11,6 +11,7 @@ The metrics are declared here, once; the code that learns a fact updates them:
 """
 
 import asyncio
+import contextlib
 import time
 from collections.abc import Awaitable, Callable
 
@@ -158,37 +159,34 @@ class GrpcMetrics(grpc.aio.ServerInterceptor):
             _timed_stream(method, handler.stream_stream), handler.request_deserializer, handler.response_serializer)
 
 
-def _record(method: str, context, started: float, raised: BaseException | None) -> None:
-    code = context.code()
-    if code is None:
-        code = (grpc.StatusCode.CANCELLED if isinstance(raised, asyncio.CancelledError)
-                else grpc.StatusCode.UNKNOWN if raised is not None else grpc.StatusCode.OK)
-    GRPC_REQUESTS.labels(method, code.name).inc()
-    GRPC_SECONDS.labels(method).observe(time.perf_counter() - started)
+@contextlib.contextmanager
+def _counted(method: str, context):
+    """Counts and times one call; its code is the one the servicer set, else what it raised."""
+    started, raised = time.perf_counter(), None
+    try:
+        yield
+    except BaseException as error:
+        raised = error
+        raise
+    finally:
+        code = context.code()
+        if code is None:
+            code = (grpc.StatusCode.CANCELLED if isinstance(raised, (asyncio.CancelledError, GeneratorExit))
+                    else grpc.StatusCode.UNKNOWN if raised is not None else grpc.StatusCode.OK)
+        GRPC_REQUESTS.labels(method, code.name).inc()
+        GRPC_SECONDS.labels(method).observe(time.perf_counter() - started)
 
 
 def _timed_unary(method: str, behaviour):
     async def timed(request, context):
-        started, raised = time.perf_counter(), None
-        try:
+        with _counted(method, context):
             return await behaviour(request, context)
-        except BaseException as error:
-            raised = error
-            raise
-        finally:
-            _record(method, context, started, raised)
     return timed
 
 
 def _timed_stream(method: str, behaviour):
     async def timed(request, context):
-        started, raised = time.perf_counter(), None
-        try:
+        with _counted(method, context):
             async for reply in behaviour(request, context):
                 yield reply
-        except BaseException as error:
-            raised = error
-            raise
-        finally:
-            _record(method, context, started, raised)
     return timed
