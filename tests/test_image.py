@@ -103,7 +103,7 @@ def deployment(image):
                 time.sleep(1)
         yield volume, names
     finally:
-        for name in names.values():
+        for name in reversed(names.values()):  # the services, then NATS
             docker("rm", "-f", name, check=False)
         docker("volume", "rm", "-f", volume, check=False)
 

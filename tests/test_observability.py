@@ -164,7 +164,9 @@ def test_the_trainer_reports_its_speed(ran):
     # come at 25 per second (16 kHz, hop 160, 4x down): 17 frames at 24 fps -> 18 audio tokens.
     tokens = value(trainer, "avlora_train_tokens_per_second", mode="v2a") / steps
     assert tokens == pytest.approx(3 * 9 * 16 + 18, rel=1e-6)
-    assert value(trainer, "avlora_train_gpu_memory_peak_bytes") == 0  # trained on the CPU
+    peak = value(trainer, "avlora_train_gpu_memory_peak_bytes")
+    import torch
+    assert peak > 0 if torch.cuda.is_available() else peak == 0  # the trainer takes a GPU when it sees one
 
 
 def test_every_line_a_job_causes_is_json_naming_the_job(ran):
