@@ -113,6 +113,15 @@ async def ensure_consumer(js, stream: str, config: api.ConsumerConfig) -> None:
         await js.add_consumer(stream, config)
 
 
+async def queue_depths(js) -> dict[str, tuple[int, int]]:
+    """Each stage's work queue: (items waiting, items a worker holds unacknowledged)."""
+    depths = {}
+    for stage in STAGES:
+        info = await js.consumer_info(WORK_STREAM, consumer_name(stage))
+        depths[stage] = (info.num_pending, info.num_ack_pending)
+    return depths
+
+
 async def publish_work(js, stage: str, work: events_pb2.StageWork) -> None:
     """Queues a job for a stage; a repeat (redelivered upstream stage) is dropped by JetStream."""
     await js.publish(work_subject(stage), work.SerializeToString(),

@@ -4,9 +4,7 @@ SIGTERM/SIGINT."""
 
 import asyncio
 import hmac
-import logging
 import signal
-import sys
 from collections.abc import Awaitable, Callable
 
 import grpc
@@ -14,6 +12,7 @@ import structlog
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
+from avlora import metrics
 from avlora.auth import INTERNAL_HEADER
 from avlora.params import InvalidParams, JobParams, from_proto
 from avlora.settings import Settings
@@ -29,14 +28,6 @@ async def valid_params(message: params_pb2.JobParams, context) -> JobParams:
         return from_proto(message)
     except InvalidParams as error:
         await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(error))
-
-
-def configure_logging() -> None:
-    logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(message)s")
-    structlog.configure(processors=[
-        structlog.processors.add_log_level, structlog.processors.TimeStamper(fmt="iso"),
-        structlog.processors.JSONRenderer()], logger_factory=structlog.PrintLoggerFactory(sys.stderr),
-        cache_logger_on_first_use=True)  # configured once per process: no per-call lookup of the configuration
 
 
 # Services whose every RPC needs the service credential (the rest take a tenant's API key).
@@ -68,7 +59,7 @@ def _refuse(code: grpc.StatusCode, message: str) -> grpc.RpcMethodHandler:
 
 async def start_server(settings: Settings, port: int, registrations: list[Registration]):
     """A started server with its registrations, health checking and reflection of what it serves."""
-    server = grpc.aio.server(interceptors=[InternalTokenCheck(settings.internal_token)],
+    server = grpc.aio.server(interceptors=[metrics.GrpcMetrics(), InternalTokenCheck(settings.internal_token)],
                              options=[("grpc.max_receive_message_length", 8 * 1024 * 1024)])
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
@@ -102,9 +93,9 @@ async def serve(name: str, settings: Settings, registrations: list[Registration]
     for index, (port, served) in enumerate(ports.items()):
         servers.append(await start_server(settings, port, served))
         label = name if index == 0 else f"{name}-internal"
-        # The stack reads this line to learn the port when AVLORA_GRPC_PORT=0.
-        print(f"AVLORA_LISTENING {label} {servers[-1][3]}", flush=True)
         structlog.get_logger().info("serving", service=label, port=servers[-1][3])
+    if metrics.serve(settings.metrics_port):
+        structlog.get_logger().info("serving metrics", service=name, port=settings.metrics_port)
 
     stopped = asyncio.Event()
     loop = asyncio.get_running_loop()

@@ -11,6 +11,7 @@ from avlora import config
 
 
 LEDGER_ROLES = ("all", "api", "events")  # services/ledger/__main__.py
+LOG_FORMATS = ("json", "console")  # avlora/service.py
 
 
 @dataclass(frozen=True)
@@ -43,9 +44,15 @@ class Settings:
     store: str = field(default="", metadata={"env": "STORE_URL"})
     # local space for the files a stage works on; default DATA_DIR/scratch
     scratch: str = field(default="", metadata={"env": "SCRATCH_DIR"})
+    metrics_port: int = 0                  # Prometheus metrics over HTTP on this port (0: not served)
+    # json: every log line one JSON object (a job's lines carry job_id, tenant, stage, worker);
+    # console: the same lines readable on a terminal
+    log_format: str = "json"
 
     def __post_init__(self):
         object.__setattr__(self, "data_dir", Path(self.data_dir).resolve())
+        if self.log_format not in LOG_FORMATS:
+            raise ValueError(f"AVLORA_LOG_FORMAT={self.log_format!r}: one of {', '.join(LOG_FORMATS)}")
 
     @classmethod
     def from_env(cls, **overrides) -> "Settings":

@@ -100,6 +100,7 @@ class Stack:
         self.info: dict = {}
         self.env: dict[str, str] = {}
         self.addresses: dict[str, str] = {}
+        self.metrics_addresses: dict[str, str] = {}  # each process serves its Prometheus metrics on its own port
         self.nats_port = 0
 
     def start(self) -> dict:
@@ -116,6 +117,7 @@ class Stack:
             "PYTHONUNBUFFERED": "1"} | self.extra_env
         self.addresses = {f"{name}-{index}" if index else name: f"127.0.0.1:{free_port()}"
                           for name, count in self.workers.items() for index in range(count)}
+        self.metrics_addresses = {label: f"127.0.0.1:{free_port()}" for label in self.addresses}
         internal_port = free_port()  # the ledger's internal port (LedgerService)
         self.env["AVLORA_LEDGER_ADDR"] = f"127.0.0.1:{internal_port}"
         self.env["AVLORA_INTERNAL_PORT"] = str(internal_port)
@@ -127,7 +129,8 @@ class Stack:
                      "model_dir": self.env["AVLORA_MODEL_DIR"], "pid": os.getpid(), "logs": str(logs),
                      "store_dir": str(self.data_dir / "store"), "internal_token": self.env["AVLORA_INTERNAL_TOKEN"],
                      "ledger_internal_addr": self.env["AVLORA_LEDGER_ADDR"],
-                     **{f"{label}_addr": address for label, address in self.addresses.items()}}
+                     **{f"{label}_addr": address for label, address in self.addresses.items()},
+                     **{f"{label}_metrics_addr": address for label, address in self.metrics_addresses.items()}}
         path = self.data_dir / STACK_FILE
         path.write_text(json.dumps(self.info, indent=2))
         path.chmod(0o600)
@@ -146,6 +149,7 @@ class Stack:
                 [sys.executable, "-m", "services.ledger" if role else f"services.{service}"],
                 cwd=Path(__file__).resolve().parent.parent,
                 env=self.env | {"AVLORA_GRPC_PORT": port, "AVLORA_WORKER_NAME": label,
+                                "AVLORA_METRICS_PORT": self.metrics_addresses[label].rsplit(":", 1)[1],
                                 "AVLORA_SCRATCH_DIR": str(self.data_dir / "scratch" / label)}
                 | ({"AVLORA_LEDGER_ROLE": role} if role else {}),
                 stdout=log, stderr=subprocess.STDOUT)

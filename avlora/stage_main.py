@@ -2,7 +2,8 @@
 
 import asyncio
 
-from avlora.service import Registration, configure_logging, serve
+from avlora.logs import configure_logging
+from avlora.service import Registration, serve
 from avlora.settings import Settings
 from avlora.stage import StageFunction
 from avlora.worker import StageWorker
@@ -11,7 +12,7 @@ from avlora.worker import StageWorker
 def run_stage_process(stage: str, run: StageFunction, registrations: list[Registration],
                       concurrency: int = 1) -> None:
     """Serves the registrations and runs the stage's worker on up to `concurrency` items at once."""
-    configure_logging()
     settings = Settings.from_env()
+    configure_logging(settings)
     worker = StageWorker(stage, run, settings, concurrency)
     asyncio.run(serve(stage, settings, registrations, background=[worker.serve], on_stop=worker.stop))

@@ -5,13 +5,14 @@ the only place that knows about acks, heartbeats, redelivery and the events they
 """
 
 import asyncio
+import contextvars
 import threading
 import time
 import traceback
 
 import structlog
 
-from avlora import bus
+from avlora import bus, metrics
 from avlora.params import from_proto
 from avlora.settings import Settings
 from avlora.stage import JobCancelled, JobContext, StageFunction, UserError, new_event, printable
@@ -41,7 +42,9 @@ def run_in_daemon_thread(function: StageFunction, ctx: JobContext) -> asyncio.Fu
         except RuntimeError:  # the loop is gone: the work was released at shutdown
             pass
 
-    threading.Thread(target=target, name=f"stage-{ctx.stage}-{ctx.job_id}", daemon=True).start()
+    context = contextvars.copy_context()  # the job's log context (structlog.contextvars) goes along
+    threading.Thread(target=context.run, args=(target,), name=f"stage-{ctx.stage}-{ctx.job_id}",
+                     daemon=True).start()
     return future
 
 
@@ -89,12 +92,16 @@ class StageWorker:
             return
         attempt = message.metadata.num_delivered
         job_id = work.job_id
+        # Every line logged for this item, here and in the stage's thread, names the job (this task's context).
+        structlog.contextvars.bind_contextvars(job_id=job_id, tenant=work.tenant, stage=self.stage)
         if await bus.is_cancelled(kv, job_id):
             await message.ack()
             return
         loop = asyncio.get_running_loop()
 
         def emit(event: events_pb2.JobEvent) -> None:  # called from the stage's thread
+            if event.HasField("progress"):
+                metrics.observe_progress(params.mode, event.progress)
             asyncio.run_coroutine_threadsafe(bus.publish_event(js, event), loop)
 
         ctx = JobContext(job_id=job_id, tenant=work.tenant, params=params,
@@ -103,14 +110,19 @@ class StageWorker:
         await bus.publish_event(js, new_event(
             job_id, f"{job_id}:{self.stage}:started:{attempt}",
             started=events_pb2.StageStarted(stage=self.stage, worker=self.settings.worker_name, attempt=attempt)))
+        log.info("stage started", attempt=attempt)
         keepalive = asyncio.create_task(self._keep_alive(message, kv, ctx))
+        run = metrics.StageRun(self.stage, params.mode, attempt)
         task = run_in_daemon_thread(self.run_stage, ctx)
+        outcome = "crashed"
         try:
-            await self._settle(js, message, work, ctx, task)
+            outcome = await self._settle(js, message, work, ctx, task)
         finally:
             keepalive.cancel()
+            log.info("stage ended", outcome=outcome, seconds=round(run.end(outcome), 3))
 
-    async def _settle(self, js, message, work, ctx, task) -> None:
+    async def _settle(self, js, message, work, ctx, task) -> str:
+        """Acts on the stage's end; returns its outcome: succeeded, failed, cancelled, crashed or released."""
         job_id, stage = work.job_id, self.stage
         stop_wait = asyncio.ensure_future(self.stopping.wait())
         await asyncio.wait([task, stop_wait], return_when=asyncio.FIRST_COMPLETED)
@@ -120,31 +132,30 @@ class StageWorker:
             if not done:
                 ctx.cancel_flag.set()  # ask the stage to stop early; its work is redelivered
                 await message.nak()
-                log.info("released work on shutdown", stage=stage, job=job_id)
-                return
+                log.info("released work on shutdown")
+                return "released"
         try:
             result = task.result()
         except UserError as error:  # never retried: terminate the message, fail the job
             await self._fail(js, job_id, str(error), f"{job_id}:{stage}:failed")
             await message.term()
-            return
+            return "failed"
         except JobCancelled:
             if self.stopping.is_set() and not await self._cancel_requested(js, job_id):
                 await message.nak()
-                return
+                return "released"
             await bus.publish_event(js, new_event(
                 job_id, f"{job_id}:{stage}:cancelled", cancelled=events_pb2.StageCancelled(stage=stage)))
             await message.ack()
-            return
+            return "cancelled"
         except Exception as error:
-            log.error("stage crashed", stage=stage, job=job_id, attempt=ctx.attempt,
-                      error=traceback.format_exc())
+            log.error("stage crashed", attempt=ctx.attempt, error=traceback.format_exc())
             if ctx.attempt >= self.settings.max_deliver:
                 await self._fail(js, job_id, f"internal error in {stage}: {error}", f"{job_id}:{stage}:failed")
                 await message.ack()
             else:
                 await message.nak(delay=min(30, 2 ** ctx.attempt))
-            return
+            return "crashed"
         if stage in bus.NEXT_STAGE:
             await bus.publish_work(js, bus.NEXT_STAGE[stage], events_pb2.StageWork(
                 job_id=job_id, tenant=work.tenant, params=work.params, input_uri=result))
@@ -155,6 +166,7 @@ class StageWorker:
                 job_id, f"{job_id}:succeeded", succeeded=events_pb2.JobSucceeded(
                     outputs=result, steps_completed=ctx.params.number_of_steps)))
         await message.ack()
+        return "succeeded"
 
     async def _fail(self, js, job_id: str, reason: str, event_id: str) -> None:
         """Fails the job with `reason` (control characters escaped: a reason may name a user's file)."""

@@ -304,7 +304,7 @@ def test_a_waiting_job_shows_the_queue_it_waits_in_and_its_place(api):
     lines = [json.loads(line) for line in (Path(info["logs"]) / "ledger.log").read_text().splitlines()
              if line.startswith("{")]
     changes = [(line["state"], line["queued_for"]) for line in lines
-               if line.get("event") == "job state" and line["job"] == first.id]
+               if line.get("event") == "job state" and line["job_id"] == first.id]
     assert changes == [("QUEUED", "ingest"), ("CANCELLED", "")]
     assert all(line["level"] == "info" for line in lines if line.get("event") == "job state")
 

@@ -2,12 +2,16 @@
 validates against the Kubernetes JSON schemas (kubernetes-validate, offline, strict) and KEDA's
 ScaledObject against KEDA's CRD models (cloudcoil-models-keda), and the manifests match the code:
 gRPC probes on the port the services listen on, the JetStream names in avlora/bus.py, a GPU for
-every trainer.
+every trainer, the metrics port, and the monitoring component (PodMonitor and PrometheusRule against
+the Prometheus Operator's CRD models, every PromQL expression parsed and naming only metrics that
+avlora/metrics.py defines, the Grafana dashboard).
 
 kustomize is `kubectl kustomize` (or a `kustomize` binary) from the PATH; the test skips when
 neither is installed."""
 
 import base64
+import json
+import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -82,8 +86,8 @@ def test_every_object_validates_against_the_kubernetes_schemas(rendered, overlay
 
     version = kubernetes_validate.latest_version()
     for obj in rendered[overlay]:
-        if obj["apiVersion"].startswith("keda.sh/"):
-            continue  # a CRD: validated by test_scaled_objects_validate_against_the_keda_crd
+        if obj["apiVersion"].startswith(("keda.sh/", "monitoring.coreos.com/")):
+            continue  # CRDs: validated against their models below
         kubernetes_validate.validate(obj, version, strict=True)
 
 
@@ -108,7 +112,7 @@ def test_every_service_has_grpc_probes_on_its_port(rendered, overlay):
     for service in SERVICES:
         deployment = _one(objects, "Deployment", f"avlora-{service}")
         container = _container(deployment)
-        assert container["args"] == [f"services.{service}"]
+        assert container["args"] == [service]  # deploy/entrypoint.sh runs services.<name>
         for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
             assert container[probe]["grpc"]["port"] == PORT, f"{service} {probe}"
         assert {"name": "grpc", "containerPort": PORT, "protocol": "TCP"} in container["ports"]
@@ -136,7 +140,7 @@ def test_the_ledger_api_scales_and_its_event_consumer_stays_one(rendered, overla
     assert events["spec"]["replicas"] == 1 and events["spec"]["strategy"] == {"type": "Recreate"}
     assert api["spec"]["replicas"] >= (1 if overlay == "local" else 2)
     container = _container(events)
-    assert container["args"] == ["services.ledger"]
+    assert container["args"] == ["ledger"]
     for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
         assert container[probe]["grpc"]["port"] == PORT
     database = [{k: v for k, v in e.items() if k != "name"} for c in (_container(api), container)
@@ -223,3 +227,86 @@ def test_local_shares_one_local_path_store_and_needs_no_object_store(rendered):
         volumes = _one(objects, "Deployment", f"avlora-{service}")["spec"]["template"]["spec"]["volumes"]
         data = next(v for v in volumes if v["name"] == "data")
         assert data == {"name": "data", "persistentVolumeClaim": {"claimName": "avlora-store"}}
+
+
+METRICS_PORT = 9464
+DOCKERFILE = K8S.parent / "Dockerfile"
+
+
+@pytest.mark.parametrize("overlay", ALL)
+def test_every_pod_serves_metrics_logs_json_and_runs_as_the_images_user(rendered, overlay):
+    objects = rendered[overlay]
+    config = next(o for o in objects if o["kind"] == "ConfigMap" and o["metadata"]["name"].startswith("avlora-config"))
+    assert config["data"]["AVLORA_METRICS_PORT"] == str(METRICS_PORT)
+    assert config["data"]["AVLORA_LOG_FORMAT"] == "json"
+    user = re.search(r"^USER (\d+):(\d+)$", DOCKERFILE.read_text(), re.M)
+    for deployment in (o for o in objects if o["kind"] == "Deployment"):
+        container = _container(deployment)
+        assert {"name": "metrics", "containerPort": METRICS_PORT, "protocol": "TCP"} in container["ports"]
+        pod = deployment["spec"]["template"]["spec"]["securityContext"]
+        assert pod["runAsNonRoot"] and (str(pod["runAsUser"]), str(pod["runAsGroup"])) == user.groups()
+
+
+def _monitoring(objects):
+    return (_one(objects, "PodMonitor", "avlora"), _one(objects, "PrometheusRule", "avlora"),
+            _one(objects, "ConfigMap", "avlora-grafana-dashboard"))
+
+
+def test_production_is_monitored_and_the_monitoring_validates(rendered):
+    from cloudcoil.models.prometheus_operator.v1 import PodMonitor, PrometheusRule
+
+    objects = rendered["production"]
+    pod_monitor, rule, dashboard = _monitoring(objects)
+    for obj, model in ((pod_monitor, PodMonitor), (rule, PrometheusRule)):
+        assert model.model_validate(obj).model_dump(by_alias=True, exclude_none=True, mode="json") == obj
+    # The PodMonitor selects every avlora pod, on the port each names `metrics`.
+    selector = pod_monitor["spec"]["selector"]["matchLabels"]
+    (endpoint,) = pod_monitor["spec"]["podMetricsEndpoints"]
+    deployments = [o for o in objects if o["kind"] == "Deployment"]
+    assert {d["metadata"]["name"] for d in deployments} == {f"avlora-{s}" for s in SERVICES} | {"avlora-ledger-events"}
+    for deployment in deployments:
+        labels = deployment["spec"]["template"]["metadata"]["labels"]
+        assert selector.items() <= labels.items(), deployment["metadata"]["name"]
+        assert endpoint["port"] in {p["name"] for p in _container(deployment)["ports"]}
+    assert dashboard["metadata"]["labels"]["grafana_dashboard"] == "1"
+    assert pod_monitor["metadata"]["namespace"] == rule["metadata"]["namespace"] == "avlora"
+    assert not [o for o in rendered["local"] if o["kind"] in ("PodMonitor", "PrometheusRule")]  # no operator there
+
+
+def _exported() -> dict[str, set[str]]:
+    """Each metric of avlora/metrics.py: its series names (a counter's _total, a histogram's parts)."""
+    from prometheus_client.metrics import MetricWrapperBase
+
+    from avlora import metrics
+    found = {}
+    for metric in vars(metrics).values():
+        if isinstance(metric, MetricWrapperBase):
+            (described,) = metric.describe()
+            suffixes = {"counter": ["_total"], "histogram": ["_bucket", "_count", "_sum"]}.get(described.type, [""])
+            found[described.name] = {described.name + suffix for suffix in suffixes}
+    return found
+
+
+def test_every_alert_and_panel_query_parses_and_names_real_metrics(rendered):
+    import promql_parser
+
+    pod_monitor, rule, dashboard = _monitoring(rendered["production"])
+    exported = _exported()
+    series = set().union(*exported.values())
+    alerts = {r["alert"]: r["expr"] for group in rule["spec"]["groups"] for r in group["rules"]}
+    panels = json.loads(dashboard["data"]["avlora.json"])["panels"]
+    queries = [target["expr"] for panel in panels for target in panel["targets"]]
+    named = {}
+    for expr in [*alerts.values(), *queries]:
+        promql_parser.parse(expr)  # raises on a syntax error
+        named[expr] = set(re.findall(r"\bavlora_\w+", expr))
+        assert named[expr] and named[expr] <= series, f"{expr}: {named[expr] - series} not exported"
+    # The issue's alerts: a job stuck in a state, a queue with no consumer, the failure rate, the
+    # ledger's database errors.
+    assert named[alerts["AvloraJobStuck"]] == {"avlora_job_unchanged_seconds"}
+    assert named[alerts["AvloraStageQueueStalled"]] == {"avlora_queue_pending", "avlora_queue_in_progress"}
+    assert 'state="FAILED"' in alerts["AvloraJobFailureRate"]
+    assert named[alerts["AvloraLedgerDatabaseErrors"]] == {"avlora_ledger_database_errors_total"}
+    # The dashboard shows every metric.
+    shown = set().union(*(named[q] for q in queries))
+    assert [name for name, names in exported.items() if not names & shown] == []

@@ -9,8 +9,9 @@ keys at start-up; AVLORA_ADMIN_KEY enables CreateApiKey."""
 
 import asyncio
 
-from avlora import bus
-from avlora.service import configure_logging, serve
+from avlora import bus, metrics
+from avlora.logs import configure_logging
+from avlora.service import serve
 from avlora.settings import LEDGER_ROLES, Settings
 from avlora.stores import open_store
 from avlora.v1 import jobs_pb2_grpc, ledger_pb2_grpc
@@ -21,6 +22,11 @@ from services.ledger.db import make_engine, migrate
 from services.ledger.ledger import Ledger
 
 
+async def backlog(js, ledger: Ledger) -> tuple[dict, dict]:
+    """What the backlog metrics show: jobs not ended by state, and each stage's queue."""
+    return await ledger.jobs_not_ended(), await bus.queue_depths(js)
+
+
 async def main() -> None:
     settings = Settings.from_env()
     if settings.ledger_role not in LEDGER_ROLES:
@@ -29,6 +35,7 @@ async def main() -> None:
     api, events = settings.ledger_role in ("all", "api"), settings.ledger_role in ("all", "events")
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     engine = make_engine(settings.ledger_database_url)
+    metrics.watch_database(engine.sync_engine)
     await migrate(engine)
     ledger = Ledger(engine)
     store = open_store(settings.store_url)
@@ -52,7 +59,8 @@ async def main() -> None:
              LedgerService(ledger, settings.admin_key), "avlora.v1.LedgerService")]
     if events:
         background = [lambda: apply_events(js, ledger, changes, stopping),
-                      lambda: fail_exhausted_work(js, ledger, changes, stopping)]
+                      lambda: fail_exhausted_work(js, ledger, changes, stopping),
+                      lambda: metrics.watch_backlog(lambda: backlog(js, ledger), stopping)]
         if settings.retention_sweep_hours > 0:
             background.append(lambda: retention.sweep(ledger, store, settings.retention_days,
                                                       settings.retention_sweep_hours * 3600, stopping))

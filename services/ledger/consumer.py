@@ -14,7 +14,7 @@ from avlora.stage import new_event
 from avlora.v1 import events_pb2
 from services.ledger.api import JobChanges
 from services.ledger.group_commit import each_alone_if_refused
-from services.ledger.ledger import Ledger
+from services.ledger.ledger import Ledger, event_stage
 
 log = structlog.get_logger()
 MAX_DELIVERIES_ADVISORY = f"$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES.{bus.WORK_STREAM}.*"
@@ -49,7 +49,8 @@ async def _apply_batch(messages: list, ledger: Ledger, changes: JobChanges) -> N
             await _retry_later([(message, event)], result)
             continue
         if not result.applied and result.note != "duplicate":
-            log.info("event refused", event_id=event.event_id, job_id=event.job_id, note=result.note)
+            log.info("event refused", event_id=event.event_id, job_id=event.job_id, tenant=result.tenant,
+                     stage=event_stage(event), note=result.note)
         await message.ack()
     await changes.announce(event.job_id for _, event in decoded)
 

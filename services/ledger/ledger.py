@@ -7,12 +7,14 @@ import secrets
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from datetime import timezone
 
 import sqlalchemy as sa
 import structlog
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from avlora import metrics
 from avlora.job_state import TERMINAL, state_name
 from avlora.params import InvalidParams, JobParams, foreign_upload, from_json, upload_refs
 from avlora.store import UPLOAD_SCHEME
@@ -23,6 +25,7 @@ from services.ledger.group_commit import GroupCommit, each_alone_if_refused
 from services.ledger.models import ApiKey, Job, JobEvent, Tenant, Upload, Usage, utcnow
 
 MAX_PAGE = 500
+NOT_ENDED = (jobs_pb2.QUEUED, jobs_pb2.INGESTING, jobs_pb2.PREPROCESSING, jobs_pb2.TRAINING)
 UPLOADS_PER_QUERY = 100  # uploads looked for in one query (each one a LIKE on the parameters)
 log = structlog.get_logger()
 
@@ -66,6 +69,12 @@ def merge_progress(stored: bytes, incoming: jobs_pb2.Progress) -> jobs_pb2.Progr
     return merged
 
 
+def event_stage(event: events_pb2.JobEvent) -> str:
+    """The stage an event comes from (a job succeeds in its last stage, train)."""
+    kind = event.WhichOneof("kind")
+    return "train" if kind == "succeeded" else getattr(event, kind).stage
+
+
 # A job to insert: its row, and the upload:// references of its parameters (field: upload id).
 NewJob = tuple[dict, dict[str, str]]
 
@@ -75,6 +84,7 @@ class Applied:
     job_id: str
     applied: bool
     note: str
+    tenant: str = ""  # the job's, when it exists (for the log)
 
 
 class Ledger:
@@ -96,11 +106,14 @@ class Ledger:
             yield session
 
     async def _ended(self, job: Job) -> None:
+        bill = billing.bill_for(job.mode, job.state, from_json(job.params_json).number_of_steps)
+        metrics.job_ended(job.mode, state_name(job.state), bill.units)
         for callback in self.on_job_end:
             try:
                 await callback(job)
             except Exception as error:  # never undoes the transition; `avlora gc` catches up
-                log.error("job-end callback failed", job_id=job.id, error=repr(error))
+                log.error("job-end callback failed", job_id=job.id, tenant=job.tenant_id, stage="retention",
+                          error=repr(error))
 
     def _insert(self, table):
         dialect = postgresql if self.engine.dialect.name == "postgresql" else sqlite
@@ -149,7 +162,8 @@ class Ledger:
                 raise RequestIdReused(f"request_id {request_id!r} was used for job {job.id} with other "
                                       "parameters: use a new request_id for a different job")
             return job, False
-        log.info("job state", job=job_id, tenant=tenant, state="QUEUED", queued_for="ingest")
+        log.info("job state", job_id=job_id, tenant=tenant, stage="ingest", state="QUEUED", queued_for="ingest")
+        metrics.job_created(params.mode)
         return Job(**values), True
 
     async def _insert_jobs(self, batch: list[NewJob]) -> list[bool | Exception]:
@@ -235,7 +249,7 @@ class Ledger:
                 await self._insert_new(session, JobEvent, "event_id",
                                        [self._event_row(event, True, "cancelled through the API")])
                 await self._insert_new(session, Usage, "job_id", [self._finish(job, jobs_pb2.CANCELLED)])
-                log.info("job state", job=job_id, tenant=tenant, state="CANCELLED", queued_for="")
+                log.info("job state", job_id=job_id, tenant=tenant, stage="api", state="CANCELLED", queued_for="")
         if ended:
             await self._ended(job)
         return job
@@ -283,13 +297,14 @@ class Ledger:
         before = (job.state, job.queued_for)
         new_state, note = states.decide(job.state, event)
         if new_state is None:
-            return Applied(event.job_id, False, note), None, None
+            return Applied(event.job_id, False, note, job.tenant_id), None, None
         self._apply(job, new_state, event)
         ended = job if new_state in TERMINAL else None
         changed = None
         if (job.state, job.queued_for) != before:
-            changed = dict(job=job.id, tenant=job.tenant_id, state=state_name(job.state), queued_for=job.queued_for)
-        return Applied(event.job_id, True, note), changed, ended
+            changed = dict(job_id=job.id, tenant=job.tenant_id, stage=event_stage(event),
+                           state=state_name(job.state), queued_for=job.queued_for)
+        return Applied(event.job_id, True, note, job.tenant_id), changed, ended
 
     def _apply(self, job: Job, new_state: int, event: events_pb2.JobEvent) -> None:
         kind = event.WhichOneof("kind")
@@ -327,6 +342,20 @@ class Ledger:
         bill = billing.bill_for(job.mode, final_state, from_json(job.params_json).number_of_steps)
         return dict(job_id=job.id, tenant_id=job.tenant_id, mode=job.mode, units=bill.units,
                     unit_price=bill.unit_price, billed_at=utcnow())
+
+    async def jobs_not_ended(self) -> dict[str, tuple[int, float]]:
+        """Every state a job can be in before it ends: (how many jobs are in it, the longest time one
+        of them has gone without a change, in seconds)."""
+        async with self.session() as session:
+            rows = (await session.execute(sa.select(Job.state, sa.func.count(), sa.func.min(Job.updated_at))
+                                          .where(Job.state.not_in(TERMINAL)).group_by(Job.state))).all()
+        now, found = utcnow(), {state: (count, oldest) for state, count, oldest in rows}
+        result = {}
+        for state in NOT_ENDED:
+            count, oldest = found.get(state, (0, None))
+            age = (now - (oldest if oldest.tzinfo else oldest.replace(tzinfo=timezone.utc))).total_seconds() if oldest else 0.0
+            result[state_name(state)] = (count, age)
+        return result
 
     async def job_events(self, job_id: str) -> list[JobEvent]:
         async with self.session() as session:

@@ -4,6 +4,7 @@ on stdout) to the job's context, stops the launcher when the job is cancelled, a
 error. The processes read the job from a JSON file in a scratch folder. Should this process
 die, rank 0's next report hits the closed pipe and the launcher stops the other ranks."""
 
+import contextvars
 import json
 import os
 import queue
@@ -75,7 +76,8 @@ def _launch(ctx, processes: int, job_file: str) -> None:
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={processes}",
                "-m", "services.trainer.distributed", job_file]
     ctx.log(f"training on {processes} processes")
-    process = subprocess.Popen(command, stdout=subprocess.PIPE, text=True, start_new_session=True)
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                               start_new_session=True)
     lines: queue.Queue[str | None] = queue.Queue()
 
     def read_stdout() -> None:
@@ -83,7 +85,12 @@ def _launch(ctx, processes: int, job_file: str) -> None:
             lines.put(line)
         lines.put(None)
 
+    def pass_on_stderr() -> None:  # through this process's stderr: a JSON log line, naming the job
+        for line in process.stderr:
+            sys.stderr.write(line)
+
     threading.Thread(target=read_stdout, daemon=True).start()
+    threading.Thread(target=contextvars.copy_context().run, args=(pass_on_stderr,), daemon=True).start()
     error = ""
     try:
         while (line := _next_line(ctx, lines)) is not None:

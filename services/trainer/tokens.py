@@ -25,6 +25,11 @@ class Stream:
     def count(self) -> int:
         return self.target.shape[1]
 
+    @property
+    def tokens(self) -> int:
+        """Every token of this modality the transformer sees: the target's and the reference's."""
+        return self.count + (0 if self.reference is None else self.reference.shape[1])
+
 
 @dataclass
 class Text:

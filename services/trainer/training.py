@@ -121,6 +121,8 @@ class Trainer:
         self.leader = world is None or world.rank == 0
         transformer = model.transformer
         self.device = transformer.device
+        if self.device.type == "cuda":  # the peak reported is this job's (a trainer runs many)
+            torch.cuda.reset_peak_memory_stats(self.device)
         self.autocast = autocast_for(self.device)
         self.total = ctx.params.number_of_steps
         self.params = add_lora(transformer, strategy, ctx.params.rank, options.seed)
@@ -139,6 +141,7 @@ class Trainer:
         if self.masters:
             self.masters.attach(self.optimizer)
         self.generator = torch.Generator().manual_seed(options.seed)
+        self.tokens_trained = 0  # by this rank's training steps, counted from the start of `run`
         self.samples, self.held_out = samples, held_out  # on the host; one at a time goes to the device
         if self.device.type == "cuda":
             def probe_step() -> None:  # its own draws: the training's stay untouched
@@ -170,6 +173,10 @@ class Trainer:
         self.generator.set_state(state["generator"])
         return state["step"]
 
+    def gpu_memory_peak(self) -> int:
+        """The most memory torch allocated on this rank's GPU so far (0 on a CPU)."""
+        return torch.cuda.max_memory_allocated(self.device) if self.device.type == "cuda" else 0
+
     def validation_loss(self) -> float:
         self.model.transformer.eval()
         return validation_loss(self.model.transformer, (self._prepare(s) for s in self.held_out), self.autocast)
@@ -178,6 +185,7 @@ class Trainer:
         """Draws one clip from the set and its noise, and adds its loss's gradients to the LoRA's."""
         index = int(torch.randint(len(self.samples), (1,), generator=generator))
         text, video, audio = self._prepare(self.samples[index])
+        self.tokens_trained += video.tokens + audio.tokens
         noise = draw_noise(video, audio, generator)
         if not self.model.transformer.training:
             self.model.transformer.train()
@@ -216,7 +224,8 @@ class Trainer:
             step, baseline = 0, self.validation_loss()
             losses = {"validation_loss": baseline, "baseline_validation_loss": baseline}
             ctx.log(f"untrained validation loss {baseline:.4f}")
-        started, first_step = time.monotonic(), step
+        started, first_step, self.tokens_trained = time.monotonic(), step, 0
+        ranks = self.world.size if self.world else 1
         while step < self.total:
             if ctx.cancelled():
                 raise JobCancelled()
@@ -227,9 +236,11 @@ class Trainer:
                 losses["validation_loss"] = self.validation_loss()
             if self.leader and (step % checkpoint_every == 0 or step == self.total):
                 save_checkpoint(store, job, self._state(step, losses))
-            rate = (step - first_step) / max(time.monotonic() - started, 1e-9)
-            ctx.progress(step, self.total, "steps", loss=loss, rate=rate,
-                         eta_seconds=(self.total - step) / rate, **parts, **losses)
+            elapsed = max(time.monotonic() - started, 1e-9)
+            rate = (step - first_step) / elapsed
+            ctx.progress(step, self.total, "steps", loss=loss, rate=rate, eta_seconds=(self.total - step) / rate,
+                         tokens_per_second=self.tokens_trained * ranks / elapsed,  # rank 0's clips stand for all
+                         gpu_memory_peak_bytes=self.gpu_memory_peak(), **parts, **losses)
             if self.leader and self.on_preview and step % preview_every == 0 and step < self.total:
                 self.on_preview(step)
         if self.masters:
