@@ -4,8 +4,8 @@
 * sample peak in dBFS and the share of samples at full scale (clipping);
 * the share of silence (50 ms windows under -60 dBFS);
 * audio-video sync: the sound's onset strength (spectral flux of a log-magnitude STFT, scipy) and the
-  picture's events (the rise of the mean absolute difference between consecutive frames) on one
-  4 ms grid, cross-correlated over +-1 s. The best shift is the offset (> 0: the sound comes late),
+  picture's events (the rise of the mean absolute difference between consecutive frames), each
+  where it stands out of its own background, on one 4 ms grid, cross-correlated over +-1 s. The best shift is the offset (> 0: the sound comes late),
   the normalised correlation there the confidence (0: nothing to line up).
 
 Plain functions on numpy arrays: audio is float [channels, samples] in [-1, 1]; frames are grey
@@ -30,6 +30,8 @@ GRID_HZ = 250              # the sync grid: 4 ms
 SYNC_RANGE_S = 1.0
 SMOOTHING_S = 0.02         # both onset signals are blurred by this (a video event is known to a frame)
 ONSET_WINDOW_S = 0.016
+OUTLIER_MADS = 4.0
+MIN_EVENTS = 2             # a lone sound onset or picture event gives no sync figure
 
 # Dataset diagnostics (warnings, the job still runs).
 CLIPPED_SHARE_WARNING = 0.001
@@ -68,16 +70,26 @@ def silence_share(audio: np.ndarray, rate: int) -> float:
     return float(np.mean(rms < 10 ** (SILENCE_DBFS / 20)))
 
 
+def _standing_out(values: np.ndarray) -> np.ndarray:
+    """What rises above the signal's own background (its median plus OUTLIER_MADS median absolute
+    deviations): a steady tone's codec noise or a steadily moving picture leaves nothing."""
+    if not len(values):
+        return values
+    median = np.median(values)
+    return np.maximum(values - median - OUTLIER_MADS * np.median(np.abs(values - median)), 0)
+
+
 def onset_strength(audio: np.ndarray, rate: int, seconds: float) -> np.ndarray:
     """Spectral flux of the mono mix on the sync grid (round(seconds * GRID_HZ) values)."""
     mono = audio.mean(axis=0)
     hop = max(1, round(rate / GRID_HZ))
     size = max(hop * 2, round(ONSET_WINDOW_S * rate))
-    _, times, spectrum = signal.stft(mono, rate, nperseg=size, noverlap=size - hop, boundary="zeros")
+    # Windows wholly inside the sound (no zero padding): the sound's start is no onset.
+    _, times, spectrum = signal.stft(mono, rate, nperseg=size, noverlap=size - hop, boundary=None, padded=False)
     log = np.log1p(100 * np.abs(spectrum))
-    flux = np.maximum(np.diff(log, axis=1), 0).sum(axis=0)
+    flux = _standing_out(np.maximum(np.diff(log, axis=1), 0).sum(axis=0))
     grid = np.arange(round(seconds * GRID_HZ)) / GRID_HZ
-    return np.interp(grid, times[1:], flux, left=0.0, right=0.0)
+    return np.interp(grid, times[1:], flux, left=0.0, right=0.0)  # times: the windows' centres
 
 
 def picture_events(frames: np.ndarray, times: np.ndarray, seconds: float) -> np.ndarray:
@@ -87,11 +99,18 @@ def picture_events(frames: np.ndarray, times: np.ndarray, seconds: float) -> np.
     if len(frames) < 3:
         return events
     change = np.abs(np.diff(frames.astype(np.int16), axis=0)).mean(axis=(1, 2))
-    rise = np.maximum(np.diff(change, prepend=0.0), 0)
+    rise = _standing_out(np.maximum(np.diff(change, prepend=change[0]), 0))  # the first change is no event
     slots = np.round(np.asarray(times[1:]) * GRID_HZ).astype(int)
     inside = (slots >= 0) & (slots < len(events))
     np.add.at(events, slots[inside], rise[inside])
     return events
+
+
+def _event_count(values: np.ndarray, apart: int) -> int:
+    """Peaks at least a tenth of the highest and `apart` grid steps apart."""
+    if not values.any():
+        return 0
+    return len(signal.find_peaks(values, height=0.1 * values.max(), distance=max(1, apart))[0])
 
 
 def sync_offset(audio: np.ndarray, rate: int, frames: np.ndarray, times: np.ndarray) -> tuple[float, float]:
@@ -101,6 +120,9 @@ def sync_offset(audio: np.ndarray, rate: int, frames: np.ndarray, times: np.ndar
     sigma = SMOOTHING_S * GRID_HZ
     sound = ndimage.gaussian_filter1d(onset_strength(audio, rate, seconds), sigma)
     picture = ndimage.gaussian_filter1d(picture_events(frames, times, seconds), sigma)
+    apart = round(2 * float(np.median(np.diff(times))) * GRID_HZ) if len(times) > 1 else 1
+    if min(_event_count(sound, apart), _event_count(picture, apart)) < MIN_EVENTS:
+        return 0.0, 0.0
     sound, picture = sound - sound.mean(), picture - picture.mean()
     norm = np.linalg.norm(sound) * np.linalg.norm(picture)
     if norm < 1e-9:
@@ -110,7 +132,12 @@ def sync_offset(audio: np.ndarray, rate: int, frames: np.ndarray, times: np.ndar
     middle = len(picture) - 1
     window = correlation[middle - reach:middle + reach + 1]
     best = int(np.argmax(window))
-    return (best - reach) * 1000 / GRID_HZ, float(np.clip(window[best], 0.0, 1.0))
+    # Confidence: how far the best alignment stands above any other (more than two frames away):
+    # a lone event, periodic events or noise line up about as well at other shifts.
+    lags = np.arange(len(window))
+    others = window[np.abs(lags - best) > apart]
+    runner_up = max(float(others.max(initial=0.0)), 0.0)
+    return (best - reach) * 1000 / GRID_HZ, float(np.clip(window[best] - runner_up, 0.0, 1.0))
 
 
 def audio_figures(audio: np.ndarray, rate: int, frames: np.ndarray | None = None, times: np.ndarray | None = None,

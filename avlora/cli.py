@@ -152,6 +152,8 @@ def cmd_inspect(args) -> int:
         verdict = "ok     " if clip.accepted else "skipped"
         print(f"{verdict} {clip.name}  {clip.native_frames} frames @ {clip.native_fps:.3g} fps, "
               f"{clip.width}x{clip.height}  {clip.reason or clip.caption!r}")
+        for warning in clip.warnings:
+            print(f"warning {clip.name}: {warning}")
     for ignored in report.ignored:
         print(f"ignored {ignored.name}: {ignored.reason}")
     for error in report.errors:
