@@ -9,7 +9,6 @@ at the clip's rate and its frames small and grey, loudness, peak, clipping, sile
 the clip's whole preprocessing: `checks` (plan_dataset, which includes the figures), `fit` and
 `encode` (VAEs + text encoder). `share` = figures / (checks + fit + encode)."""
 
-import argparse
 import sys
 import tempfile
 import time
@@ -17,29 +16,17 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from avlora.params import V2AParams  # noqa: E402
-from avlora.store import LocalFiles, LocalStore  # noqa: E402
-from avlora.v1 import dataset_pb2  # noqa: E402
-from preprocess_speed import load_encoder, write_sample_clips  # noqa: E402
+from avlora.store import LocalStore  # noqa: E402
+from preprocess_speed import clip_arguments, job_params, load_encoder, plan_clip, write_sample_clips  # noqa: E402
 from services.preprocess.diagnostics import source_figures  # noqa: E402
 from services.preprocess.modes import preprocessing_for  # noqa: E402
-from services.preprocess.plan import plan_dataset  # noqa: E402
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("clips", nargs="*", type=Path)
-    parser.add_argument("--resolution", default="medium")
-    parser.add_argument("--aspect", default="1:1")
-    parser.add_argument("--frames", type=int, default=89)
-    parser.add_argument("--fps", type=int, default=24)
-    parser.add_argument("--model-dir", default="")
-    args = parser.parse_args()
+    args = clip_arguments(__doc__).parse_args()
     work = Path(tempfile.mkdtemp(prefix="figures-bench-"))
     clips = args.clips or sample_clips(work / "clips")
-    params = V2AParams(training_data_url="https://bench/data.zip", resolution=args.resolution,
-                       aspect_ratio=args.aspect, number_of_frames=args.frames, frame_rate=args.fps,
-                       auto_scale_input=True)
+    params = job_params(args)
     mode = preprocessing_for(params)
     settings = mode.training_settings()
     store = LocalStore(work / "store")
@@ -48,12 +35,8 @@ def main() -> None:
     print(f"{'clip':28} {'figures':>8} {'checks':>7} {'fit':>7} {'encode':>7} {'share':>6}  warnings")
     worst = 0.0
     for path in clips:
-        key = f"bench/{path.name}"
-        store.put_file(key, path)
-        manifest = dataset_pb2.Manifest(job_id="bench")
-        manifest.files.add(name=path.name, uri=store.uri(key), kind=dataset_pb2.VIDEO)
         started = time.perf_counter()
-        plan = plan_dataset(manifest, params, LocalFiles(store, work / "inputs"))
+        plan = plan_clip(store, work, path, params)
         checks = time.perf_counter() - started
         if not plan.items:
             print(f"{path.name:28} refused: {'; '.join(plan.report.errors) or plan.report.clips[0].reason}")

@@ -51,20 +51,23 @@ def write_clip(path: str | Path, *, frames: int = 24, fps: float = 24, size: tup
         for packet in video.encode():
             container.mux(packet)
         if audio is not None:
-            total = int(round(frames / fps * audio_rate))
-            t = np.arange(total) / audio_rate
-            tone = (0.4 * np.sin(2 * np.pi * tone_hz * t)).astype(np.float32)
-            chunk = audio.codec_context.frame_size or 1024
-            for start in range(0, total, chunk):
-                planes = np.repeat(tone[None, start:start + chunk], audio_channels, axis=0)
-                frame = av.AudioFrame.from_ndarray(np.ascontiguousarray(planes), format="fltp",
-                                                   layout=LAYOUTS[audio_channels])
-                frame.sample_rate, frame.pts = audio_rate, start
-                for packet in audio.encode(frame):
-                    container.mux(packet)
-            for packet in audio.encode():
-                container.mux(packet)
+            t = np.arange(int(round(frames / fps * audio_rate))) / audio_rate
+            _encode_sound(container, audio, (0.4 * np.sin(2 * np.pi * tone_hz * t)).astype(np.float32),
+                          audio_channels, audio_rate)
     return path
+
+
+def _encode_sound(container, audio, sound: np.ndarray, channels: int, rate: int) -> None:
+    """Encodes a mono float32 sound into every channel of the `audio` stream."""
+    chunk = audio.codec_context.frame_size or 1024
+    for start in range(0, len(sound), chunk):
+        planes = np.repeat(sound[None, start:start + chunk], channels, axis=0)
+        frame = av.AudioFrame.from_ndarray(np.ascontiguousarray(planes), format="fltp", layout=LAYOUTS[channels])
+        frame.sample_rate, frame.pts = rate, start
+        for packet in audio.encode(frame):
+            container.mux(packet)
+    for packet in audio.encode():
+        container.mux(packet)
 
 
 def zip_files(zip_path: str | Path, files: dict[str, Path | bytes | str]) -> Path:
@@ -114,14 +117,5 @@ def write_events_clip(path: str | Path, events: list[float], *, sound_offset: fl
                 container.mux(packet)
         for packet in video.encode():
             container.mux(packet)
-        chunk = audio.codec_context.frame_size or 1024
-        for start in range(0, total, chunk):
-            planes = np.repeat(sound[None, start:start + chunk], audio_channels, axis=0)
-            frame = av.AudioFrame.from_ndarray(np.ascontiguousarray(planes), format="fltp",
-                                               layout=LAYOUTS[audio_channels])
-            frame.sample_rate, frame.pts = audio_rate, start
-            for packet in audio.encode(frame):
-                container.mux(packet)
-        for packet in audio.encode():
-            container.mux(packet)
+        _encode_sound(container, audio, sound, audio_channels, audio_rate)
     return path

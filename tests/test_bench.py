@@ -79,9 +79,9 @@ def test_gpu_figures_runs_each_measurement_in_its_own_process_and_collects_the_f
 def test_audio_figures_benchmark_prints_the_share_of_preprocessing(tmp_path):
     """bench/audio_figures.py on one small clip of its own: flashes with the sound 290 ms late."""
     from tests.media import write_events_clip
-    clip = write_events_clip(tmp_path / "late.mp4", [0.45, 1.1, 1.35, 2.2, 2.9, 3.3], sound_offset=0.29)
+    clip = write_events_clip(tmp_path / "late.mp4", [0.2, 0.45, 0.8], sound_offset=0.29, seconds=1.5)
     lines = _run("bench/audio_figures.py", str(clip), "--resolution", "low", "--aspect", "16:9",
-                 "--frames", "9").splitlines()
+                 "--frames", "33").splitlines()
     row = next(line for line in lines if line.startswith("late.mp4")).split()
     figures, checks, fit, encode, share = map(float, row[1:6])
     assert share == pytest.approx(figures / (checks + fit + encode), abs=0.002)
