@@ -10,28 +10,22 @@ the clip's whole preprocessing: `checks` (plan_dataset, which includes the figur
 `encode` (VAEs + text encoder). `share` = figures / (checks + fit + encode)."""
 
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from avlora.store import LocalStore  # noqa: E402
-from preprocess_speed import clip_arguments, job_params, load_encoder, plan_clip, write_sample_clips  # noqa: E402
+from preprocess_speed import clip_arguments, clip_bench, load_encoder, plan_clip, write_sample_clips  # noqa: E402
 from services.preprocess.diagnostics import source_figures  # noqa: E402
 from services.preprocess.modes import preprocessing_for  # noqa: E402
 
 
 def main() -> None:
     args = clip_arguments(__doc__).parse_args()
-    work = Path(tempfile.mkdtemp(prefix="figures-bench-"))
-    clips = args.clips or sample_clips(work / "clips")
-    params = job_params(args)
+    work, clips, params, store = clip_bench(args, "figures-bench-", sample_clips)
     mode = preprocessing_for(params)
     settings = mode.training_settings()
-    store = LocalStore(work / "store")
     encoder = load_encoder(args.model_dir, work)
-    print(f"bucket {settings.size[0]}x{settings.size[1]}, {settings.frames} frames at {settings.frame_rate} fps")
     print(f"{'clip':28} {'figures':>8} {'checks':>7} {'fit':>7} {'encode':>7} {'share':>6}  warnings")
     worst = 0.0
     for path in clips:

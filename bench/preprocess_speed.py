@@ -63,6 +63,17 @@ def job_params(args) -> V2AParams:
                      auto_scale_input=True)
 
 
+def clip_bench(args, prefix: str, sample_clips) -> tuple[Path, list[Path], V2AParams, LocalStore]:
+    """(scratch folder, the clips: the given ones or `sample_clips(folder)`, job params, a store),
+    and the bucket printed."""
+    work = Path(tempfile.mkdtemp(prefix=prefix))
+    clips = args.clips or sample_clips(work / "clips")
+    params = job_params(args)
+    settings = preprocessing_for(params).training_settings()
+    print(f"bucket {settings.size[0]}x{settings.size[1]}, {settings.frames} frames at {settings.frame_rate} fps")
+    return work, clips, params, LocalStore(work / "store")
+
+
 def plan_clip(store: LocalStore, work: Path, path: Path, params: V2AParams):
     """Every dataset check of a dataset of this one clip: the DatasetPlan."""
     key = f"bench/{path.name}"
@@ -76,13 +87,9 @@ def main() -> None:
     parser = clip_arguments(__doc__)
     parser.add_argument("--no-encode", action="store_true")
     args = parser.parse_args()
-    work = Path(tempfile.mkdtemp(prefix="preprocess-bench-"))
-    clips = args.clips or write_sample_clips(work / "clips")
-    params = job_params(args)
+    work, clips, params, store = clip_bench(args, "preprocess-bench-", write_sample_clips)
     mode = preprocessing_for(params)
     settings = mode.training_settings()
-    store = LocalStore(work / "store")
-    print(f"bucket {settings.size[0]}x{settings.size[1]}, {settings.frames} frames at {settings.frame_rate} fps")
     print(f"{'clip':28} {'seconds':>7} {'checks':>7} {'fit':>7} {'decode':>7} {'ratio':>6}")
     planned = []
     for path in clips:
