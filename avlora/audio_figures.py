@@ -84,11 +84,13 @@ def onset_strength(audio: np.ndarray, rate: int, seconds: float) -> np.ndarray:
     mono = audio.mean(axis=0)
     hop = max(1, round(rate / GRID_HZ))
     size = max(hop * 2, round(ONSET_WINDOW_S * rate))
+    grid = np.arange(round(seconds * GRID_HZ)) / GRID_HZ
+    if len(mono) < size + hop:  # fewer than two windows: no change to measure
+        return np.zeros(len(grid))
     # Windows wholly inside the sound (no zero padding): the sound's start is no onset.
     _, times, spectrum = signal.stft(mono, rate, nperseg=size, noverlap=size - hop, boundary=None, padded=False)
     log = np.log1p(100 * np.abs(spectrum))
     flux = _standing_out(np.maximum(np.diff(log, axis=1), 0).sum(axis=0))
-    grid = np.arange(round(seconds * GRID_HZ)) / GRID_HZ
     return np.interp(grid, times[1:], flux, left=0.0, right=0.0)  # times: the windows' centres
 
 

@@ -131,3 +131,10 @@ def test_spectrograms_put_the_lora_beside_the_base(tmp_path):
     left, right = image[24:216, :100], image[24:216, 108:]
     assert left.mean() > right.mean()  # the tone is bright, silence the colour map's darkest
     assert (image[248:440, :100] == right).all() and (image[248:440, 108:] == left).all()
+
+
+def test_a_sound_shorter_than_two_onset_windows_has_figures_but_no_sync():
+    rate = 16000
+    frames, times = np.zeros((3, 8, 8), np.uint8), np.arange(3) / FPS
+    figures = audio_figures(np.full((2, 200), 0.5), rate, frames, times)  # 12.5 ms
+    assert figures.sync_confidence == 0 and figures.peak_dbfs == pytest.approx(20 * np.log10(0.5))
