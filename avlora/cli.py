@@ -11,7 +11,7 @@ from google.protobuf import json_format
 from google.protobuf.descriptor import FieldDescriptor
 
 from avlora.client import Endpoints, as_url, call
-from avlora.job_state import TERMINAL, state_label, state_name
+from avlora.job_state import TERMINAL, output_uris, state_label, state_name
 from avlora.params import MODES, CommonParams, default_label, field_rules, field_type
 from avlora.progress import JobView
 from avlora.v1 import jobs_pb2, stages_pb2
@@ -117,7 +117,7 @@ def describe(job: jobs_pb2.Job, endpoints: Endpoints | None = None) -> str:
         lines.append(f"  validation loss {progress.validation_loss:.4f} (untrained {progress.baseline_validation_loss:.4f})")
     if job.error:
         lines.append(f"  error: {job.error}")
-    for name, value in message_dict(job.outputs).items():
+    for name, value in output_uris(job.outputs).items():
         lines.append(f"  {name}: {endpoints.local_path(value) if endpoints else value}")
     lines.append(f"  billed {job.billed_units} units x {job.unit_price} = {job.cost:.4f}")
     return "\n".join(lines)
@@ -146,6 +146,8 @@ def cmd_inspect(args) -> int:
         verdict = "ok     " if clip.accepted else "skipped"
         print(f"{verdict} {clip.name}  {clip.native_frames} frames @ {clip.native_fps:.3g} fps, "
               f"{clip.width}x{clip.height}  {clip.reason or clip.caption!r}")
+        for warning in clip.warnings:
+            print(f"warning {clip.name}: {warning}")
     for ignored in report.ignored:
         print(f"ignored {ignored.name}: {ignored.reason}")
     for error in report.errors:

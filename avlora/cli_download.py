@@ -8,7 +8,7 @@ from pathlib import Path
 import grpc
 
 from avlora.client import Endpoints, call
-from avlora.job_state import state_name
+from avlora.job_state import output_uris, state_name
 from avlora.v1 import jobs_pb2
 
 
@@ -16,9 +16,9 @@ def download_outputs(endpoints: Endpoints, job: jobs_pb2.Job, folder: Path) -> l
     """Writes every output the job lists into `folder` (each file complete, or not at all)."""
     folder.mkdir(parents=True, exist_ok=True)
     written = []
-    for field, _ in job.outputs.ListFields():
+    for field in output_uris(job.outputs):
         replies = endpoints.jobs().DownloadArtifact(
-            jobs_pb2.DownloadArtifactRequest(job_id=job.id, name=field.name), metadata=endpoints.auth, timeout=3600)
+            jobs_pb2.DownloadArtifactRequest(job_id=job.id, name=field), metadata=endpoints.auth, timeout=3600)
         fd, partial = tempfile.mkstemp(dir=folder, prefix=".download-")
         try:
             with os.fdopen(fd, "wb") as out:
@@ -27,12 +27,12 @@ def download_outputs(endpoints: Endpoints, job: jobs_pb2.Job, folder: Path) -> l
                     name, size = name or chunk.name, size or chunk.size
                     out.write(chunk.data)
             if Path(partial).stat().st_size != size:
-                raise SystemExit(f"error: {field.name}: got {Path(partial).stat().st_size} of {size} bytes")
+                raise SystemExit(f"error: {field}: got {Path(partial).stat().st_size} of {size} bytes")
             target = folder / Path(name).name
             os.replace(partial, target)
             written.append(target)
         except grpc.RpcError as error:
-            raise SystemExit(f"error: {field.name}: {error.code().name}: {error.details()}") from None
+            raise SystemExit(f"error: {field}: {error.code().name}: {error.details()}") from None
         finally:
             Path(partial).unlink(missing_ok=True)
     return written

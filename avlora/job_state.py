@@ -5,6 +5,11 @@ from avlora.v1 import jobs_pb2
 TERMINAL = frozenset({jobs_pb2.SUCCEEDED, jobs_pb2.FAILED, jobs_pb2.CANCELLED})  # a job ended in one of these
 
 
+def output_uris(outputs: jobs_pb2.Outputs) -> dict[str, str]:
+    """Field name -> store URI of every output file the job lists (not its audio figures)."""
+    return {field.name: value for field, value in outputs.ListFields() if isinstance(value, str) and value}
+
+
 def state_name(state: int) -> str:
     return jobs_pb2.JobState.Name(state)
 

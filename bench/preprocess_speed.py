@@ -45,34 +45,56 @@ def write_sample_clips(folder: Path) -> list[Path]:
     return [write_clip(folder / name, **spec) for name, spec in specs]
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def clip_arguments(doc: str) -> argparse.ArgumentParser:
+    """The options of the per-clip preprocessing benchmarks (this one and bench/audio_figures.py)."""
+    parser = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("clips", nargs="*", type=Path)
     parser.add_argument("--resolution", default="medium")
     parser.add_argument("--aspect", default="1:1")
     parser.add_argument("--frames", type=int, default=89)
     parser.add_argument("--fps", type=int, default=24)
     parser.add_argument("--model-dir", default="")
+    return parser
+
+
+def job_params(args) -> V2AParams:
+    return V2AParams(training_data_url="https://bench/data.zip", resolution=args.resolution,
+                     aspect_ratio=args.aspect, number_of_frames=args.frames, frame_rate=args.fps,
+                     auto_scale_input=True)
+
+
+def clip_bench(args, prefix: str, sample_clips) -> tuple[Path, list[Path], V2AParams, LocalStore]:
+    """(scratch folder, the clips: the given ones or `sample_clips(folder)`, job params, a store),
+    and the bucket printed."""
+    work = Path(tempfile.mkdtemp(prefix=prefix))
+    clips = args.clips or sample_clips(work / "clips")
+    params = job_params(args)
+    settings = preprocessing_for(params).training_settings()
+    print(f"bucket {settings.size[0]}x{settings.size[1]}, {settings.frames} frames at {settings.frame_rate} fps")
+    return work, clips, params, LocalStore(work / "store")
+
+
+def plan_clip(store: LocalStore, work: Path, path: Path, params: V2AParams):
+    """Every dataset check of a dataset of this one clip: the DatasetPlan."""
+    key = f"bench/{path.name}"
+    store.put_file(key, path)
+    manifest = dataset_pb2.Manifest(job_id="bench")
+    manifest.files.add(name=path.name, uri=store.uri(key), kind=dataset_pb2.VIDEO)
+    return plan_dataset(manifest, params, LocalFiles(store, work / "inputs"))
+
+
+def main() -> None:
+    parser = clip_arguments(__doc__)
     parser.add_argument("--no-encode", action="store_true")
     args = parser.parse_args()
-    work = Path(tempfile.mkdtemp(prefix="preprocess-bench-"))
-    clips = args.clips or write_sample_clips(work / "clips")
-    params = V2AParams(training_data_url="https://bench/data.zip", resolution=args.resolution,
-                       aspect_ratio=args.aspect, number_of_frames=args.frames, frame_rate=args.fps,
-                       auto_scale_input=True)
+    work, clips, params, store = clip_bench(args, "preprocess-bench-", write_sample_clips)
     mode = preprocessing_for(params)
     settings = mode.training_settings()
-    store = LocalStore(work / "store")
-    print(f"bucket {settings.size[0]}x{settings.size[1]}, {settings.frames} frames at {settings.frame_rate} fps")
     print(f"{'clip':28} {'seconds':>7} {'checks':>7} {'fit':>7} {'decode':>7} {'ratio':>6}")
     planned = []
     for path in clips:
-        key = f"bench/{path.name}"
-        store.put_file(key, path)
-        manifest = dataset_pb2.Manifest(job_id="bench")
-        manifest.files.add(name=path.name, uri=store.uri(key), kind=dataset_pb2.VIDEO)
         started = time.perf_counter()
-        plan = plan_dataset(manifest, params, LocalFiles(store, work / "inputs"))
+        plan = plan_clip(store, work, path, params)
         checked = time.perf_counter()
         if not plan.items:
             print(f"{path.name:28} refused: {'; '.join(plan.report.errors) or plan.report.clips[0].reason}")

@@ -33,6 +33,7 @@ from avlora.model.cache import (
 from avlora.model.encode import TEXT_LENGTH, audio_latent_count, prompt_to_cache
 from avlora.model.tiny import SCHEDULER_CONFIG, write_tiny_model
 from avlora.model.tiny import TEXT_MAX_LENGTH as TINY_TEXT_LENGTH
+from avlora.job_state import output_uris
 from avlora.params import AV2AVParams, V2AParams
 from avlora.settings import Settings
 from avlora.stage import JobContext
@@ -178,8 +179,7 @@ def main() -> None:
     ctx.throttle.interval_s = 0
     outputs = stage.run(ctx)
     seconds = time.perf_counter() - job_start
-    sizes = {f.name: store.size(getattr(outputs, f.name)) for f in outputs.DESCRIPTOR.fields
-             if getattr(outputs, f.name)}
+    sizes = {field: store.size(uri) for field, uri in output_uris(outputs).items()}
     peak = torch.cuda.max_memory_allocated() / 2**30 if device.type == "cuda" else 0.0
     print(json.dumps({"mode": args.mode, "frames": args.frames, "size": list(params.size), "steps": args.steps,
                       "job_seconds": round(seconds, 1), "peak_gpu_memory_gib": round(peak, 1),

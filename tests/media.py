@@ -51,20 +51,23 @@ def write_clip(path: str | Path, *, frames: int = 24, fps: float = 24, size: tup
         for packet in video.encode():
             container.mux(packet)
         if audio is not None:
-            total = int(round(frames / fps * audio_rate))
-            t = np.arange(total) / audio_rate
-            tone = (0.4 * np.sin(2 * np.pi * tone_hz * t)).astype(np.float32)
-            chunk = audio.codec_context.frame_size or 1024
-            for start in range(0, total, chunk):
-                planes = np.repeat(tone[None, start:start + chunk], audio_channels, axis=0)
-                frame = av.AudioFrame.from_ndarray(np.ascontiguousarray(planes), format="fltp",
-                                                   layout=LAYOUTS[audio_channels])
-                frame.sample_rate, frame.pts = audio_rate, start
-                for packet in audio.encode(frame):
-                    container.mux(packet)
-            for packet in audio.encode():
-                container.mux(packet)
+            t = np.arange(int(round(frames / fps * audio_rate))) / audio_rate
+            _encode_sound(container, audio, (0.4 * np.sin(2 * np.pi * tone_hz * t)).astype(np.float32),
+                          audio_channels, audio_rate)
     return path
+
+
+def _encode_sound(container, audio, sound: np.ndarray, channels: int, rate: int) -> None:
+    """Encodes a mono float32 sound into every channel of the `audio` stream."""
+    chunk = audio.codec_context.frame_size or 1024
+    for start in range(0, len(sound), chunk):
+        planes = np.repeat(sound[None, start:start + chunk], channels, axis=0)
+        frame = av.AudioFrame.from_ndarray(np.ascontiguousarray(planes), format="fltp", layout=LAYOUTS[channels])
+        frame.sample_rate, frame.pts = rate, start
+        for packet in audio.encode(frame):
+            container.mux(packet)
+    for packet in audio.encode():
+        container.mux(packet)
 
 
 def zip_files(zip_path: str | Path, files: dict[str, Path | bytes | str]) -> Path:
@@ -77,3 +80,42 @@ def zip_files(zip_path: str | Path, files: dict[str, Path | bytes | str]) -> Pat
             else:
                 archive.writestr(name, content)
     return zip_path
+
+
+def write_events_clip(path: str | Path, events: list[float], *, sound_offset: float = 0.0, seconds: float = 4.0,
+                      fps: float = 24, size: tuple[int, int] = (64, 48), audio_rate: int = 48000,
+                      audio_channels: int = 2, level: float = 0.5, clip_at: float | None = None,
+                      hum: float = 0.0) -> Path:
+    """A clip whose picture flashes at each of `events` (seconds; white, fading over a few frames)
+    and whose sound clicks `sound_offset` seconds after each flash (> 0: the sound is late). The
+    clicks are `level` loud over a `hum` sine; `clip_at` hard-clips the sound at that level x 2
+    (then written at half scale: the flat tops sit at full scale)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    width, height = size
+    count = round(seconds * fps)
+    total = round(seconds * audio_rate)
+    t = np.arange(total) / audio_rate
+    sound = hum * np.sin(2 * np.pi * 220 * t)
+    for event in events:
+        start = event + sound_offset
+        after = t - start
+        inside = (after >= 0) & (after < 0.03)
+        sound[inside] += level * np.sin(2 * np.pi * 2000 * after[inside]) * np.exp(-after[inside] / 0.008)
+    if clip_at is not None:
+        sound = np.clip(sound, -clip_at, clip_at) / clip_at
+    sound = np.clip(sound, -1, 1).astype(np.float32)
+    with av.open(str(path), "w") as container:
+        video = container.add_stream("libx264", rate=Fraction(fps).limit_denominator(1000))
+        video.width, video.height, video.pix_fmt = width, height, "yuv420p"
+        audio = container.add_stream("aac", rate=audio_rate, layout=LAYOUTS[audio_channels])
+        for index in range(count):
+            since = [index - round(event * fps) for event in events if index >= round(event * fps)]
+            brightness = 20 + 220 * 0.5 ** min(since) if since else 20
+            image = np.full((height, width, 3), int(brightness), np.uint8)
+            for packet in video.encode(av.VideoFrame.from_ndarray(image, format="rgb24")):
+                container.mux(packet)
+        for packet in video.encode():
+            container.mux(packet)
+        _encode_sound(container, audio, sound, audio_channels, audio_rate)
+    return path

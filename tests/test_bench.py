@@ -4,6 +4,7 @@ with them: bench/trainer_step.py on the tiny model, bench/real_job.py's whole tr
 bench/preprocess_memory.py's fitting of the worst legal cases."""
 
 import ast
+import re
 import json
 import subprocess
 import sys
@@ -36,7 +37,8 @@ def test_real_job_script_runs_the_trainer_stage(tmp_path):
     assert "rendering validation previews" in out
     summary = json.loads(out.strip().splitlines()[-1])
     assert summary["steps"] == 2 and summary["size"] == [512, 512]
-    assert set(summary["outputs"]) == {"lora_file", "lora_comfyui_file", "config_file", "video"}
+    assert set(summary["outputs"]) == {"lora_file", "lora_comfyui_file", "config_file", "video", "video_base",
+                                       "metrics_file", "spectrograms"}
     assert all(size > 0 for size in summary["outputs"].values())
 
 
@@ -72,3 +74,16 @@ def test_gpu_figures_runs_each_measurement_in_its_own_process_and_collects_the_f
     assert [r["figures"]["mode"] for r in records] == ["av2av", "v2a"]
     assert all(r["figures"]["outputs"]["lora_file"] > 0 for r in records)
     assert (tmp_path / "job-v2a.log").stat().st_size > 0
+
+
+def test_audio_figures_benchmark_prints_the_share_of_preprocessing(tmp_path):
+    """bench/audio_figures.py on one small clip of its own: flashes with the sound 290 ms late."""
+    from tests.media import write_events_clip
+    clip = write_events_clip(tmp_path / "late.mp4", [0.2, 0.45, 0.8], sound_offset=0.29, seconds=1.5)
+    lines = _run("bench/audio_figures.py", str(clip), "--resolution", "low", "--aspect", "16:9",
+                 "--frames", "33").splitlines()
+    row = next(line for line in lines if line.startswith("late.mp4")).split()
+    figures, checks, fit, encode, share = map(float, row[1:6])
+    assert share == pytest.approx(figures / (checks + fit + encode), abs=0.002)
+    late = re.search(r"sound (\d+) ms late", " ".join(row[6:]))
+    assert late and abs(int(late.group(1)) - 290) <= 1000 / 24 and lines[-1].startswith("worst share: ")

@@ -78,8 +78,23 @@ def test_v2a_job_end_to_end_through_the_cli(stack_dir, tmp_path):
     outputs = job["outputs"]
     assert {"lora_file", "config_file", "audio"} <= set(outputs) and "video" not in outputs
     store = stack_dir / "store"
-    for uri in outputs.values():
-        assert (store / uri.removeprefix("store://")).stat().st_size > 0
+    names = {}
+    for field, uri in outputs.items():
+        if field != "audio_figures":
+            names[field] = uri.rsplit("/", 1)[1]
+            assert (store / uri.removeprefix("store://")).stat().st_size > 0
+    # The base-versus-LoRA evidence (docs/evidence.md): files, and the figures in status --json.
+    assert {names[f] for f in ("audio_base", "preview_video", "preview_video_base", "metrics_file", "spectrograms")} == {
+        "preview_base.wav", "preview_video.mp4", "preview_video_base.mp4", "metrics.json", "spectrograms.png"}
+    figures = outputs["audio_figures"]
+    assert [(f["name"], f["source"]) for f in figures[:2]] == [("preview 1", "lora"), ("preview 1", "base")]
+    clips = sorted(f["name"] for f in figures if f["source"] == "training")
+    assert len(clips) == 4 and all(name.endswith(".mp4") for name in clips)
+    assert all("loudness_lufs" in f and "peak_dbfs" in f for f in figures)
+    metrics = json.loads((store / outputs["metrics_file"].removeprefix("store://")).read_text())
+    assert [f["name"] for f in metrics["audio_figures"]] == [f["name"] for f in figures]
+    downloaded = cli(stack_dir, "download", job_id, "--dir", tmp_path / "outputs").stdout
+    assert "spectrograms.png" in downloaded and "preview_video_base.mp4" in downloaded
     config = json.loads((store / outputs["config_file"].removeprefix("store://")).read_text())
     assert config["trigger_phrase"] == "bnc3"
     assert job["billed_units"] == 100 and job["cost"] == pytest.approx(0.49)
@@ -98,7 +113,9 @@ def test_av2av_job_end_to_end_through_the_cli(stack_dir, tmp_path):
                  *SMALL).stdout.strip()
     assert cli(stack_dir, "watch", job_id, check=False).returncode == 0, status(stack_dir, job_id)
     job = status(stack_dir, job_id)
-    assert {"lora_file", "config_file", "video"} <= set(job["outputs"])
+    assert {"lora_file", "config_file", "video", "video_base", "metrics_file", "spectrograms"} <= set(job["outputs"])
+    assert job["outputs"]["video_base"].endswith("/preview_base.mp4")
+    assert "preview_video" not in job["outputs"]
     assert job["billed_units"] == 100 and job["cost"] == pytest.approx(0.68)
 
 
@@ -125,6 +142,7 @@ def test_inspect_reports_what_is_wrong_before_paying(stack_dir, tmp_path):
     ok = cli(stack_dir, "inspect", "v2a", zip_files(tmp_path / "ok.zip", {"good.mp4": good, "short.mp4": short}),
              *SMALL)
     assert "dataset OK" in ok.stdout and "skipped short.mp4" in ok.stdout
+    assert "warning good.mp4: mono sound (the LoRA learns identical left and right channels)" in ok.stdout
     bad = cli(stack_dir, "inspect", "v2a", zip_files(tmp_path / "bad.zip", {"good.mp4": good, "quiet.mp4": silent}),
               "--json", *SMALL, check=False)
     report = json.loads(bad.stdout)

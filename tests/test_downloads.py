@@ -12,6 +12,7 @@ import httpx
 import pytest
 
 from avlora.client import Endpoints
+from avlora.job_state import output_uris
 from avlora.demo_data import write_demo_dataset
 from avlora.store import LocalStore
 from avlora.store_s3 import S3Store
@@ -52,8 +53,9 @@ def test_outputs_download_through_the_rpc_and_the_cli(stack_env, tmp_path):
 
     endpoints = Endpoints(api=stack.info["ledger_addr"], api_key=env["AVLORA_API_KEY"], ingest="", preprocess="")
     job = endpoints.jobs().GetJob(jobs_pb2.GetJobRequest(job_id=job_id), metadata=endpoints.auth, timeout=30)
-    outputs = {field.name: uri for field, uri in job.outputs.ListFields()}
-    assert {"lora_file", "lora_comfyui_file", "config_file", "audio"} <= set(outputs)
+    outputs = output_uris(job.outputs)  # the files; the audio figures are data in the reply
+    assert {"lora_file", "lora_comfyui_file", "config_file", "audio", "audio_base", "preview_video",
+            "preview_video_base", "metrics_file", "spectrograms"} <= set(outputs) and job.outputs.audio_figures
     for field, uri in outputs.items():  # every output came down whole, named as in the store
         name = uri.rsplit("/", 1)[1]
         assert (tmp_path / "watched" / name).read_bytes() == store.read_bytes(uri), field

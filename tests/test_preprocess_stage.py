@@ -72,6 +72,29 @@ def test_v2a_training_set_has_the_trainers_keys_and_shapes(v2a_job):
     assert [clip.name for clip in skipped] == ["tiny.mp4"]
 
 
+def test_the_report_and_the_events_carry_each_clips_sound_checks(v2a_job):
+    """Warnings do not stop the job: both clips are trained on, named in their reports and in one
+    events line. The 5.1 clip's tone (0.4 in every channel) reaches full scale once downmixed; the
+    mono clip is mono; the steady tones give no sync figure."""
+    _, ctx, _, training_set = v2a_job
+    clips = {clip.name: clip for clip in training_set.report.clips}
+    walk, rain = clips["walk.mp4"], clips["rain.mkv"]
+    assert len(walk.warnings) == 1 and walk.warnings[0].startswith("clipped audio (")
+    assert walk.figures.clipped_share > 0.001 and walk.figures.peak_dbfs > -0.1
+    assert rain.warnings == ["mono sound (the LoRA learns identical left and right channels)"]
+    # A 0.4 sine: -7.96 dBFS peak; in both channels its BS.1770 loudness is that minus 3.01 dB (RMS)
+    # plus 3.01 dB (two channels) minus the 0.691 dB offset, with K-weighting at 440 Hz near 0 dB.
+    assert rain.figures.loudness_lufs == pytest.approx(20 * np.log10(0.4) - 0.691, abs=1)
+    assert rain.figures.clipped_share == 0 and rain.figures.peak_dbfs == pytest.approx(20 * np.log10(0.4), abs=1)  # AAC
+    for clip in (walk, rain):
+        figures = clip.figures
+        assert figures.name == clip.name and figures.source == "training" and figures.silence_share == 0
+        assert -20 < figures.loudness_lufs < 0 and figures.sync_confidence == 0
+    messages = [e.progress.message for e in ctx.events if e.progress.message.startswith("sound checks:")]
+    assert messages == [f"sound checks: warnings on 2 of the 2 clips used: walk.mp4: {walk.warnings[0]}; "
+                        f"rain.mkv: {rain.warnings[0]}"]
+
+
 def test_debug_archive_holds_playable_fitted_clips_and_the_report(v2a_job):
     store, _, _, training_set = v2a_job
     with zipfile.ZipFile(store.path(training_set.debug_dataset_uri)) as archive:

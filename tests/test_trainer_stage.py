@@ -12,7 +12,12 @@ from trainer_sets import TrainerRun, trainer_environment
 
 from avlora.store import JobFiles
 from avlora.stage import JobCancelled
+from avlora.model.components import load_for_training
 from services.trainer import stage
+from services.trainer.data import load_prompt, load_training_set
+from services.trainer.previews import PreviewRenderer
+from services.trainer.strategies import strategy_for
+from services.trainer.training import TrainerOptions, autocast_for
 from services.trainer.lora_files import read_lora_metadata
 
 TRAINER_ENV = {"AVLORA_TRAIN_CHECKPOINT_EVERY": "25", "AVLORA_TRAIN_VALIDATION_EVERY": "50",
@@ -53,9 +58,10 @@ def test_v2a_job_learns_and_reports(v2a):
         metadata = read_lora_metadata(run.store.path(uri))
         assert metadata["mode"] == "v2a" and metadata["trigger_phrase"] == "bnc" and metadata["rank"] == "8"
         assert "reference_downscale_factor" not in metadata  # Lightricks writes factors of 1 as absent
-    # Progress moves through the final preview's sampling steps, the preview named.
+    # Progress moves through the final previews' sampling steps (the LoRA's, then the base model's), named.
     sampling = [(p.done, p.total, p.message) for p in _progress(ctx) if p.unit == "sampling steps"]
-    assert sampling == [(d, 3, f"preview {n}/2") for n in (1, 2) for d in (1, 2, 3)]
+    assert sampling == [(d, 3, f"{label} {n}/2") for label in ("preview", "base preview") for n in (1, 2)
+                        for d in (1, 2, 3)]
     state = torch.load(run.store.path(JobFiles("v2a-job").checkpoint), weights_only=True)
     assert state["step"] == 100 and state["lora"] and state["optimizer"]["state"]
     assert not (run.store.root / "jobs/v2a-job/train/previews").exists()  # a short job: the final preview only
@@ -69,6 +75,74 @@ def test_v2a_preview_is_one_audio_file_of_the_right_duration(v2a):
         samples = np.concatenate([f.to_ndarray() for f in container.decode(stream)], axis=-1)
         assert stream.rate == 48000 and stream.channels == 2
     assert samples.shape[-1] / 2 / 48000 == pytest.approx(2 * 9 / 24, abs=1e-3)  # two validation clips
+
+
+def _sound(path) -> np.ndarray:
+    """[channels, samples] of a file's audio (packed formats de-interleaved)."""
+    with av.open(str(path)) as container:
+        stream = container.streams.audio[0]
+        data = np.concatenate([f.to_ndarray() for f in container.decode(stream)], axis=-1)
+    return data if data.shape[0] == stream.channels else data.reshape(-1, stream.channels).T
+
+
+def test_v2a_base_preview_is_the_same_sampling_with_the_lora_off(v2a):
+    """preview_base.wav: the same samples, seed, noise and guidance with the LoRA disabled. It
+    differs from the LoRA's preview and is exactly what the model without any LoRA renders."""
+    run, ctx, outputs = v2a
+    assert outputs.audio_base.endswith("/outputs/preview_base.wav") and not outputs.video_base
+    lora, base = _sound(run.store.path(outputs.audio)), _sound(run.store.path(outputs.audio_base))
+    assert lora.shape == base.shape and np.abs(base).max() > 0
+    assert not np.allclose(lora, base, atol=1e-3)
+    options = TrainerOptions.from_env()
+    model = load_for_training(run.model_dir, torch.device("cpu"), torch.float32, decoders_device="cpu")
+    training_set = load_training_set(run.store, run.uri)
+    strategy = strategy_for(run.params)
+    renderer = PreviewRenderer(model, strategy, load_prompt(run.store, training_set.negative_prompt_uri),
+                               options.sampling_steps, run.params.stg_scale, autocast_for(model.transformer.device),
+                               options.seed)
+    fresh = renderer.clips(stage.preview_items(ctx, strategy, training_set, []))
+    expected = np.concatenate([clip.sound for clip in fresh], axis=1)
+    assert np.abs(base / 32768 - expected).max() <= 1.5 / 32768  # 16-bit WAV rounding
+
+
+def test_v2a_previews_on_their_picture(v2a):
+    """preview_video.mp4 / preview_video_base.mp4: the validation videos (as the model sees them)
+    carrying the LoRA's / the base model's soundtrack, of the validation clips' length."""
+    run, _, outputs = v2a
+    for uri, wav in ((outputs.preview_video, outputs.audio), (outputs.preview_video_base, outputs.audio_base)):
+        assert uri.endswith(".mp4")
+        with av.open(str(run.store.path(uri))) as container:
+            video = container.streams.video[0]
+            frames = [f.to_ndarray(format="rgb24") for f in container.decode(video)]
+        assert len(frames) == 2 * 9 and frames[0].shape == (64, 64, 3)
+        sound = _sound(run.store.path(uri))
+        assert sound.shape[-1] / 48000 == pytest.approx(2 * 9 / 24, abs=0.05)
+        # AAC's rendering of the WAV's sound: the same level (RMS) to within 1.5 dB
+        reference = _sound(run.store.path(wav)).astype(np.float32) / 32768
+        rms = [np.sqrt(np.mean(np.square(x))) for x in (sound, reference)]
+        assert 20 * np.log10(rms[0] / rms[1]) == pytest.approx(0, abs=1.5)
+    with av.open(str(run.store.path(outputs.preview_video))) as ours, \
+            av.open(str(run.store.path(outputs.preview_video_base))) as theirs:
+        first = [next(c.decode(video=0)).to_ndarray(format="rgb24") for c in (ours, theirs)]
+    assert np.abs(first[0].astype(int) - first[1].astype(int)).mean() < 2  # the same picture
+
+
+def test_v2a_audio_figures_in_the_outputs_metrics_and_spectrograms(v2a):
+    import cv2
+    run, _, outputs = v2a
+    figures = list(outputs.audio_figures)
+    assert [(f.name, f.source) for f in figures] == [(f"preview {n}", source) for source in ("lora", "base")
+                                                     for n in (1, 2)]
+    for f in figures:
+        assert -70 <= f.loudness_lufs < 0 and -120 <= f.peak_dbfs <= 0 and 0 <= f.clipped_share <= 1
+        assert 0 <= f.silence_share <= 1 and 0 <= f.sync_confidence <= 1 and abs(f.sync_offset_ms) <= 1000
+    metrics = json.loads(run.store.read_bytes(outputs.metrics_file))
+    assert [(m["name"], m["source"], m["loudness_lufs"]) for m in metrics["audio_figures"]] == [
+        (f.name, f.source, f.loudness_lufs) for f in figures]
+    assert outputs.metrics_file.endswith("/outputs/metrics.json")
+    image = cv2.imread(str(run.store.path(outputs.spectrograms)))
+    assert outputs.spectrograms.endswith(".png") and image.shape[0] == 2 * (24 + 192 + 8)  # a row per preview
+    assert image.shape[1] == 2 * 75 + 8  # LoRA | base, 0.375 s each at 200 px/s (at least 64)
 
 
 def test_lora_file_loads_in_the_pipeline_and_changes_output(v2a, trainer_env, tiny_model_dir):
@@ -99,6 +173,13 @@ def test_av2av_reel_carries_generated_audio(av2av):
     steps = [p for p in _progress(ctx) if p.unit == "steps"]
     assert steps[-1].video_loss > 0 and steps[-1].audio_loss > 0
     assert outputs.video.endswith(".mp4") and not outputs.audio
+    assert outputs.video_base.endswith("/outputs/preview_base.mp4") and not outputs.audio_base
+    assert not outputs.preview_video and not outputs.preview_video_base  # the reel already has its picture
+    with av.open(str(run.store.path(outputs.video_base))) as container:
+        base_frames = [f.to_ndarray(format="rgb24") for f in container.decode(video=0)]
+    assert len(base_frames) == 2 * 9
+    assert [(f.name, f.source) for f in outputs.audio_figures] == [
+        (f"preview {n}", source) for source in ("lora", "base") for n in (1, 2)]
     with av.open(str(run.store.path(outputs.video))) as container:
         video, audio = container.streams.video[0], container.streams.audio[0]
         frames = sum(1 for _ in container.decode(video))

@@ -22,33 +22,34 @@ _runtime_version.ValidateProtobufRuntimeVersion(
 _sym_db = _symbol_database.Default()
 
 
+from avlora.v1 import figures_pb2 as avlora_dot_v1_dot_figures__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17\x61vlora/v1/dataset.proto\x12\tavlora.v1\"Z\n\x0cManifestFile\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0b\n\x03uri\x18\x02 \x01(\t\x12\x0c\n\x04size\x18\x03 \x01(\x03\x12!\n\x04kind\x18\x04 \x01(\x0e\x32\x13.avlora.v1.FileKind\"+\n\x0bIgnoredFile\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0e\n\x06reason\x18\x02 \x01(\t\"V\n\x0fValidationMedia\x12\r\n\x05index\x18\x01 \x01(\x05\x12\x0e\n\x06prompt\x18\x02 \x01(\t\x12\x11\n\tvideo_uri\x18\x03 \x01(\t\x12\x11\n\taudio_uri\x18\x04 \x01(\t\"\xb0\x01\n\x08Manifest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\x13\n\x0b\x61rchive_uri\x18\x02 \x01(\t\x12&\n\x05\x66iles\x18\x03 \x03(\x0b\x32\x17.avlora.v1.ManifestFile\x12\'\n\x07ignored\x18\x04 \x03(\x0b\x32\x16.avlora.v1.IgnoredFile\x12.\n\nvalidation\x18\x05 \x03(\x0b\x32\x1a.avlora.v1.ValidationMedia\"\xe4\x01\n\nClipReport\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x10\n\x08\x61\x63\x63\x65pted\x18\x02 \x01(\x08\x12\x0e\n\x06reason\x18\x03 \x01(\t\x12\x0f\n\x07\x63\x61ption\x18\x04 \x01(\t\x12\x18\n\x10\x64uration_seconds\x18\x05 \x01(\x01\x12\x12\n\nnative_fps\x18\x06 \x01(\x01\x12\x15\n\rnative_frames\x18\x07 \x01(\x05\x12\r\n\x05width\x18\x08 \x01(\x05\x12\x0e\n\x06height\x18\t \x01(\x05\x12\x16\n\x0e\x61udio_channels\x18\n \x01(\x05\x12\x19\n\x11\x61udio_sample_rate\x18\x0b \x01(\x05\"z\n\rDatasetReport\x12\n\n\x02ok\x18\x01 \x01(\x08\x12\x0e\n\x06\x65rrors\x18\x02 \x03(\t\x12$\n\x05\x63lips\x18\x03 \x03(\x0b\x32\x15.avlora.v1.ClipReport\x12\'\n\x07ignored\x18\x04 \x03(\x0b\x32\x16.avlora.v1.IgnoredFile\"<\n\x0eTrainingSample\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0b\n\x03uri\x18\x02 \x01(\t\x12\x0f\n\x07\x63\x61ption\x18\x03 \x01(\t\">\n\x10ValidationSample\x12\r\n\x05index\x18\x01 \x01(\x05\x12\x0e\n\x06prompt\x18\x02 \x01(\t\x12\x0b\n\x03uri\x18\x03 \x01(\t\"\xfa\x02\n\x0bTrainingSet\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\x0c\n\x04mode\x18\x02 \x01(\t\x12*\n\x07samples\x18\x03 \x03(\x0b\x32\x19.avlora.v1.TrainingSample\x12/\n\nvalidation\x18\x04 \x03(\x0b\x32\x1b.avlora.v1.ValidationSample\x12\x1b\n\x13negative_prompt_uri\x18\x05 \x01(\t\x12\x19\n\x11\x64\x65\x62ug_dataset_uri\x18\x06 \x01(\t\x12(\n\x06report\x18\x07 \x01(\x0b\x32\x18.avlora.v1.DatasetReport\x12\r\n\x05width\x18\x08 \x01(\x05\x12\x0e\n\x06height\x18\t \x01(\x05\x12\x0e\n\x06\x66rames\x18\n \x01(\x05\x12\x12\n\nframe_rate\x18\x0b \x01(\x05\x12\"\n\x1areference_downscale_factor\x18\x0c \x01(\x05\x12\'\n\x1freference_temporal_scale_factor\x18\r \x01(\x05*H\n\x08\x46ileKind\x12\x19\n\x15\x46ILE_KIND_UNSPECIFIED\x10\x00\x12\t\n\x05VIDEO\x10\x01\x12\x0b\n\x07\x43\x41PTION\x10\x02\x12\t\n\x05IMAGE\x10\x03\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17\x61vlora/v1/dataset.proto\x12\tavlora.v1\x1a\x17\x61vlora/v1/figures.proto\"Z\n\x0cManifestFile\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0b\n\x03uri\x18\x02 \x01(\t\x12\x0c\n\x04size\x18\x03 \x01(\x03\x12!\n\x04kind\x18\x04 \x01(\x0e\x32\x13.avlora.v1.FileKind\"+\n\x0bIgnoredFile\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0e\n\x06reason\x18\x02 \x01(\t\"V\n\x0fValidationMedia\x12\r\n\x05index\x18\x01 \x01(\x05\x12\x0e\n\x06prompt\x18\x02 \x01(\t\x12\x11\n\tvideo_uri\x18\x03 \x01(\t\x12\x11\n\taudio_uri\x18\x04 \x01(\t\"\xb0\x01\n\x08Manifest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\x13\n\x0b\x61rchive_uri\x18\x02 \x01(\t\x12&\n\x05\x66iles\x18\x03 \x03(\x0b\x32\x17.avlora.v1.ManifestFile\x12\'\n\x07ignored\x18\x04 \x03(\x0b\x32\x16.avlora.v1.IgnoredFile\x12.\n\nvalidation\x18\x05 \x03(\x0b\x32\x1a.avlora.v1.ValidationMedia\"\xa0\x02\n\nClipReport\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x10\n\x08\x61\x63\x63\x65pted\x18\x02 \x01(\x08\x12\x0e\n\x06reason\x18\x03 \x01(\t\x12\x0f\n\x07\x63\x61ption\x18\x04 \x01(\t\x12\x18\n\x10\x64uration_seconds\x18\x05 \x01(\x01\x12\x12\n\nnative_fps\x18\x06 \x01(\x01\x12\x15\n\rnative_frames\x18\x07 \x01(\x05\x12\r\n\x05width\x18\x08 \x01(\x05\x12\x0e\n\x06height\x18\t \x01(\x05\x12\x16\n\x0e\x61udio_channels\x18\n \x01(\x05\x12\x19\n\x11\x61udio_sample_rate\x18\x0b \x01(\x05\x12\x10\n\x08warnings\x18( \x03(\t\x12(\n\x07\x66igures\x18) \x01(\x0b\x32\x17.avlora.v1.AudioFigures\"z\n\rDatasetReport\x12\n\n\x02ok\x18\x01 \x01(\x08\x12\x0e\n\x06\x65rrors\x18\x02 \x03(\t\x12$\n\x05\x63lips\x18\x03 \x03(\x0b\x32\x15.avlora.v1.ClipReport\x12\'\n\x07ignored\x18\x04 \x03(\x0b\x32\x16.avlora.v1.IgnoredFile\"<\n\x0eTrainingSample\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0b\n\x03uri\x18\x02 \x01(\t\x12\x0f\n\x07\x63\x61ption\x18\x03 \x01(\t\">\n\x10ValidationSample\x12\r\n\x05index\x18\x01 \x01(\x05\x12\x0e\n\x06prompt\x18\x02 \x01(\t\x12\x0b\n\x03uri\x18\x03 \x01(\t\"\xfa\x02\n\x0bTrainingSet\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\x0c\n\x04mode\x18\x02 \x01(\t\x12*\n\x07samples\x18\x03 \x03(\x0b\x32\x19.avlora.v1.TrainingSample\x12/\n\nvalidation\x18\x04 \x03(\x0b\x32\x1b.avlora.v1.ValidationSample\x12\x1b\n\x13negative_prompt_uri\x18\x05 \x01(\t\x12\x19\n\x11\x64\x65\x62ug_dataset_uri\x18\x06 \x01(\t\x12(\n\x06report\x18\x07 \x01(\x0b\x32\x18.avlora.v1.DatasetReport\x12\r\n\x05width\x18\x08 \x01(\x05\x12\x0e\n\x06height\x18\t \x01(\x05\x12\x0e\n\x06\x66rames\x18\n \x01(\x05\x12\x12\n\nframe_rate\x18\x0b \x01(\x05\x12\"\n\x1areference_downscale_factor\x18\x0c \x01(\x05\x12\'\n\x1freference_temporal_scale_factor\x18\r \x01(\x05*H\n\x08\x46ileKind\x12\x19\n\x15\x46ILE_KIND_UNSPECIFIED\x10\x00\x12\t\n\x05VIDEO\x10\x01\x12\x0b\n\x07\x43\x41PTION\x10\x02\x12\t\n\x05IMAGE\x10\x03\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'avlora.v1.dataset_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_FILEKIND']._serialized_start=1304
-  _globals['_FILEKIND']._serialized_end=1376
-  _globals['_MANIFESTFILE']._serialized_start=38
-  _globals['_MANIFESTFILE']._serialized_end=128
-  _globals['_IGNOREDFILE']._serialized_start=130
-  _globals['_IGNOREDFILE']._serialized_end=173
-  _globals['_VALIDATIONMEDIA']._serialized_start=175
-  _globals['_VALIDATIONMEDIA']._serialized_end=261
-  _globals['_MANIFEST']._serialized_start=264
-  _globals['_MANIFEST']._serialized_end=440
-  _globals['_CLIPREPORT']._serialized_start=443
-  _globals['_CLIPREPORT']._serialized_end=671
-  _globals['_DATASETREPORT']._serialized_start=673
-  _globals['_DATASETREPORT']._serialized_end=795
-  _globals['_TRAININGSAMPLE']._serialized_start=797
-  _globals['_TRAININGSAMPLE']._serialized_end=857
-  _globals['_VALIDATIONSAMPLE']._serialized_start=859
-  _globals['_VALIDATIONSAMPLE']._serialized_end=921
-  _globals['_TRAININGSET']._serialized_start=924
-  _globals['_TRAININGSET']._serialized_end=1302
+  _globals['_FILEKIND']._serialized_start=1389
+  _globals['_FILEKIND']._serialized_end=1461
+  _globals['_MANIFESTFILE']._serialized_start=63
+  _globals['_MANIFESTFILE']._serialized_end=153
+  _globals['_IGNOREDFILE']._serialized_start=155
+  _globals['_IGNOREDFILE']._serialized_end=198
+  _globals['_VALIDATIONMEDIA']._serialized_start=200
+  _globals['_VALIDATIONMEDIA']._serialized_end=286
+  _globals['_MANIFEST']._serialized_start=289
+  _globals['_MANIFEST']._serialized_end=465
+  _globals['_CLIPREPORT']._serialized_start=468
+  _globals['_CLIPREPORT']._serialized_end=756
+  _globals['_DATASETREPORT']._serialized_start=758
+  _globals['_DATASETREPORT']._serialized_end=880
+  _globals['_TRAININGSAMPLE']._serialized_start=882
+  _globals['_TRAININGSAMPLE']._serialized_end=942
+  _globals['_VALIDATIONSAMPLE']._serialized_start=944
+  _globals['_VALIDATIONSAMPLE']._serialized_end=1006
+  _globals['_TRAININGSET']._serialized_start=1009
+  _globals['_TRAININGSET']._serialized_end=1387
 # @@protoc_insertion_point(module_scope)

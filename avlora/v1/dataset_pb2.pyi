@@ -1,3 +1,4 @@
+from avlora.v1 import figures_pb2 as _figures_pb2
 from google.protobuf.internal import containers as _containers
 from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 from google.protobuf import descriptor as _descriptor
@@ -65,7 +66,7 @@ class Manifest(_message.Message):
     def __init__(self, job_id: _Optional[str] = ..., archive_uri: _Optional[str] = ..., files: _Optional[_Iterable[_Union[ManifestFile, _Mapping]]] = ..., ignored: _Optional[_Iterable[_Union[IgnoredFile, _Mapping]]] = ..., validation: _Optional[_Iterable[_Union[ValidationMedia, _Mapping]]] = ...) -> None: ...
 
 class ClipReport(_message.Message):
-    __slots__ = ("name", "accepted", "reason", "caption", "duration_seconds", "native_fps", "native_frames", "width", "height", "audio_channels", "audio_sample_rate")
+    __slots__ = ("name", "accepted", "reason", "caption", "duration_seconds", "native_fps", "native_frames", "width", "height", "audio_channels", "audio_sample_rate", "warnings", "figures")
     NAME_FIELD_NUMBER: _ClassVar[int]
     ACCEPTED_FIELD_NUMBER: _ClassVar[int]
     REASON_FIELD_NUMBER: _ClassVar[int]
@@ -77,6 +78,8 @@ class ClipReport(_message.Message):
     HEIGHT_FIELD_NUMBER: _ClassVar[int]
     AUDIO_CHANNELS_FIELD_NUMBER: _ClassVar[int]
     AUDIO_SAMPLE_RATE_FIELD_NUMBER: _ClassVar[int]
+    WARNINGS_FIELD_NUMBER: _ClassVar[int]
+    FIGURES_FIELD_NUMBER: _ClassVar[int]
     name: str
     accepted: bool
     reason: str
@@ -88,7 +91,9 @@ class ClipReport(_message.Message):
     height: int
     audio_channels: int
     audio_sample_rate: int
-    def __init__(self, name: _Optional[str] = ..., accepted: _Optional[bool] = ..., reason: _Optional[str] = ..., caption: _Optional[str] = ..., duration_seconds: _Optional[float] = ..., native_fps: _Optional[float] = ..., native_frames: _Optional[int] = ..., width: _Optional[int] = ..., height: _Optional[int] = ..., audio_channels: _Optional[int] = ..., audio_sample_rate: _Optional[int] = ...) -> None: ...
+    warnings: _containers.RepeatedScalarFieldContainer[str]
+    figures: _figures_pb2.AudioFigures
+    def __init__(self, name: _Optional[str] = ..., accepted: _Optional[bool] = ..., reason: _Optional[str] = ..., caption: _Optional[str] = ..., duration_seconds: _Optional[float] = ..., native_fps: _Optional[float] = ..., native_frames: _Optional[int] = ..., width: _Optional[int] = ..., height: _Optional[int] = ..., audio_channels: _Optional[int] = ..., audio_sample_rate: _Optional[int] = ..., warnings: _Optional[_Iterable[str]] = ..., figures: _Optional[_Union[_figures_pb2.AudioFigures, _Mapping]] = ...) -> None: ...
 
 class DatasetReport(_message.Message):
     __slots__ = ("ok", "errors", "clips", "ignored")

@@ -1,5 +1,6 @@
 import datetime
 
+from avlora.v1 import figures_pb2 as _figures_pb2
 from avlora.v1 import params_pb2 as _params_pb2
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from google.protobuf.internal import containers as _containers
@@ -103,20 +104,34 @@ class Progress(_message.Message):
     def __init__(self, stage: _Optional[str] = ..., done: _Optional[int] = ..., total: _Optional[int] = ..., unit: _Optional[str] = ..., loss: _Optional[float] = ..., audio_loss: _Optional[float] = ..., video_loss: _Optional[float] = ..., validation_loss: _Optional[float] = ..., baseline_validation_loss: _Optional[float] = ..., rate: _Optional[float] = ..., eta_seconds: _Optional[float] = ..., message: _Optional[str] = ..., tokens_per_second: _Optional[float] = ..., gpu_memory_peak_bytes: _Optional[int] = ...) -> None: ...
 
 class Outputs(_message.Message):
-    __slots__ = ("lora_file", "lora_comfyui_file", "config_file", "audio", "video", "debug_dataset")
+    __slots__ = ("lora_file", "lora_comfyui_file", "config_file", "audio", "video", "debug_dataset", "audio_base", "video_base", "preview_video", "preview_video_base", "metrics_file", "spectrograms", "audio_figures")
     LORA_FILE_FIELD_NUMBER: _ClassVar[int]
     LORA_COMFYUI_FILE_FIELD_NUMBER: _ClassVar[int]
     CONFIG_FILE_FIELD_NUMBER: _ClassVar[int]
     AUDIO_FIELD_NUMBER: _ClassVar[int]
     VIDEO_FIELD_NUMBER: _ClassVar[int]
     DEBUG_DATASET_FIELD_NUMBER: _ClassVar[int]
+    AUDIO_BASE_FIELD_NUMBER: _ClassVar[int]
+    VIDEO_BASE_FIELD_NUMBER: _ClassVar[int]
+    PREVIEW_VIDEO_FIELD_NUMBER: _ClassVar[int]
+    PREVIEW_VIDEO_BASE_FIELD_NUMBER: _ClassVar[int]
+    METRICS_FILE_FIELD_NUMBER: _ClassVar[int]
+    SPECTROGRAMS_FIELD_NUMBER: _ClassVar[int]
+    AUDIO_FIGURES_FIELD_NUMBER: _ClassVar[int]
     lora_file: str
     lora_comfyui_file: str
     config_file: str
     audio: str
     video: str
     debug_dataset: str
-    def __init__(self, lora_file: _Optional[str] = ..., lora_comfyui_file: _Optional[str] = ..., config_file: _Optional[str] = ..., audio: _Optional[str] = ..., video: _Optional[str] = ..., debug_dataset: _Optional[str] = ...) -> None: ...
+    audio_base: str
+    video_base: str
+    preview_video: str
+    preview_video_base: str
+    metrics_file: str
+    spectrograms: str
+    audio_figures: _containers.RepeatedCompositeFieldContainer[_figures_pb2.AudioFigures]
+    def __init__(self, lora_file: _Optional[str] = ..., lora_comfyui_file: _Optional[str] = ..., config_file: _Optional[str] = ..., audio: _Optional[str] = ..., video: _Optional[str] = ..., debug_dataset: _Optional[str] = ..., audio_base: _Optional[str] = ..., video_base: _Optional[str] = ..., preview_video: _Optional[str] = ..., preview_video_base: _Optional[str] = ..., metrics_file: _Optional[str] = ..., spectrograms: _Optional[str] = ..., audio_figures: _Optional[_Iterable[_Union[_figures_pb2.AudioFigures, _Mapping]]] = ...) -> None: ...
 
 class Job(_message.Message):
     __slots__ = ("id", "mode", "state", "params", "request_id", "created_at", "updated_at", "progress", "error", "outputs", "billed_units", "unit_price", "cost", "queued_for", "queue_position", "download_urls", "download_urls_expire_at")

@@ -8,13 +8,9 @@ from pathlib import PurePosixPath
 import grpc
 from google.protobuf.timestamp_pb2 import Timestamp
 
+from avlora.job_state import output_uris
 from avlora.store import CHUNK_BYTES, ArtifactStore
 from avlora.v1 import jobs_pb2
-
-
-def output_uris(outputs: jobs_pb2.Outputs) -> dict[str, str]:
-    """Field name -> store URI of every output the job lists."""
-    return {field.name: value for field, value in outputs.ListFields() if isinstance(value, str) and value}
 
 
 def find_output(outputs: jobs_pb2.Outputs, name: str) -> tuple[str, str] | None:

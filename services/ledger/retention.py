@@ -19,7 +19,7 @@ from datetime import UTC, datetime, timedelta
 
 import structlog
 
-from avlora.job_state import TERMINAL
+from avlora.job_state import TERMINAL, output_uris
 from avlora.params import from_json, upload_refs
 from avlora.store import UPLOAD_SCHEME, ArtifactStore, JobFiles, StoredObject, store_key
 from avlora.v1 import jobs_pb2
@@ -37,7 +37,7 @@ def upload_key(upload_id: str) -> str:
 
 
 def output_keys(outputs: bytes) -> set[str]:
-    return {store_key(uri) for _, uri in jobs_pb2.Outputs.FromString(outputs or b"").ListFields() if uri}
+    return {store_key(uri) for uri in output_uris(jobs_pb2.Outputs.FromString(outputs or b"")).values()}
 
 
 def is_input(job_id: str, key: str) -> bool:

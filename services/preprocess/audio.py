@@ -45,13 +45,13 @@ def is_silent(audio: np.ndarray) -> bool:
     return float(np.abs(audio).max(initial=0.0)) < SILENCE_PEAK
 
 
-def read_audio(info: MediaInfo, start: float, seconds: float) -> np.ndarray:
-    """[2, round(seconds * 16000)] float32 of the audio track from `start` (seconds from the first
+def read_audio(info: MediaInfo, start: float, seconds: float, rate: int = SAMPLE_RATE) -> np.ndarray:
+    """[2, round(seconds * rate)] float32 of the audio track from `start` (seconds from the first
     video frame), decoded streaming: decoding stops at the window's end."""
-    out = np.zeros((2, round(seconds * SAMPLE_RATE)), np.float32)
+    out = np.zeros((2, round(seconds * rate)), np.float32)
     absolute = info.video_start + start
     resampler = av.AudioResampler(format="fltp", layout="mono" if info.audio_channels == 1 else "stereo",
-                                  rate=SAMPLE_RATE)
+                                  rate=rate)
     position = None  # index in `out` of the next resampled sample
     try:
         with av.open(str(info.path), metadata_errors="ignore") as container:
@@ -62,7 +62,7 @@ def read_audio(info: MediaInfo, start: float, seconds: float) -> np.ndarray:
                 if position is None:
                     if frame.time is None:
                         continue
-                    position = round((frame.time - absolute) * SAMPLE_RATE)
+                    position = round((frame.time - absolute) * rate)
                 for chunk in resampler.resample(frame):
                     position = _place(out, chunk.to_ndarray(), position)
                 if position >= out.shape[1]:

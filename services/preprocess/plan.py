@@ -1,5 +1,6 @@
 """Every dataset check, without encoding: probe each clip, require audio, pair av2av clips, attach
-captions, split v2a scenes, apply the length rule and check that the audio used is not silence.
+captions, split v2a scenes, apply the length rule, check that the audio used is not silence, and
+measure every clip's sound (warnings: services/preprocess/diagnostics.py).
 The result is the list of training items and the DatasetReport that inspection returns and the
 debug archive carries. Errors are collected, so one run names every offending file."""
 
@@ -12,6 +13,7 @@ from avlora.v1 import dataset_pb2
 from avlora.stage import UserError
 from services.preprocess.audio import is_silent, read_audio
 from services.preprocess.cancel import ShouldStop, stop_if_asked
+from services.preprocess.diagnostics import diagnose
 from services.preprocess.items import ClipSource, TrainingItem
 from services.preprocess.modes import Preprocessing, preprocessing_for
 from services.preprocess.pairing import read_captions, unused_captions
@@ -59,6 +61,7 @@ def plan_dataset(manifest: dataset_pb2.Manifest, params: JobParams, local: Local
     items = mode.training_items(videos, infos, captions, report, should_stop)
     report.ignored.extend(unused_captions(list(manifest.files), mode.caption_names(videos)))
     items = _audible_items(items, report, should_stop)
+    diagnose(items, report, should_stop)
     if not items and not errors:
         errors.append(all_too_short(report, params))
     report.ok = not errors

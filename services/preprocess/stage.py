@@ -15,6 +15,7 @@ from avlora.store import LocalFiles
 from services.preprocess.checks import check_dataset
 from services.preprocess.clips import FitSettings
 from services.preprocess.debug_archive import DebugArchive
+from services.preprocess.diagnostics import warnings_summary
 from services.preprocess.encoding import DatasetEncoder, to_bytes
 from services.preprocess.report import summary
 
@@ -32,6 +33,7 @@ def build_training_set(ctx: StageContext, scratch: Path) -> dataset_pb2.Training
                                      should_stop=ctx.cancelled)
     plan.raise_errors()
     ctx.log(summary(plan.report))
+    ctx.log(warnings_summary(plan.report))
     mode = plan.mode
     settings = mode.training_settings()
     builder = TrainingSetBuilder(ctx)

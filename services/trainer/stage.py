@@ -1,4 +1,5 @@
-"""The trainer stage: TrainingSet in, trained LoRA + config + preview out (jobs/<job>/outputs/).
+"""The trainer stage: TrainingSet in, trained LoRA + config + previews (the LoRA's and the base
+model's) and their audio figures out (jobs/<job>/outputs/).
 
 Idempotent: a finished job returns its recorded outputs; an interrupted one resumes from its last
 checkpoint (services/trainer/training.py). With several GPUs, one job trains on all of them
@@ -10,6 +11,7 @@ from avlora.model.components import load_for_training, model_identity
 from avlora.v1 import jobs_pb2
 from services.trainer import status
 from services.trainer.data import load_prompt, load_sample, load_training_set, split_holdout
+from services.trainer.evidence import write_final_previews
 from services.trainer.launcher import run_distributed, training_processes
 from services.trainer.lora_files import (
     lora_metadata, training_config, write_comfyui_lora, write_config, write_diffusers_lora,
@@ -98,10 +100,7 @@ def train(ctx, options: TrainerOptions, device: torch.device, world=None) -> job
         config_file=store.put_written(files.output("config.json"), lambda p: write_config(config, p)),
         debug_dataset=training_set.debug_dataset_uri if ctx.params.debug_dataset else "",
     )
-    ctx.log("rendering validation previews")
-    preview_uri = render_to_store(renderer, items, store, files.output(f"preview{suffix}"), ctx.cancelled,
-                                  sampling_progress)
+    write_final_previews(ctx, renderer, items, training_set, outputs, sampling_progress)
     ctx.raise_if_cancelled()
-    setattr(outputs, strategy.output_field, preview_uri)
     store.write_bytes(files.outputs_record, outputs.SerializeToString())
     return outputs
