@@ -28,6 +28,8 @@ def _note(event: events_pb2.JobEvent) -> str:
         return f"{event.started.stage} on {event.started.worker} (attempt {event.started.attempt})"
     if kind == "failed":
         return event.failed.reason
+    if kind == "cancelled":
+        return "cancelled by the tenant" if event.cancelled.stage == "api" else f"stopped in {event.cancelled.stage}"
     return ""
 
 
@@ -39,6 +41,7 @@ def job_history(job: Job, rows: list[JobEvent]) -> jobs_pb2.JobHistory:
         if not row.applied:
             continue
         event = events_pb2.JobEvent.FromString(row.payload)
+        event.at = event.at or _seconds(row.received_at)  # a cancel through the API is stamped on receipt
         kind = event.WhichOneof("kind")
         if kind == "progress":
             progress = event.progress
@@ -54,7 +57,5 @@ def job_history(job: Job, rows: list[JobEvent]) -> jobs_pb2.JobHistory:
         target = states.target_state(event)
         if target is not None and target != history.states[-1].state:
             history.states.add(at=event.at, state=target, note=_note(event))
-    if job.state == jobs_pb2.CANCELLED and history.states[-1].state != jobs_pb2.CANCELLED:  # cancelled by the API
-        history.states.add(at=_seconds(job.updated_at), state=jobs_pb2.CANCELLED, note="cancelled by the tenant")
     history.points.extend(_thinned(points))
     return history

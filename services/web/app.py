@@ -34,14 +34,15 @@ from services.web.settings import WebSettings
 
 HERE = Path(__file__).parent
 KEY_COOKIE, CSRF_COOKIE = "avlora_key", "avlora_csrf"
-PAGE_SIZE = 20
+PAGE_SIZE, MAX_PAGE_SIZE = 20, 100   # jobs per page of the list (?size=N)
 LOG_LINES = 300
 CHUNK = 1024 * 1024
 CSP = ("default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; media-src 'self'; "
        "connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'")
 SECURITY_HEADERS = [(b"content-security-policy", CSP.encode()), (b"x-content-type-options", b"nosniff"),
                     (b"referrer-policy", b"no-referrer"), (b"x-frame-options", b"DENY")]
-FILE_NAME = re.compile(r"[^\s:;,'\"()\[\]]+\.(?:mp4|mov|avi|mkv|webm|m4v|wav|mp3|flac|ogg|txt|zip)\b", re.I)
+# The files an error names (file names without spaces: the error is shown whole beside them).
+FILE_NAME = re.compile(r"[^\s;,'\"]+\.(?:mp4|mov|avi|mkv|webm|m4v|wav|mp3|flac|ogg|txt|zip)\b", re.I)
 RANGE = re.compile(r"bytes=(\d*)-(\d*)")
 STATES = [state_name(s) for s in jobs_pb2.JobState.values() if s]
 
@@ -207,13 +208,15 @@ def make_app(settings: WebSettings) -> Starlette:
 
     @signed_in
     async def jobs(request, key):
-        state, mode, page = (request.query_params.get(name, "") for name in ("state", "mode", "page"))
+        state, mode, page, size = (request.query_params.get(name, "") for name in ("state", "mode", "page", "size"))
+        size = min(int(size), MAX_PAGE_SIZE) if size.isdigit() and int(size) > 0 else PAGE_SIZE
         reply = await api.jobs.ListJobs(jobs_pb2.ListJobsRequest(
-            page_size=PAGE_SIZE, page_token=page, mode=mode if mode in MODES else "",
+            page_size=size, page_token=page, mode=mode if mode in MODES else "",
             state=jobs_pb2.JobState.Value(state) if state in STATES else 0), metadata=auth(key), timeout=30)
         rows = [{"job": job, "label": state_label(job), "created": when(job.created_at),
                  "progress": progress_view(job), "ended": job.state in TERMINAL} for job in reply.jobs]
-        filters = {"state": state if state in STATES else "", "mode": mode if mode in MODES else ""}
+        filters = {"state": state if state in STATES else "", "mode": mode if mode in MODES else ""} | (
+            {"size": size} if size != PAGE_SIZE else {})
         context = {"rows": rows, "filters": filters, "states": STATES, "modes": list(MODES),
                    "next": "/jobs?" + urlencode(filters | {"page": reply.next_page_token}) if reply.next_page_token else "",
                    "first": "/jobs?" + urlencode(filters) if page else "",
@@ -233,7 +236,7 @@ def make_app(settings: WebSettings) -> Starlette:
                    "timeline": timeline(history, job), "plot": loss_plot(list(history.points)),
                    "logs": [(datetime.fromtimestamp(line.at, timezone.utc).strftime("%H:%M:%S"), line.stage,
                              line.message) for line in history.logs[-LOG_LINES:]],
-                   "named_files": list(dict.fromkeys(FILE_NAME.findall(job.error))),
+                   "named_files": list(dict.fromkeys(name.lstrip("(") for name in FILE_NAME.findall(job.error))),
                    "outputs": outputs_view(job)}
         return render(request, "_job_live.html" if request.query_params.get("fragment") else "job.html", context)
 
