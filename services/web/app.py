@@ -40,7 +40,7 @@ CHUNK = 1024 * 1024
 CSP = ("default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; media-src 'self'; "
        "connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'")
 SECURITY_HEADERS = [(b"content-security-policy", CSP.encode()), (b"x-content-type-options", b"nosniff"),
-                    (b"referrer-policy", b"no-referrer"), (b"x-frame-options", b"DENY")]
+                    (b"referrer-policy", b"same-origin"), (b"x-frame-options", b"DENY")]
 # The files an error names (file names without spaces: the error is shown whole beside them).
 FILE_NAME = re.compile(r"[^\s;,'\"]+\.(?:mp4|mov|avi|mkv|webm|m4v|wav|mp3|flac|ogg|txt|zip)\b", re.I)
 RANGE = re.compile(r"bytes=(\d*)-(\d*)")

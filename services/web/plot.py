@@ -11,14 +11,15 @@ LEFT, RIGHT, TOP, BOTTOM = 56, 16, 16, 40   # margins for the axes' labels
 
 
 def nice_ticks(low: float, high: float, count: int = 5) -> list[float]:
-    """Round tick values covering [low, high] (steps of 1, 2 or 5 times a power of ten)."""
+    """Round tick values from at or below `low` to at or above `high` (steps of 1, 2 or 5 times a
+    power of ten, about `count` of them)."""
     if high <= low:
         high = low + 1
     raw = (high - low) / count
     power = 10 ** math.floor(math.log10(raw))
     step = next(m * power for m in (1, 2, 5, 10) if m * power >= raw)
-    first = math.ceil(low / step) * step
-    return [round(first + i * step, 10) for i in range(int((high - first) / step + 1e-9) + 1)]
+    first, last = math.floor(low / step + 1e-9), math.ceil(high / step - 1e-9)
+    return [round(index * step, 10) for index in range(first, last + 1)]
 
 
 def _label(value: float) -> str:
@@ -58,9 +59,9 @@ def loss_plot(points: list[jobs_pb2.ProgressPoint]) -> Plot | None:
         validation.insert(0, (0, baseline))  # the untrained model at step 0
     values = [v for _, v in train + validation] + ([baseline] if baseline else [])
     low, high = min(values), max(values)
-    pad = (high - low) * 0.08 or abs(high) * 0.1 or 1.0
+    pad = (high - low) * 0.05 or abs(high) * 0.1 or 1.0
     y_ticks = nice_ticks(max(0.0, low - pad), high + pad)
-    y_low, y_high = min(y_ticks[0], low), max(y_ticks[-1], high)
+    y_low, y_high = y_ticks[0], y_ticks[-1]
     x_high = max(steps[-1].total, 1)
     x_ticks = nice_ticks(0, x_high)
     plot = Plot(baseline=baseline, last_loss=train[-1][1], last_validation=validation[-1][1] if validation else 0.0)
@@ -75,5 +76,5 @@ def loss_plot(points: list[jobs_pb2.ProgressPoint]) -> Plot | None:
     plot.validation = " ".join(f"{x(s)},{y(v)}" for s, v in validation)
     plot.baseline_y = y(baseline) if baseline else None
     plot.x_ticks = [(x(t), _label(t)) for t in x_ticks if t <= x_high]
-    plot.y_ticks = [(y(t), _label(t)) for t in y_ticks if y_low <= t <= y_high]
+    plot.y_ticks = [(y(t), _label(t)) for t in y_ticks]
     return plot
