@@ -6,7 +6,6 @@ the public API's GetJobHistory the page is built on."""
 import io
 import re
 import secrets
-import time
 import zipfile
 
 import grpc
@@ -14,9 +13,9 @@ import httpx
 import pytest
 
 from avlora.demo_data import write_demo_dataset
-from media import write_clip
 from avlora.params import MODES, field_rules
-from avlora.v1 import jobs_pb2, jobs_pb2_grpc, params_pb2
+from avlora.v1 import jobs_pb2, params_pb2
+from media import write_clip
 from services.web.forms import NOT_FIELDS
 from web_stack import SMALL, bearer, web  # noqa: F401  (web: a fixture)
 

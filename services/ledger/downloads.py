@@ -2,6 +2,7 @@
 with an object store, presigned GET URLs in every Job reply."""
 
 import asyncio
+import io
 import time
 from pathlib import PurePosixPath
 
@@ -50,11 +51,11 @@ async def download_artifact(service, request, context):
     store, uri = service.store, found[1]
     try:
         size = await asyncio.to_thread(store.size, uri)
-        handle = await asyncio.to_thread(store.open_read, uri, min(request.offset, size))
+        left = min(request.length or size, max(0, size - request.offset))
+        handle = await asyncio.to_thread(store.open_read, uri, request.offset) if left else io.BytesIO()
     except FileNotFoundError:
         await context.abort(grpc.StatusCode.NOT_FOUND,
                             f"output {request.name!r} of job {request.job_id!r} is gone (retention period over)")
-    left = min(request.length or size, max(0, size - request.offset))
     with handle:  # the first chunk names the file and its size (and may be empty)
         data = await asyncio.to_thread(handle.read, min(CHUNK_BYTES, left))
         left -= len(data)

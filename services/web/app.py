@@ -96,7 +96,7 @@ def outputs_view(job: jobs_pb2.Job) -> list[dict]:
     return items
 
 
-def timeline(history: jobs_pb2.JobHistory, job: jobs_pb2.Job) -> list[dict]:
+def timeline(history: jobs_pb2.JobHistory) -> list[dict]:
     now = datetime.now(timezone.utc).timestamp()
     rows = []
     for index, change in enumerate(history.states):
@@ -107,6 +107,12 @@ def timeline(history: jobs_pb2.JobHistory, job: jobs_pb2.Job) -> list[dict]:
                      "took": duration(end - change.at) if end is not None else "",
                      "running": end == now})
     return rows
+
+
+def validation_entries(schema) -> range:
+    """The form's validation entries: as many as the schema allows."""
+    field = schema.model_fields["validation"]
+    return range(next(item.max_length for item in field.metadata if hasattr(item, "max_length")))
 
 
 class Api:
@@ -233,7 +239,7 @@ def make_app(settings: WebSettings) -> Starlette:
                                            always_print_fields_with_no_presence=True)
         context = {"job": job, "label": state_label(job), "ended": job.state in TERMINAL,
                    "progress": progress_view(job), "created": when(job.created_at), "params": params,
-                   "timeline": timeline(history, job), "plot": loss_plot(list(history.points)),
+                   "timeline": timeline(history), "plot": loss_plot(list(history.points)),
                    "logs": [(datetime.fromtimestamp(line.at, timezone.utc).strftime("%H:%M:%S"), line.stage,
                              line.message) for line in history.logs[-LOG_LINES:]],
                    "named_files": list(dict.fromkeys(name.lstrip("(") for name in FILE_NAME.findall(job.error))),
@@ -298,11 +304,9 @@ def make_app(settings: WebSettings) -> Starlette:
 
     def submit_context(mode: str, fields, errors: dict, form=None) -> dict:
         schema = MODES[mode]
-        validation = schema.model_fields["validation"]
-        entries = next((item.max_length for item in validation.metadata if hasattr(item, "max_length")), 2)
         return {"mode": mode, "modes": list(MODES), "fields": fields, "errors": errors,
                 "validation_fields": schema.validation_model().media_fields(),
-                "validation_rule": validation.description, "entries": range(entries),
+                "validation_rule": schema.model_fields["validation"].description, "entries": validation_entries(schema),
                 "dataset_rule": schema.model_fields["training_data_url"].description,
                 "form": form or {}, "request_id": secrets.token_hex(16)}
 
@@ -335,7 +339,7 @@ def make_app(settings: WebSettings) -> Starlette:
         if not values["training_data_url"] and "training_data_url" not in errors:
             errors["training_data_url"] = "training_data_url: choose a .zip to upload or give its URL"
         values["validation"] = []
-        for index in submit_context(mode, fields, {})["entries"]:
+        for index in validation_entries(schema):
             entry = {"prompt": shown.get(f"validation.{index}.prompt", "")}
             for name in schema.validation_model().media_fields():
                 url = await url_of("validation", f"validation.{index}.{name}.file", f"validation.{index}.{name}")
