@@ -1,6 +1,6 @@
 """The web page in a real browser: Debian's headless Chromium driven by Selenium through
 chromedriver, against a real stack. Log in, submit the demo zip through the form, watch the job
-finish (live updates, no reload by the test), play the preview, cancel a second job with its
+finish (live updates, no reload by the test), play the previews (v2a audio, av2av video), cancel a second job with its
 confirmation, read the page at a phone's width, log in as another tenant and see nothing of the
 first. Screenshots go to $AVLORA_TEST_ARTIFACTS (default: the test's tmp dir) and are printed.
 
@@ -68,8 +68,10 @@ def test_a_tenant_uses_the_page_end_to_end_in_chromium(web, browser, shots, tmp_
         browser.find_element(By.ID, "login").click()
         wait(lambda: browser.current_url.endswith("/jobs"))
 
-    def submit(data: Path, **fields) -> str:
-        browser.get(f"{web.url}/submit?mode=v2a")
+    def submit(data: Path, mode: str = "v2a", **fields) -> str:
+        browser.get(f"{web.url}/submit")
+        browser.find_element(By.LINK_TEXT, mode).click()  # the form of that mode
+        wait(lambda: browser.current_url.endswith(f"mode={mode}"))
         browser.find_element(By.ID, "dataset").send_keys(str(data))
         for name, value in (SMALL | fields).items():
             element = browser.find_element(By.ID, name)
@@ -105,6 +107,18 @@ def test_a_tenant_uses_the_page_end_to_end_in_chromium(web, browser, shots, tmp_
     browser.execute_script("arguments[0].scrollIntoView();", audio)
     shot("4-job-succeeded-preview")
 
+    # av2av: the preview is a video with its generated sound, played inline too
+    pairs = write_demo_dataset("av2av", tmp_path / "pairs.zip", clips=3, frames=9, size=(64, 64))
+    video_job = submit(pairs, mode="av2av")
+    wait(lambda: text("#state") in ("SUCCEEDED", "FAILED"), 600)
+    assert text("#state") == "SUCCEEDED", text("#error")
+    video = browser.find_element(By.CSS_SELECTOR, "#outputs video")
+    browser.execute_script("arguments[0].muted = true; arguments[0].play();", video)
+    wait(lambda: browser.execute_script("return arguments[0].readyState;", video) >= 2)
+    assert browser.execute_script("return arguments[0].videoWidth;", video) > 0
+    browser.execute_script("arguments[0].scrollIntoView();", video)
+    shot("4b-av2av-video-preview")
+
     browser.set_window_size(390, 844)   # a phone: nothing wider than the screen
     browser.get(f"{web.url}/jobs/{job_id}")
     assert browser.execute_script("return document.documentElement.scrollWidth <= window.innerWidth + 1;")
@@ -124,7 +138,7 @@ def test_a_tenant_uses_the_page_end_to_end_in_chromium(web, browser, shots, tmp_
     shot("8-job-cancelled")
 
     browser.get(f"{web.url}/usage")
-    assert job_id[:12] in text("#usage") and "100 units" in text("#usage-total")
+    assert job_id[:12] in text("#usage") and video_job[:12] in text("#usage") and "200 units" in text("#usage-total")
     shot("9-usage")
 
     errors = [entry["message"] for entry in browser.get_log("browser") if entry["level"] == "SEVERE"]
