@@ -68,11 +68,13 @@ def test_a_tenant_uses_the_page_end_to_end_in_chromium(web, browser, shots, tmp_
         browser.find_element(By.ID, "login").click()
         wait(lambda: browser.current_url.endswith("/jobs"))
 
-    def submit(data: Path, mode: str = "v2a", **fields) -> str:
-        browser.get(f"{web.url}/submit")
-        browser.find_element(By.LINK_TEXT, mode).click()  # the form of that mode
-        wait(lambda: browser.current_url.endswith(f"mode={mode}"))
-        browser.find_element(By.ID, "dataset").send_keys(str(data))
+    def fill(data: Path | None, mode: str = "v2a", fresh: bool = True, **fields) -> None:
+        if fresh:
+            browser.get(f"{web.url}/submit")
+            browser.find_element(By.LINK_TEXT, mode).click()  # the form of that mode
+            wait(lambda: browser.current_url.endswith(f"mode={mode}"))
+        if data:
+            browser.find_element(By.ID, "dataset").send_keys(str(data))
         for name, value in (SMALL | fields).items():
             element = browser.find_element(By.ID, name)
             if element.tag_name == "select":
@@ -80,6 +82,9 @@ def test_a_tenant_uses_the_page_end_to_end_in_chromium(web, browser, shots, tmp_
             else:
                 element.clear()
                 element.send_keys(value)
+
+    def submit(data: Path | None, mode: str = "v2a", fresh: bool = True, **fields) -> str:
+        fill(data, mode, fresh, **fields)
         browser.find_element(By.ID, "submit").click()
         wait(lambda: "/jobs/" in browser.current_url)
         return browser.current_url.rsplit("/", 1)[1]
@@ -89,8 +94,16 @@ def test_a_tenant_uses_the_page_end_to_end_in_chromium(web, browser, shots, tmp_
     assert "No jobs" in text("#no-jobs")
     shot("1-jobs-empty")
 
-    job_id = submit(data)
-    shot("2-job-submitted")
+    # A refused request: the server's message beside its field; the zip, uploaded once, is kept.
+    fill(data, number_of_steps="50")
+    shot("2a-submit-form")
+    browser.find_element(By.ID, "submit").click()
+    wait(lambda: browser.find_elements(By.CSS_SELECTOR, "#field-number_of_steps.invalid .error"))
+    assert "greater than or equal to 100" in text("#field-number_of_steps .error")
+    assert browser.find_element(By.ID, "training_data_url").get_attribute("value").startswith("upload://")
+    shot("2b-submit-refused")
+    job_id = submit(None, fresh=False, number_of_steps="100")
+    shot("2c-job-submitted")
     # The page updates itself: the state, the loss curve and the log arrive without the test reloading.
     wait(lambda: text("#loss-plot title"), 600)
     shot("3-job-training")
