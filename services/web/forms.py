@@ -41,8 +41,8 @@ def form_fields(schema: type[CommonParams]) -> list[FormField]:
             longest = next((item.max_length for item in info.metadata if hasattr(item, "max_length")), 0)
             widget = "textarea" if longest > 1000 else "text"
         default = info.get_default(call_default_factory=True)
-        fields.append(FormField(name, widget, info.description or "", field_rules(info), default_label(info),
-                                choices, step, default))
+        fields.append(FormField(name, widget, info.description or "", field_rules(info),
+                                default_label(info) or '""', choices, step, default))
     return fields
 
 
