@@ -89,6 +89,17 @@ def test_a_tenant_uses_the_page_end_to_end_in_chromium(web, browser, shots, tmp_
         wait(lambda: "/jobs/" in browser.current_url)
         return browser.current_url.rsplit("/", 1)[1]
 
+    def wait_succeeded() -> None:
+        wait(lambda: text("#state") in ("SUCCEEDED", "FAILED"), 600)
+        assert text("#state") == "SUCCEEDED", text("#error")
+
+    def play(css: str):
+        """Plays the media element (muted) until it has data for the current position (readyState >= 2)."""
+        media = browser.find_element(By.CSS_SELECTOR, css)
+        browser.execute_script("arguments[0].muted = true; arguments[0].play(); arguments[0].scrollIntoView();", media)
+        wait(lambda: browser.execute_script("return arguments[0].readyState;", media) >= 2)
+        return media
+
     data = write_demo_dataset("v2a", tmp_path / "demo.zip", clips=3, frames=9, size=(64, 64))
     log_in(web.own)
     assert "No jobs" in text("#no-jobs")
@@ -107,29 +118,19 @@ def test_a_tenant_uses_the_page_end_to_end_in_chromium(web, browser, shots, tmp_
     # The page updates itself: the state, the loss curve and the log arrive without the test reloading.
     wait(lambda: text("#loss-plot title"), 600)
     shot("3-job-training")
-    wait(lambda: text("#state") in ("SUCCEEDED", "FAILED"), 600)
-    assert text("#state") == "SUCCEEDED", text("#error")
+    wait_succeeded()
     assert browser.find_elements(By.CSS_SELECTOR, "#loss-plot polyline.validation")
     assert browser.find_elements(By.CSS_SELECTOR, "#loss-plot line.baseline")
     assert "SUCCEEDED" in text("#timeline")
 
-    audio = browser.find_element(By.CSS_SELECTOR, "#outputs audio")
-    browser.execute_script("arguments[0].muted = true; arguments[0].play();", audio)
-    wait(lambda: browser.execute_script("return arguments[0].readyState;", audio) >= 2)
-    assert browser.execute_script("return arguments[0].duration;", audio) > 0
-    browser.execute_script("arguments[0].scrollIntoView();", audio)
+    assert browser.execute_script("return arguments[0].duration;", play("#outputs audio")) > 0
     shot("4-job-succeeded-preview")
 
     # av2av: the preview is a video with its generated sound, played inline too
     pairs = write_demo_dataset("av2av", tmp_path / "pairs.zip", clips=3, frames=9, size=(64, 64))
     video_job = submit(pairs, mode="av2av")
-    wait(lambda: text("#state") in ("SUCCEEDED", "FAILED"), 600)
-    assert text("#state") == "SUCCEEDED", text("#error")
-    video = browser.find_element(By.CSS_SELECTOR, "#outputs video")
-    browser.execute_script("arguments[0].muted = true; arguments[0].play();", video)
-    wait(lambda: browser.execute_script("return arguments[0].readyState;", video) >= 2)
-    assert browser.execute_script("return arguments[0].videoWidth;", video) > 0
-    browser.execute_script("arguments[0].scrollIntoView();", video)
+    wait_succeeded()
+    assert browser.execute_script("return arguments[0].videoWidth;", play("#outputs video")) > 0
     shot("4b-av2av-video-preview")
 
     browser.set_window_size(390, 844)   # a phone: nothing wider than the screen
