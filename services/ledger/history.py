@@ -25,7 +25,8 @@ def _seconds(value: datetime) -> float:
 def _note(event: events_pb2.JobEvent) -> str:
     kind = event.WhichOneof("kind")
     if kind == "started":
-        return f"{event.started.stage} on {event.started.worker} (attempt {event.started.attempt})"
+        worker = f" on {event.started.worker}" if event.started.worker else ""
+        return f"{event.started.stage}{worker} (attempt {event.started.attempt})"
     if kind == "failed":
         return event.failed.reason
     if kind == "cancelled":
