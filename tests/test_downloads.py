@@ -76,6 +76,14 @@ def test_outputs_download_through_the_rpc_and_the_cli(stack_env, tmp_path):
     assert chunks[0].name == "lora.safetensors" and chunks[0].size == store.size(outputs["lora_file"])
     assert b"".join(c.data for c in chunks) == store.read_bytes(outputs["lora_file"])
 
+    # a byte range (what an HTTP Range request of the web page asks for): the size is the whole file's
+    whole = store.read_bytes(outputs["lora_file"])
+    for offset, length, expected in ((10, 100, whole[10:110]), (len(whole) - 7, 0, whole[-7:]),
+                                     (5, len(whole) * 2, whole[5:]), (len(whole), 0, b"")):
+        ranged = list(endpoints.jobs().DownloadArtifact(jobs_pb2.DownloadArtifactRequest(
+            job_id=job_id, name="lora_file", offset=offset, length=length), metadata=endpoints.auth, timeout=60))
+        assert ranged[0].size == len(whole) and b"".join(c.data for c in ranged) == expected, (offset, length)
+
     stranger = [("authorization", f"Bearer {other_key}")]
     for name, metadata, code in (("lora_file", stranger, grpc.StatusCode.NOT_FOUND),
                                  ("lora_file", [], grpc.StatusCode.UNAUTHENTICATED),

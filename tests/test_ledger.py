@@ -341,3 +341,29 @@ async def test_a_log_line_keeps_the_known_progress_and_losses(ledger):
     stored = jobs_pb2.Progress.FromString((await ledger.get_job("acme", job.id)).progress)
     assert (stored.unit, stored.done, stored.validation_loss, stored.baseline_validation_loss) == (
         "sampling steps", 3, 0.4, 0.9)
+
+
+async def test_a_jobs_history_keeps_its_state_changes_logs_and_thinned_points(ledger):
+    """GetJobHistory's content (services/ledger/history.py) from the events applied: a long run's
+    progress points thinned evenly to MAX_POINTS with the last kept, log lines, and the states with
+    their notes; refused events leave no trace."""
+    from services.ledger.history import MAX_POINTS, job_history
+
+    job = await new_job(ledger)
+    steps = MAX_POINTS * 2 + 1
+    events = [started(job.id, "ingest"), started(job.id, "preprocess"), started(job.id, "train"),
+              new_event(job.id, progress=jobs_pb2.Progress(stage="train", message="untrained validation loss 1.7"))]
+    events += [new_event(job.id, progress=jobs_pb2.Progress(stage="train", done=step, total=steps, unit="steps",
+                                                            loss=1 / step, baseline_validation_loss=1.7))
+               for step in range(1, steps + 1)]
+    events += [failed(job.id, "out of memory"), started(job.id, "train", attempt=2)]  # the last one is refused
+    for applied in await ledger.apply_events(events):
+        assert applied.applied or applied.note.startswith("illegal transition")
+    history = job_history(await ledger.get_job("acme", job.id), await ledger.job_events(job.id))
+    assert [(jobs_pb2.JobState.Name(s.state), s.note) for s in history.states] == [
+        ("QUEUED", ""), ("INGESTING", "ingest (attempt 1)"), ("PREPROCESSING", "preprocess (attempt 1)"),
+        ("TRAINING", "train (attempt 1)"), ("FAILED", "out of memory")]
+    assert [line.message for line in history.logs] == ["untrained validation loss 1.7"]
+    done = [point.done for point in history.points]
+    assert len(done) == MAX_POINTS and done[0] == 1 and done[-1] == steps and done == sorted(set(done))
+    assert all(point.loss == 1 / point.done and point.baseline_validation_loss == 1.7 for point in history.points)

@@ -43,15 +43,15 @@ def test_a_killed_service_is_restarted_and_jobs_still_succeed(tmp_path, tiny_mod
             assert up.poll() is None and time.monotonic() < deadline, "stack did not come up"
             time.sleep(0.2)
         before = service_pids(up.pid)
-        assert set(before) == {"ledger", "ingest", "preprocess", "trainer"}
+        assert set(before) == {"ledger", "ingest", "preprocess", "trainer", "web"}
         os.kill(before["preprocess"], signal.SIGKILL)
         deadline = time.monotonic() + 60
         while (after := service_pids(up.pid)).get("preprocess") in (None, before["preprocess"]):
             assert up.poll() is None, "the stack stopped instead of restarting preprocess"
             assert time.monotonic() < deadline, "preprocess was not restarted"
             time.sleep(0.5)
-        assert {name: after[name] for name in ("ledger", "ingest", "trainer")} == \
-               {name: before[name] for name in ("ledger", "ingest", "trainer")}  # the others kept running
+        assert {name: after[name] for name in ("ledger", "ingest", "trainer", "web")} == \
+               {name: before[name] for name in ("ledger", "ingest", "trainer", "web")}  # the others kept running
         errors.seek(0)
         said = errors.read()
         assert "preprocess killed by SIGKILL; restarting in 1 s" in said and "restarted preprocess" in said, said

@@ -179,12 +179,16 @@ class Job(_message.Message):
     def __init__(self, id: _Optional[str] = ..., mode: _Optional[str] = ..., state: _Optional[_Union[JobState, str]] = ..., params: _Optional[_Union[_params_pb2.JobParams, _Mapping]] = ..., request_id: _Optional[str] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., updated_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., progress: _Optional[_Union[Progress, _Mapping]] = ..., error: _Optional[str] = ..., outputs: _Optional[_Union[Outputs, _Mapping]] = ..., billed_units: _Optional[int] = ..., unit_price: _Optional[float] = ..., cost: _Optional[float] = ..., queued_for: _Optional[str] = ..., queue_position: _Optional[int] = ..., download_urls: _Optional[_Mapping[str, str]] = ..., download_urls_expire_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
 
 class DownloadArtifactRequest(_message.Message):
-    __slots__ = ("job_id", "name")
+    __slots__ = ("job_id", "name", "offset", "length")
     JOB_ID_FIELD_NUMBER: _ClassVar[int]
     NAME_FIELD_NUMBER: _ClassVar[int]
+    OFFSET_FIELD_NUMBER: _ClassVar[int]
+    LENGTH_FIELD_NUMBER: _ClassVar[int]
     job_id: str
     name: str
-    def __init__(self, job_id: _Optional[str] = ..., name: _Optional[str] = ...) -> None: ...
+    offset: int
+    length: int
+    def __init__(self, job_id: _Optional[str] = ..., name: _Optional[str] = ..., offset: _Optional[int] = ..., length: _Optional[int] = ...) -> None: ...
 
 class ArtifactChunk(_message.Message):
     __slots__ = ("name", "size", "data")
@@ -195,6 +199,62 @@ class ArtifactChunk(_message.Message):
     size: int
     data: bytes
     def __init__(self, name: _Optional[str] = ..., size: _Optional[int] = ..., data: _Optional[bytes] = ...) -> None: ...
+
+class ProgressPoint(_message.Message):
+    __slots__ = ("at", "stage", "done", "total", "unit", "loss", "validation_loss", "baseline_validation_loss", "audio_loss", "video_loss")
+    AT_FIELD_NUMBER: _ClassVar[int]
+    STAGE_FIELD_NUMBER: _ClassVar[int]
+    DONE_FIELD_NUMBER: _ClassVar[int]
+    TOTAL_FIELD_NUMBER: _ClassVar[int]
+    UNIT_FIELD_NUMBER: _ClassVar[int]
+    LOSS_FIELD_NUMBER: _ClassVar[int]
+    VALIDATION_LOSS_FIELD_NUMBER: _ClassVar[int]
+    BASELINE_VALIDATION_LOSS_FIELD_NUMBER: _ClassVar[int]
+    AUDIO_LOSS_FIELD_NUMBER: _ClassVar[int]
+    VIDEO_LOSS_FIELD_NUMBER: _ClassVar[int]
+    at: float
+    stage: str
+    done: int
+    total: int
+    unit: str
+    loss: float
+    validation_loss: float
+    baseline_validation_loss: float
+    audio_loss: float
+    video_loss: float
+    def __init__(self, at: _Optional[float] = ..., stage: _Optional[str] = ..., done: _Optional[int] = ..., total: _Optional[int] = ..., unit: _Optional[str] = ..., loss: _Optional[float] = ..., validation_loss: _Optional[float] = ..., baseline_validation_loss: _Optional[float] = ..., audio_loss: _Optional[float] = ..., video_loss: _Optional[float] = ...) -> None: ...
+
+class StateChange(_message.Message):
+    __slots__ = ("at", "state", "note")
+    AT_FIELD_NUMBER: _ClassVar[int]
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    NOTE_FIELD_NUMBER: _ClassVar[int]
+    at: float
+    state: JobState
+    note: str
+    def __init__(self, at: _Optional[float] = ..., state: _Optional[_Union[JobState, str]] = ..., note: _Optional[str] = ...) -> None: ...
+
+class LogLine(_message.Message):
+    __slots__ = ("at", "stage", "message")
+    AT_FIELD_NUMBER: _ClassVar[int]
+    STAGE_FIELD_NUMBER: _ClassVar[int]
+    MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    at: float
+    stage: str
+    message: str
+    def __init__(self, at: _Optional[float] = ..., stage: _Optional[str] = ..., message: _Optional[str] = ...) -> None: ...
+
+class JobHistory(_message.Message):
+    __slots__ = ("job_id", "points", "states", "logs")
+    JOB_ID_FIELD_NUMBER: _ClassVar[int]
+    POINTS_FIELD_NUMBER: _ClassVar[int]
+    STATES_FIELD_NUMBER: _ClassVar[int]
+    LOGS_FIELD_NUMBER: _ClassVar[int]
+    job_id: str
+    points: _containers.RepeatedCompositeFieldContainer[ProgressPoint]
+    states: _containers.RepeatedCompositeFieldContainer[StateChange]
+    logs: _containers.RepeatedCompositeFieldContainer[LogLine]
+    def __init__(self, job_id: _Optional[str] = ..., points: _Optional[_Iterable[_Union[ProgressPoint, _Mapping]]] = ..., states: _Optional[_Iterable[_Union[StateChange, _Mapping]]] = ..., logs: _Optional[_Iterable[_Union[LogLine, _Mapping]]] = ...) -> None: ...
 
 class GetUsageRequest(_message.Message):
     __slots__ = ("job_id",)

@@ -70,6 +70,11 @@ class JobServiceStub:
                 request_serializer=avlora_dot_v1_dot_jobs__pb2.DownloadArtifactRequest.SerializeToString,
                 response_deserializer=avlora_dot_v1_dot_jobs__pb2.ArtifactChunk.FromString,
                 _registered_method=True)
+        self.GetJobHistory = channel.unary_unary(
+                '/avlora.v1.JobService/GetJobHistory',
+                request_serializer=avlora_dot_v1_dot_jobs__pb2.GetJobRequest.SerializeToString,
+                response_deserializer=avlora_dot_v1_dot_jobs__pb2.JobHistory.FromString,
+                _registered_method=True)
 
 
 class JobServiceServicer:
@@ -120,6 +125,14 @@ class JobServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetJobHistory(self, request, context):
+        """The job's history: progress points with their losses, state changes and log lines (the
+        caller's own job only; another tenant's is NOT_FOUND).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_JobServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -157,6 +170,11 @@ def add_JobServiceServicer_to_server(servicer, server):
                     servicer.DownloadArtifact,
                     request_deserializer=avlora_dot_v1_dot_jobs__pb2.DownloadArtifactRequest.FromString,
                     response_serializer=avlora_dot_v1_dot_jobs__pb2.ArtifactChunk.SerializeToString,
+            ),
+            'GetJobHistory': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetJobHistory,
+                    request_deserializer=avlora_dot_v1_dot_jobs__pb2.GetJobRequest.FromString,
+                    response_serializer=avlora_dot_v1_dot_jobs__pb2.JobHistory.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -349,6 +367,33 @@ class JobService:
             '/avlora.v1.JobService/DownloadArtifact',
             avlora_dot_v1_dot_jobs__pb2.DownloadArtifactRequest.SerializeToString,
             avlora_dot_v1_dot_jobs__pb2.ArtifactChunk.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetJobHistory(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/avlora.v1.JobService/GetJobHistory',
+            avlora_dot_v1_dot_jobs__pb2.GetJobRequest.SerializeToString,
+            avlora_dot_v1_dot_jobs__pb2.JobHistory.FromString,
             options,
             channel_credentials,
             insecure,

@@ -23,6 +23,7 @@ from avlora.store import ArtifactStore
 from avlora.v1 import events_pb2, jobs_pb2, jobs_pb2_grpc, ledger_pb2, ledger_pb2_grpc, params_pb2
 from services.ledger import downloads
 from services.ledger.billing import Bill, total_cost
+from services.ledger.history import job_history
 from services.ledger.ledger import Ledger, RequestIdReused
 from services.ledger.models import Job
 
@@ -256,6 +257,11 @@ class JobService(jobs_pb2_grpc.JobServiceServicer):
             await self.changes.wait(request.job_id, WATCH_POLL_S)
 
     DownloadArtifact = downloads.download_artifact
+
+    async def GetJobHistory(self, request, context):
+        tenant = await self._tenant(context)
+        job = await self._own_job(tenant, request.job_id, context)
+        return job_history(job, await self.ledger.job_events(job.id))
 
     async def GetUsage(self, request, context):
         tenant = await self._tenant(context)

@@ -2,6 +2,7 @@
 with an object store, presigned GET URLs in every Job reply."""
 
 import asyncio
+import io
 import time
 from pathlib import PurePosixPath
 
@@ -34,21 +35,27 @@ def add_download_urls(store: ArtifactStore, ttl: int, message: jobs_pb2.Job) -> 
 
 
 async def download_artifact(service, request, context):
-    """JobService.DownloadArtifact: the caller's own job only (another tenant's is NOT_FOUND)."""
+    """JobService.DownloadArtifact: the caller's own job only (another tenant's is NOT_FOUND); the
+    whole file, or the range `offset`, `length` (0: to the end) of it."""
     tenant = await service._tenant(context)
     job = await service._own_job(tenant, request.job_id, context)
     found = find_output(jobs_pb2.Outputs.FromString(job.outputs or b""), request.name)
     if found is None:
         await context.abort(grpc.StatusCode.NOT_FOUND, f"job {request.job_id!r} has no output {request.name!r}")
+    if request.offset < 0 or request.length < 0:
+        await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "offset and length: must not be negative")
     store, uri = service.store, found[1]
     try:
         size = await asyncio.to_thread(store.size, uri)
-        handle = await asyncio.to_thread(store.open_read, uri)
+        left = min(request.length or size, max(0, size - request.offset))
+        handle = await asyncio.to_thread(store.open_read, uri, request.offset) if left else io.BytesIO()
     except FileNotFoundError:
         await context.abort(grpc.StatusCode.NOT_FOUND,
                             f"output {request.name!r} of job {request.job_id!r} is gone (retention period over)")
     with handle:  # the first chunk names the file and its size (and may be empty)
-        data = await asyncio.to_thread(handle.read, CHUNK_BYTES)
+        data = await asyncio.to_thread(handle.read, min(CHUNK_BYTES, left))
+        left -= len(data)
         yield jobs_pb2.ArtifactChunk(name=PurePosixPath(uri).name, size=size, data=data)
-        while data := await asyncio.to_thread(handle.read, CHUNK_BYTES):
+        while left > 0 and (data := await asyncio.to_thread(handle.read, min(CHUNK_BYTES, left))):
+            left -= len(data)
             yield jobs_pb2.ArtifactChunk(data=data)
