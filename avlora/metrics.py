@@ -7,7 +7,8 @@ The metrics are declared here, once; the code that learns a fact updates them:
   them has not changed, and each stage's JetStream queue;
 - the stage worker (avlora/worker.py): stage durations, work items in flight, redeliveries, and the
   trainer's speed from its progress reports (`observe_progress`);
-- every gRPC server (`GrpcMetrics`): requests by method and status code, with latency.
+- every gRPC server (`GrpcMetrics`): requests by method and status code, with latency;
+- the web page (services/web): HTTP requests by route and status code, with latency.
 """
 
 import asyncio
@@ -60,6 +61,10 @@ GRPC_REQUESTS = Counter("avlora_grpc_requests", "gRPC requests handled, by metho
                         ["method", "code"])
 GRPC_SECONDS = Histogram("avlora_grpc_request_duration_seconds",
                          "gRPC request latency (a streaming call: until its stream ended), by method", ["method"])
+
+HTTP_REQUESTS = Counter("avlora_http_requests", "Web page requests, by route and status code", ["route", "code"])
+HTTP_SECONDS = Histogram("avlora_http_request_duration_seconds", "Web page request latency (a streamed "
+                         "response: until its last byte), by route", ["route"])
 
 
 def serve(port: int) -> int:

@@ -269,7 +269,8 @@ def test_production_is_monitored_and_the_monitoring_validates(rendered):
     selector = pod_monitor["spec"]["selector"]["matchLabels"]
     (endpoint,) = pod_monitor["spec"]["podMetricsEndpoints"]
     deployments = [o for o in objects if o["kind"] == "Deployment"]
-    assert {d["metadata"]["name"] for d in deployments} == {f"avlora-{s}" for s in SERVICES} | {"avlora-ledger-events"}
+    assert {d["metadata"]["name"] for d in deployments} == \
+        {f"avlora-{s}" for s in SERVICES} | {"avlora-ledger-events", "avlora-web"}
     for deployment in deployments:
         labels = deployment["spec"]["template"]["metadata"]["labels"]
         assert selector.items() <= labels.items(), deployment["metadata"]["name"]
@@ -327,9 +328,9 @@ def test_the_web_page_holds_no_privilege_and_reaches_the_public_ports(rendered, 
     objects = rendered[overlay]
     deployment = _one(objects, "Deployment", "avlora-web")
     container = _container(deployment)
-    assert container["args"] == ["services.web"]
+    assert container["args"] == ["web"]
     assert "envFrom" not in container and "volumes" not in deployment["spec"]["template"]["spec"]
-    settings = config.from_env(WebSettings, {e["name"]: e["value"] for e in container["env"]})
+    settings = config.from_env(WebSettings, {e["name"]: e["value"] for e in container["env"] if "value" in e})
     port = {p["name"]: p["containerPort"] for p in container["ports"]}["http"]
     assert settings.port == port and settings.host == "0.0.0.0"
     for probe in ("readinessProbe", "livenessProbe"):

@@ -10,6 +10,7 @@ import hmac
 import mimetypes
 import re
 import secrets
+import time
 from contextlib import asynccontextmanager
 from datetime import datetime, timezone
 from pathlib import Path, PurePosixPath
@@ -25,6 +26,7 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 from starlette.templating import Jinja2Templates
 
+from avlora import metrics
 from avlora.job_state import TERMINAL, state_label, state_name
 from avlora.params import MODES
 from avlora.v1 import jobs_pb2, jobs_pb2_grpc, stages_pb2, stages_pb2_grpc
@@ -59,6 +61,31 @@ class SecurityHeaders:
                 message["headers"] = list(message.get("headers", [])) + SECURITY_HEADERS
             await send(message)
         await self.app(scope, receive, sending if scope["type"] == "http" else send)
+
+
+class RequestMetrics:
+    """Counts and times every request by its route's path template (never the path: job ids would
+    make a series each)."""
+
+    def __init__(self, app):
+        self.app = app
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        started, code = time.monotonic(), [500]
+
+        async def sending(message):
+            if message["type"] == "http.response.start":
+                code[0] = message["status"]
+            await send(message)
+        try:
+            await self.app(scope, receive, sending)
+        finally:
+            route = scope.get("route")
+            name = getattr(route, "path", "other")
+            metrics.HTTP_REQUESTS.labels(name, str(code[0])).inc()
+            metrics.HTTP_SECONDS.labels(name).observe(time.monotonic() - started)
 
 
 def auth(key: str) -> list[tuple[str, str]]:
@@ -384,4 +411,5 @@ def make_app(settings: WebSettings) -> Starlette:
         Mount("/static", StaticFiles(directory=HERE / "static"), name="static")]
     app = Starlette(routes=routes, lifespan=lifespan)
     app.add_middleware(SecurityHeaders)
+    app.add_middleware(RequestMetrics)
     return app
