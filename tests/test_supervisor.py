@@ -1,6 +1,7 @@
 """`avlora up` heals itself: a service SIGKILLed under a running stack comes back (the supervisor
-says why), the others keep running, and a job still succeeds."""
+says why), the others keep running, and the new process serves."""
 
+import json
 import os
 import re
 import signal
@@ -8,6 +9,8 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+
+import grpc
 
 from avlora.demo_data import write_demo_dataset
 from avlora.stack import Stack, Supervisor
@@ -31,7 +34,7 @@ def service_pids(parent: int) -> dict[str, int]:
     return found
 
 
-def test_a_killed_service_is_restarted_and_jobs_still_succeed(tmp_path, tiny_model_dir):
+def test_a_killed_service_is_restarted_and_serves_again(tmp_path, tiny_model_dir):
     data_dir = tmp_path / "stack"
     env = os.environ | {"AVLORA_MODEL_DIR": str(tiny_model_dir), "AVLORA_ACK_WAIT_S": "6"}
     errors = (tmp_path / "up.err").open("w+")
@@ -56,13 +59,15 @@ def test_a_killed_service_is_restarted_and_jobs_still_succeed(tmp_path, tiny_mod
         said = errors.read()
         assert "preprocess killed by SIGKILL; restarting in 1 s" in said and "restarted preprocess" in said, said
 
-        data = write_demo_dataset("v2a", tmp_path / "demo.zip", clips=3, frames=17, size=(64, 64))
-        run = lambda *args: subprocess.run([*AVLORA, "--data-dir", str(data_dir), *map(str, args)],  # noqa: E731
-                                           capture_output=True, text=True, timeout=600)
-        job_id = run("submit", "v2a", data, "--steps", "100", "--resolution", "low", "--aspect-ratio", "16:9",
-                     "--number-of-frames", "17").stdout.strip()
-        watched = run("watch", job_id)
-        assert watched.returncode == 0, watched.stdout + watched.stderr
+        # the new preprocess process serves: once it listens, an inspection (its RPC) of a small dataset
+        address = json.loads((data_dir / "stack.json").read_text())["preprocess_addr"]
+        with grpc.insecure_channel(address) as channel:
+            grpc.channel_ready_future(channel).result(timeout=120)
+        data = write_demo_dataset("v2a", tmp_path / "demo.zip", clips=2, frames=17, size=(64, 64))
+        inspected = subprocess.run([*AVLORA, "--data-dir", str(data_dir), "inspect", "v2a", str(data),
+                                    "--resolution", "low", "--number-of-frames", "17"],
+                                   capture_output=True, text=True, timeout=600)
+        assert inspected.returncode == 0 and "dataset OK" in inspected.stdout, inspected.stdout + inspected.stderr
     finally:
         up.send_signal(signal.SIGTERM)
         assert up.wait(timeout=90) == 0
