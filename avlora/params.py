@@ -2,6 +2,7 @@
 and enum, the frame snapping and the reference-factor rules. The gRPC layer converts to and from
 the protobuf messages; everything else reads these models."""
 
+import math
 import re
 from typing import Annotated, ClassVar, Literal, Union, get_args, get_origin
 
@@ -84,6 +85,19 @@ def checked_url(url: str | None) -> str | None:
     return url
 
 
+def finite_number(value):
+    """Refuses NaN and infinities by name (the range rules would call NaN out of range)."""
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return value  # not a number at all: pydantic's own message
+    if math.isnan(number):
+        raise ValueError(f"{value} is not a number")
+    if math.isinf(number):
+        raise ValueError(f"{value} is not a finite number")
+    return value
+
+
 def snap_frames(frames: int) -> int:
     """Snaps a frame count down to the nearest value with frames % 8 == 1."""
     return frames - ((frames - 1) % 8)
@@ -160,6 +174,7 @@ class CommonParams(BaseModel):
         "also return an archive of the fitted clips, their audio and captions, for inspection"))
 
     _urls = field_validator("training_data_url")(checked_url)
+    _finite = field_validator("learning_rate", "split_input_duration_threshold", "stg_scale", mode="before")(finite_number)
 
     @field_validator("number_of_frames", "validation_number_of_frames")
     @classmethod
