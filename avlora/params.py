@@ -12,6 +12,7 @@ from pydantic import (BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
 from pydantic.fields import FieldInfo
 
+from avlora.netguard import redact_url
 from avlora.store import UPLOAD_SCHEME
 from avlora.v1 import params_pb2
 
@@ -119,12 +120,24 @@ class ValidationSample(BaseModel):
         """The media URL fields, in order, each with whether it is required."""
         return {name: field.is_required() for name, field in cls.model_fields.items() if name != "prompt"}
 
+    def media(self) -> dict[str, str]:
+        """The files this entry names by kind ("video", "audio"), e.g. {"video": "https://..."}."""
+        raise NotImplementedError
+
+    def label(self, index: int, kind: str) -> str:
+        """How messages name one of its files: 'validation[0] video https://host/clip.mp4' (no
+        credentials, control characters escaped)."""
+        return f"validation[{index}] {kind} {redact_url(self.media()[kind])}"
+
 
 class V2AValidation(ValidationSample):
     video_url: str = Field(min_length=1, max_length=MAX_URL_CHARS,
                            description="a video the LoRA generates a soundtrack for")
 
     _urls = field_validator("video_url")(checked_url)
+
+    def media(self) -> dict[str, str]:
+        return {"video": self.video_url}
 
 
 class AV2AVValidation(ValidationSample):
@@ -133,6 +146,10 @@ class AV2AVValidation(ValidationSample):
     reference_audio_url: str | None = Field(None, max_length=MAX_URL_CHARS, description="a separate audio reference")
 
     _urls = field_validator("reference_video_url", "reference_audio_url")(checked_url)
+
+    def media(self) -> dict[str, str]:
+        return {"video": self.reference_video_url} | ({"audio": self.reference_audio_url}
+                                                     if self.reference_audio_url else {})
 
 
 class CommonParams(BaseModel):

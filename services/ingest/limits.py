@@ -1,10 +1,10 @@
 """Ingest's limits: sizes, timeouts, retries and allowed networks, each overridable by an
 AVLORA_INGEST_<FIELD> environment variable (e.g. AVLORA_INGEST_MAX_DOWNLOAD_BYTES)."""
 
-import ipaddress
 from dataclasses import dataclass
 
 from avlora import config
+from avlora.netguard import Network, parse_networks
 
 GiB = 1 << 30
 
@@ -38,6 +38,5 @@ class IngestLimits:
         return config.from_env(cls)
 
     @property
-    def allowed_networks(self) -> list[ipaddress.IPv4Network | ipaddress.IPv6Network]:
-        return [ipaddress.ip_network(cidr.strip(), strict=False)
-                for cidr in self.allow_networks.split(",") if cidr.strip()]
+    def allowed_networks(self) -> list[Network]:
+        return parse_networks(self.allow_networks)
