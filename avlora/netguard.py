@@ -6,10 +6,29 @@ DNS answer cannot swap it. Also how error texts show a user's URL."""
 import ipaddress
 import re
 import socket
+from dataclasses import dataclass
+
+from avlora import config
 
 ALLOW_VARIABLE = "AVLORA_INGEST_ALLOW_NETWORKS"
 CONTROL_CHARACTERS = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+@dataclass(frozen=True)
+class AllowList:
+    """The networks allowed despite being non-public: ingest's AVLORA_INGEST_ALLOW_NETWORKS (listed
+    with IngestLimits), which the ledger reads too for webhook URLs."""
+    ENV_PREFIX = "INGEST_"
+    allow_networks: str = ""
+
+    @classmethod
+    def from_env(cls) -> "AllowList":
+        return config.from_env(cls)
+
+    @property
+    def networks(self) -> list["Network"]:
+        return parse_networks(self.allow_networks)
 
 
 class AddressRefused(Exception):

@@ -70,6 +70,21 @@ class JobServiceStub:
                 request_serializer=avlora_dot_v1_dot_jobs__pb2.DownloadArtifactRequest.SerializeToString,
                 response_deserializer=avlora_dot_v1_dot_jobs__pb2.ArtifactChunk.FromString,
                 _registered_method=True)
+        self.GetWebhookSecret = channel.unary_unary(
+                '/avlora.v1.JobService/GetWebhookSecret',
+                request_serializer=avlora_dot_v1_dot_jobs__pb2.WebhookSecretRequest.SerializeToString,
+                response_deserializer=avlora_dot_v1_dot_jobs__pb2.WebhookSecret.FromString,
+                _registered_method=True)
+        self.RotateWebhookSecret = channel.unary_unary(
+                '/avlora.v1.JobService/RotateWebhookSecret',
+                request_serializer=avlora_dot_v1_dot_jobs__pb2.WebhookSecretRequest.SerializeToString,
+                response_deserializer=avlora_dot_v1_dot_jobs__pb2.WebhookSecret.FromString,
+                _registered_method=True)
+        self.ListWebhookDeliveries = channel.unary_unary(
+                '/avlora.v1.JobService/ListWebhookDeliveries',
+                request_serializer=avlora_dot_v1_dot_jobs__pb2.GetJobRequest.SerializeToString,
+                response_deserializer=avlora_dot_v1_dot_jobs__pb2.WebhookDeliveries.FromString,
+                _registered_method=True)
 
 
 class JobServiceServicer:
@@ -120,6 +135,27 @@ class JobServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetWebhookSecret(self, request, context):
+        """The tenant's webhook signing secret (Standard Webhooks, "whsec_..."), made on first use.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RotateWebhookSecret(self, request, context):
+        """A new secret replaces the old one; deliveries from now on are signed with it.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListWebhookDeliveries(self, request, context):
+        """Every webhook message of a job (one per state change) with each delivery attempt.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_JobServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -157,6 +193,21 @@ def add_JobServiceServicer_to_server(servicer, server):
                     servicer.DownloadArtifact,
                     request_deserializer=avlora_dot_v1_dot_jobs__pb2.DownloadArtifactRequest.FromString,
                     response_serializer=avlora_dot_v1_dot_jobs__pb2.ArtifactChunk.SerializeToString,
+            ),
+            'GetWebhookSecret': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetWebhookSecret,
+                    request_deserializer=avlora_dot_v1_dot_jobs__pb2.WebhookSecretRequest.FromString,
+                    response_serializer=avlora_dot_v1_dot_jobs__pb2.WebhookSecret.SerializeToString,
+            ),
+            'RotateWebhookSecret': grpc.unary_unary_rpc_method_handler(
+                    servicer.RotateWebhookSecret,
+                    request_deserializer=avlora_dot_v1_dot_jobs__pb2.WebhookSecretRequest.FromString,
+                    response_serializer=avlora_dot_v1_dot_jobs__pb2.WebhookSecret.SerializeToString,
+            ),
+            'ListWebhookDeliveries': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListWebhookDeliveries,
+                    request_deserializer=avlora_dot_v1_dot_jobs__pb2.GetJobRequest.FromString,
+                    response_serializer=avlora_dot_v1_dot_jobs__pb2.WebhookDeliveries.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -349,6 +400,87 @@ class JobService:
             '/avlora.v1.JobService/DownloadArtifact',
             avlora_dot_v1_dot_jobs__pb2.DownloadArtifactRequest.SerializeToString,
             avlora_dot_v1_dot_jobs__pb2.ArtifactChunk.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetWebhookSecret(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/avlora.v1.JobService/GetWebhookSecret',
+            avlora_dot_v1_dot_jobs__pb2.WebhookSecretRequest.SerializeToString,
+            avlora_dot_v1_dot_jobs__pb2.WebhookSecret.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RotateWebhookSecret(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/avlora.v1.JobService/RotateWebhookSecret',
+            avlora_dot_v1_dot_jobs__pb2.WebhookSecretRequest.SerializeToString,
+            avlora_dot_v1_dot_jobs__pb2.WebhookSecret.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListWebhookDeliveries(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/avlora.v1.JobService/ListWebhookDeliveries',
+            avlora_dot_v1_dot_jobs__pb2.GetJobRequest.SerializeToString,
+            avlora_dot_v1_dot_jobs__pb2.WebhookDeliveries.FromString,
             options,
             channel_credentials,
             insecure,

@@ -31,7 +31,7 @@ class IngestLimits:
     inspect_workers: int = 4                # InspectDataset calls running at once (each downloads)
     inspect_queue: int = 8                  # further calls waiting; beyond that RESOURCE_EXHAUSTED
     inspect_per_tenant: int = 2             # one tenant's calls running or waiting at once
-    allow_networks: str = ""                # comma-separated CIDRs allowed despite being non-public
+    allow_networks: str = ""                # comma-separated CIDRs allowed despite being non-public (downloads and webhook URLs)
 
     @classmethod
     def from_env(cls) -> "IngestLimits":
