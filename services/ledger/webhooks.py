@@ -4,8 +4,9 @@ as Standard Webhooks says (the `standardwebhooks` library) with its tenant's sec
 The messages wait in the webhook_deliveries table (written in the transaction that changed the
 state), so a delivery survives a ledger restart and is sent at least once; its id (the webhook-id
 header) is the same on every attempt. A failed attempt (no connection, a timeout, any status but
-2xx) is retried after WEBHOOK_RETRY_BASE_S, doubled each time up to WEBHOOK_MAX_RETRY_WAIT_S,
-until WEBHOOK_RETRY_WINDOW_S after the state change; then the message is marked failed. Every
+2xx) is retried after WEBHOOK_RETRY_BASE_S, doubled each time up to WEBHOOK_MAX_RETRY_WAIT_S; the
+first attempt to fail WEBHOOK_RETRY_WINDOW_S or more after the state change is the last (the
+message is marked failed). Every
 attempt is recorded (ListWebhookDeliveries). The receiver's address is checked as a dataset URL's
 is (avlora/netguard.py) on every attempt, and the request goes to the checked address."""
 
@@ -30,7 +31,7 @@ class WebhookOptions:
     ENV_PREFIX = "WEBHOOK_"
     retry_base_s: float = 5.0              # the wait after a webhook's first failed attempt, doubled on each retry
     max_retry_wait_s: float = 3600.0       # the longest wait between two attempts of a webhook
-    retry_window_s: float = 86400.0        # a webhook is retried this long after its state change, then marked failed
+    retry_window_s: float = 86400.0        # a webhook is retried for this long after its state change, then marked failed
     timeout_s: float = 10.0                # the longest a receiver may take to answer one attempt
     concurrency: int = 16                  # webhook attempts in flight at once
 
@@ -100,7 +101,7 @@ async def _attempt(ledger: Ledger, client: httpx.AsyncClient, delivery: WebhookD
         attempts = delivery.attempts + 1
         retry_at = at + timedelta(seconds=options.wait_after(attempts))
         created = delivery.created_at if delivery.created_at.tzinfo else delivery.created_at.replace(tzinfo=at.tzinfo)
-        gave_up = retry_at > created + timedelta(seconds=options.retry_window_s)
+        gave_up = at >= created + timedelta(seconds=options.retry_window_s)  # retried for the whole window
         log.warning("webhook attempt failed", job_id=delivery.job_id, message_id=delivery.message_id,
                     url=redact_url(delivery.url), error=str(error), attempt=attempts, gave_up=gave_up)
         await ledger.record_webhook_attempt(delivery.message_id, at, error.status_code, str(error),
