@@ -64,8 +64,8 @@ def wait_for(condition, timeout: float, what: str):
 
 def test_every_state_change_reaches_a_receiver_that_refuses_is_down_and_comes_back(make_stack, database_url,
                                                                                      tmp_path):
-    stack = make_stack({"AVLORA_DATABASE_URL": database_url, "AVLORA_WEBHOOK_RETRY_BASE_S": "0.5",
-                        "AVLORA_WEBHOOK_MAX_RETRY_WAIT_S": "2"}, name="webhooks")
+    stack = make_stack({"AVLORA_DATABASE_URL": database_url, "AVLORA_WEBHOOK_RETRY_BASE_S": "2",
+                        "AVLORA_WEBHOOK_MAX_RETRY_WAIT_S": "4"}, name="webhooks")
     endpoints = Endpoints(api=stack.info["ledger_addr"], api_key=stack.info["api_key"],
                           ingest=stack.info["ingest_addr"], preprocess=stack.info["preprocess_addr"])
     jobs, auth = endpoints.jobs(), endpoints.auth
@@ -83,7 +83,7 @@ def test_every_state_change_reaches_a_receiver_that_refuses_is_down_and_comes_ba
         return jobs.ListWebhookDeliveries(jobs_pb2.GetJobRequest(job_id=job.id), metadata=auth, timeout=30).deliveries
 
     wait_for(lambda: receiver.received, 60, "the first delivery")
-    receiver.stop()  # the receiver is down: attempts fail to connect
+    receiver.stop()  # down before the first retry (2 s later): attempts fail to connect
     wait_for(lambda: any(len(d.attempts) >= 2 for d in deliveries()), 60, "a failed retry")
     ledger = stack.processes["ledger"]
     ledger.terminate()  # the ledger restarts while deliveries wait for their next attempt
