@@ -241,8 +241,8 @@ def cmd_usage(args) -> int:
 def cmd_webhook_secret(args) -> int:
     """The tenant's webhook signing secret (docs/webhooks.md); --rotate replaces it."""
     endpoints = Endpoints.find(args.data_dir)
-    call = endpoints.jobs().RotateWebhookSecret if args.rotate else endpoints.jobs().GetWebhookSecret
-    print(_call(call, jobs_pb2.WebhookSecretRequest(), metadata=endpoints.auth, timeout=30).secret)
+    rpc = endpoints.jobs().RotateWebhookSecret if args.rotate else endpoints.jobs().GetWebhookSecret
+    print(_call(rpc, jobs_pb2.WebhookSecretRequest(), metadata=endpoints.auth, timeout=30).secret)
     return 0
 
 
