@@ -126,7 +126,8 @@ def describe(job: jobs_pb2.Job, endpoints: Endpoints | None = None) -> str:
 def cmd_submit(args) -> int:
     endpoints = Endpoints.find(args.data_dir)
     sent = sent_values(args, endpoints)
-    request = jobs_pb2.CreateJobRequest(params=MODES[args.mode].message(sent), request_id=args.request_id or "")
+    request = jobs_pb2.CreateJobRequest(params=MODES[args.mode].message(sent), request_id=args.request_id or "",
+                                        webhook_url=args.webhook_url or "")
     job = call(endpoints.jobs().CreateJob, request, metadata=endpoints.auth, timeout=60)
     for change in changed_by_server(sent, job):
         print(f"note: the server set {change}", file=sys.stderr)
@@ -233,6 +234,14 @@ def cmd_usage(args) -> int:
     return 0
 
 
+def cmd_webhook_secret(args) -> int:
+    """The tenant's webhook signing secret (docs/webhooks.md); --rotate replaces it."""
+    endpoints = Endpoints.find(args.data_dir)
+    rpc = endpoints.jobs().RotateWebhookSecret if args.rotate else endpoints.jobs().GetWebhookSecret
+    print(call(rpc, jobs_pb2.WebhookSecretRequest(), metadata=endpoints.auth, timeout=30).secret)
+    return 0
+
+
 def cmd_up(args) -> int:
     from avlora.stack import run_stack
     return run_stack(Path(args.data_dir or ".state"))
@@ -270,6 +279,8 @@ def main(argv: list[str] | None = None) -> int:
             sub.add_argument("--json", action="store_true")
             if command == "submit":
                 sub.add_argument("--request-id", help="makes a retried submit return the same job")
+                sub.add_argument("--webhook-url", help="POST each state change of the job here, signed "
+                                 "(docs/webhooks.md; `avlora webhook-secret` prints the secret)")
             _parameter_flags(sub, schema)
             sub.set_defaults(run=function)
     for name, function, text in (("watch", cmd_watch, "follow a job; exit 0 only if it succeeds"),
@@ -287,6 +298,9 @@ def main(argv: list[str] | None = None) -> int:
     usage.add_argument("--job")
     usage.add_argument("--json", action="store_true")
     usage.set_defaults(run=cmd_usage)
+    secret = commands.add_parser("webhook-secret", parents=[data_dir], help="print the secret that signs your webhooks")
+    secret.add_argument("--rotate", action="store_true", help="replace it with a new one (printed)")
+    secret.set_defaults(run=cmd_webhook_secret)
     demo = commands.add_parser("demo-data", parents=[data_dir], help="write a small synthetic dataset")
     demo.add_argument("mode", choices=list(MODES))
     demo.add_argument("out")

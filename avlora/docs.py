@@ -76,7 +76,7 @@ def parameter_tables() -> str:
 # Every configuration class, in the order the README lists their variables.
 CONFIG_CLASSES = ("avlora.settings:Settings", "avlora.client:ClientSettings",
                   "services.ingest.limits:IngestLimits", "services.trainer.training:TrainerOptions",
-                  "services.web.settings:WebSettings")
+                  "services.web.settings:WebSettings", "services.ledger.webhooks:WebhookOptions")
 
 
 def environment_table() -> str:

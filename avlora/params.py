@@ -2,6 +2,7 @@
 and enum, the frame snapping and the reference-factor rules. The gRPC layer converts to and from
 the protobuf messages; everything else reads these models."""
 
+import math
 import re
 from typing import Annotated, ClassVar, Literal, Union, get_args, get_origin
 
@@ -11,6 +12,7 @@ from pydantic import (BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
 from pydantic.fields import FieldInfo
 
+from avlora.netguard import redact_url
 from avlora.store import UPLOAD_SCHEME
 from avlora.v1 import params_pb2
 
@@ -84,6 +86,19 @@ def checked_url(url: str | None) -> str | None:
     return url
 
 
+def finite_number(value):
+    """Refuses NaN and infinities by name (the range rules would call NaN out of range)."""
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return value  # not a number at all: pydantic's own message
+    if math.isnan(number):
+        raise ValueError(f"{value} is not a number")
+    if math.isinf(number):
+        raise ValueError(f"{value} is not a finite number")
+    return value
+
+
 def snap_frames(frames: int) -> int:
     """Snaps a frame count down to the nearest value with frames % 8 == 1."""
     return frames - ((frames - 1) % 8)
@@ -105,12 +120,24 @@ class ValidationSample(BaseModel):
         """The media URL fields, in order, each with whether it is required."""
         return {name: field.is_required() for name, field in cls.model_fields.items() if name != "prompt"}
 
+    def media(self) -> dict[str, str]:
+        """The files this entry names by kind ("video", "audio"), e.g. {"video": "https://..."}."""
+        raise NotImplementedError
+
+    def label(self, index: int, kind: str) -> str:
+        """How messages name one of its files: 'validation[0] video https://host/clip.mp4' (no
+        credentials, control characters escaped)."""
+        return f"validation[{index}] {kind} {redact_url(self.media()[kind])}"
+
 
 class V2AValidation(ValidationSample):
     video_url: str = Field(min_length=1, max_length=MAX_URL_CHARS,
                            description="a video the LoRA generates a soundtrack for")
 
     _urls = field_validator("video_url")(checked_url)
+
+    def media(self) -> dict[str, str]:
+        return {"video": self.video_url}
 
 
 class AV2AVValidation(ValidationSample):
@@ -119,6 +146,10 @@ class AV2AVValidation(ValidationSample):
     reference_audio_url: str | None = Field(None, max_length=MAX_URL_CHARS, description="a separate audio reference")
 
     _urls = field_validator("reference_video_url", "reference_audio_url")(checked_url)
+
+    def media(self) -> dict[str, str]:
+        return {"video": self.reference_video_url} | ({"audio": self.reference_audio_url}
+                                                     if self.reference_audio_url else {})
 
 
 class CommonParams(BaseModel):
@@ -160,6 +191,7 @@ class CommonParams(BaseModel):
         "also return an archive of the fitted clips, their audio and captions, for inspection"))
 
     _urls = field_validator("training_data_url")(checked_url)
+    _finite = field_validator("learning_rate", "split_input_duration_threshold", "stg_scale", mode="before")(finite_number)
 
     @field_validator("number_of_frames", "validation_number_of_frames")
     @classmethod

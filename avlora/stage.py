@@ -8,7 +8,6 @@ The NATS worker (`avlora/worker.py`), the trainer's ranks (`services/trainer/dis
 tests (`JobContext.for_test`) all hand a stage an object satisfying `StageContext`.
 """
 
-import re
 import tempfile
 import threading
 import time
@@ -20,13 +19,13 @@ from typing import Protocol, runtime_checkable
 
 from google.protobuf.message import Message
 
+from avlora.netguard import CONTROL_CHARACTERS
 from avlora.params import JobParams
 from avlora.settings import Settings
 from avlora.store import ArtifactStore, JobFiles
 from avlora.v1 import events_pb2, jobs_pb2
 
 PROGRESS_INTERVAL_S = 0.5
-CONTROL_CHARACTERS = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 
 
 def printable(text: str) -> str:

@@ -144,11 +144,13 @@ class StageWorker:
             if self.stopping.is_set() and not await self._cancel_requested(js, job_id):
                 await message.nak()
                 return "released"
-            await bus.publish_event(js, new_event(
-                job_id, f"{job_id}:{stage}:cancelled", cancelled=events_pb2.StageCancelled(stage=stage)))
-            await message.ack()
+            await self._cancelled(js, message, job_id)
             return "cancelled"
         except Exception as error:
+            if await self._cancel_requested(js, job_id):  # e.g. its inputs, deleted when it was cancelled
+                log.info("stage stopped: its job was cancelled", error=repr(error))
+                await self._cancelled(js, message, job_id)
+                return "cancelled"
             log.error("stage crashed", attempt=ctx.attempt, error=traceback.format_exc())
             if ctx.attempt >= self.settings.max_deliver:
                 await self._fail(js, job_id, f"internal error in {stage}: {error}", f"{job_id}:{stage}:failed")
@@ -167,6 +169,11 @@ class StageWorker:
                     outputs=result, steps_completed=ctx.params.number_of_steps)))
         await message.ack()
         return "succeeded"
+
+    async def _cancelled(self, js, message, job_id: str) -> None:
+        await bus.publish_event(js, new_event(
+            job_id, f"{job_id}:{self.stage}:cancelled", cancelled=events_pb2.StageCancelled(stage=self.stage)))
+        await message.ack()
 
     async def _fail(self, js, job_id: str, reason: str, event_id: str) -> None:
         """Fails the job with `reason` (control characters escaped: a reason may name a user's file)."""

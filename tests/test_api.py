@@ -318,17 +318,53 @@ def test_a_database_error_is_a_clear_status_without_sql(api):
     assert not any(word in error.value.details().upper() for word in ("INSERT", "SELECT", "SQL", "UPLOADS"))
 
 
-def test_a_job_that_cannot_be_queued_is_not_recorded(make_stack):
-    stack = make_stack(services=("ledger",), name="no-nats")
-    stack.processes["nats"].terminate()
-    stack.processes["nats"].wait()
-    key = bearer(stack.info["api_key"])
-    with grpc.insecure_channel(stack.info["ledger_addr"]) as channel:
-        jobs = jobs_pb2_grpc.JobServiceStub(channel)
-        with pytest.raises(grpc.RpcError) as error:
-            jobs.CreateJob(v2a_request("r1"), metadata=key, timeout=60)
-        assert error.value.code() == grpc.StatusCode.UNAVAILABLE and "nothing was recorded" in error.value.details()
-        assert jobs.ListJobs(jobs_pb2.ListJobsRequest(), metadata=key).jobs == []
+@pytest.mark.parametrize("url, reason", [
+    ("http://10.1.2.3/hook", "host 10.1.2.3 resolves to the non-public address 10.1.2.3, which is refused "
+                             "(AVLORA_INGEST_ALLOW_NETWORKS can allow a network)"),
+    ("https://169.254.169.254/latest/meta-data", "host 169.254.169.254 resolves to the non-public address "
+                                                "169.254.169.254, which is refused (AVLORA_INGEST_ALLOW_NETWORKS "
+                                                "can allow a network)"),
+    ("http://[::1]:8080/hook", "host ::1 resolves to the non-public address ::1, which is refused "
+                               "(AVLORA_INGEST_ALLOW_NETWORKS can allow a network)"),
+    ("upload://abc", "must be an http:// or https:// URL"),
+    ("ftp://example.com/hook", "must be an http://, https:// or upload:// URL"),
+    ("http://example.com/\r\nX: y", "must not contain control characters (CR, LF, ...)"),
+    ("https://e.com/" + "a" * MAX_URL_CHARS, f"at most {MAX_URL_CHARS} characters"),
+])
+def test_a_webhook_url_is_guarded_like_a_dataset_url(api, url, reason):
+    """The stack allows 127.0.0.0/8 (AVLORA_INGEST_ALLOW_NETWORKS), as for datasets; every other
+    non-public network is refused at create, and no job is recorded."""
+    info, jobs, _ = api
+    key = bearer(info["api_key"])
+    request = v2a_request()
+    request.webhook_url = url
+    with pytest.raises(grpc.RpcError) as error:
+        jobs.CreateJob(request, metadata=key)
+    assert error.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert error.value.details() == f"webhook_url: {reason}"
+    assert jobs.ListJobs(jobs_pb2.ListJobsRequest(), metadata=key).jobs == []
+    request.webhook_url = "http://127.0.0.1:9/hook"  # an allowed network
+    job = jobs.CreateJob(request, metadata=key)
+    assert jobs.GetJob(jobs_pb2.GetJobRequest(job_id=job.id), metadata=key).webhook_url == "http://127.0.0.1:9/hook"
+
+
+def test_each_tenant_reads_and_rotates_its_own_webhook_secret(api):
+    from standardwebhooks import Webhook
+    info, jobs, ledger = api
+    key = bearer(info["api_key"])
+    other = bearer(ledger.CreateApiKey(ledger_pb2.CreateApiKeyRequest(tenant="globex"), metadata=bearer(ADMIN)).api_key)
+    first = jobs.GetWebhookSecret(jobs_pb2.WebhookSecretRequest(), metadata=key).secret
+    assert first.startswith("whsec_") and Webhook(first)  # a secret the Standard Webhooks library takes
+    assert jobs.GetWebhookSecret(jobs_pb2.WebhookSecretRequest(), metadata=key).secret == first
+    theirs = jobs.GetWebhookSecret(jobs_pb2.WebhookSecretRequest(), metadata=other).secret
+    assert theirs != first
+    rotated = jobs.RotateWebhookSecret(jobs_pb2.WebhookSecretRequest(), metadata=key).secret
+    assert rotated.startswith("whsec_") and rotated != first
+    assert jobs.GetWebhookSecret(jobs_pb2.WebhookSecretRequest(), metadata=key).secret == rotated
+    assert jobs.GetWebhookSecret(jobs_pb2.WebhookSecretRequest(), metadata=other).secret == theirs
+    with pytest.raises(grpc.RpcError) as error:
+        jobs.GetWebhookSecret(jobs_pb2.WebhookSecretRequest(), metadata=bearer("avl_wrong"))
+    assert error.value.code() == grpc.StatusCode.UNAUTHENTICATED
 
 
 def test_every_recorded_job_is_queued_even_when_its_caller_gives_up(api):

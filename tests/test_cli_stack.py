@@ -233,3 +233,19 @@ def test_cancelling_a_running_job(stack_dir, tmp_path):
                                       metadata=[("x-avlora-internal-token", info["internal_token"])]).job_id == job_id:
             assert time.monotonic() - cancelled_at < 30, "the trainer did not stop"
             time.sleep(0.5)
+
+
+def test_webhook_secret_and_url_through_the_cli(stack_dir, tmp_path):
+    secret = cli(stack_dir, "webhook-secret").stdout.strip()
+    assert secret.startswith("whsec_") and cli(stack_dir, "webhook-secret").stdout.strip() == secret
+    rotated = cli(stack_dir, "webhook-secret", "--rotate").stdout.strip()
+    assert rotated.startswith("whsec_") and rotated != secret
+    assert cli(stack_dir, "webhook-secret").stdout.strip() == rotated
+    refused = cli(stack_dir, "submit", "v2a", "https://e.com/d.zip", "--webhook-url", "http://192.168.1.20/hook",
+                  check=False)
+    assert refused.returncode != 0
+    assert ("webhook_url: host 192.168.1.20 resolves to the non-public address 192.168.1.20, which is refused "
+            "(AVLORA_INGEST_ALLOW_NETWORKS can allow a network)") in refused.stderr
+    job_id = cli(stack_dir, "submit", "v2a", "https://e.com/d.zip", "--webhook-url", "http://127.0.0.1:9/hook",
+                 "--request-id", "hooked").stdout.strip()
+    assert status(stack_dir, job_id)["webhook_url"] == "http://127.0.0.1:9/hook"

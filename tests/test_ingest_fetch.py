@@ -23,7 +23,8 @@ from avlora.store import LocalStore
 from avlora.v1 import dataset_pb2
 from avlora.stage import JobCancelled, JobContext, UserError
 from services.ingest import stage
-from services.ingest.fetch import download, is_allowed_address
+from avlora.netguard import is_allowed_address
+from services.ingest.fetch import download
 from services.ingest.limits import IngestLimits
 
 BODY = b"x" * 300_000
@@ -142,13 +143,13 @@ def fetch_fails(server, path: str, tmp_path: Path, limits: IngestLimits) -> str:
 
 def test_setting_allows_networks(limits):
     assert limits.retries == 2 and limits.read_timeout_s == 0.5
-    assert is_allowed_address(ipaddress.ip_address("127.0.0.1"), limits)
-    default = IngestLimits()
+    assert is_allowed_address(ipaddress.ip_address("127.0.0.1"), limits.allowed_networks)
+    default = IngestLimits().allowed_networks
     for address in ("127.0.0.1", "10.1.2.3", "192.168.0.1", "169.254.169.254", "100.64.0.1", "::1",
                     "fe80::1", "::ffff:127.0.0.1", "0.0.0.0", "224.0.0.1"):
         assert not is_allowed_address(ipaddress.ip_address(address), default), address
     assert is_allowed_address(ipaddress.ip_address("93.184.216.34"), default)
-    allowing = replace(default, allow_networks="10.0.0.0/8, ::1/128")
+    allowing = replace(IngestLimits(), allow_networks="10.0.0.0/8, ::1/128").allowed_networks
     assert is_allowed_address(ipaddress.ip_address("10.1.2.3"), allowing)
     assert is_allowed_address(ipaddress.ip_address("::1"), allowing)
 

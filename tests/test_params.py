@@ -2,8 +2,8 @@
 
 import pytest
 
-from avlora.params import (DEFAULT_NEGATIVE_PROMPT, RESOLUTION_BUCKETS, InvalidParams, from_proto, snap_frames,
-                           to_proto)
+from avlora.params import (DEFAULT_NEGATIVE_PROMPT, RESOLUTION_BUCKETS, AV2AVParams, InvalidParams, V2AParams,
+                           from_proto, snap_frames, to_proto)
 from avlora.v1 import params_pb2
 
 URL = "https://example.com/clips.zip"
@@ -150,3 +150,16 @@ def test_scene_splitting_refused_for_av2av_allowed_for_v2a():
     with pytest.raises(InvalidParams, match="split_input_into_scenes: not available for av2av"):
         av2av(split_input_into_scenes=True)
     assert v2a(split_input_into_scenes=True).split_input_into_scenes is True
+
+
+@pytest.mark.parametrize("build, model", [(v2a, V2AParams), (av2av, AV2AVParams)])
+def test_nan_and_infinity_are_named_as_such(build, model):
+    floats = [name for name, field in model.model_fields.items() if field.annotation is float]
+    assert {"learning_rate", "split_input_duration_threshold", "stg_scale"} <= set(floats)
+    for name in floats:
+        with pytest.raises(InvalidParams) as refused:
+            build(**{name: float("nan")})
+        assert str(refused.value) == f"{name}: NaN is not a number"
+        with pytest.raises(InvalidParams) as refused:
+            build(**{name: float("inf")})
+        assert str(refused.value) == f"{name}: Infinity is not a finite number"

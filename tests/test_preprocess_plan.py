@@ -182,21 +182,40 @@ def test_validation_reference_needs_audio_or_a_reference_audio(store):
     files = {"a_start.mp4": CLIP, "a_end.mp4": CLIP, "validation/silent.mp4": CLIP | {"audio_rate": None},
              "validation/voice.mp4": CLIP}
     manifest = manifest_of(store, "j", files, validation=[{"prompt": "p", "video": "validation/silent.mp4"}])
-    assert inspect_dataset(manifest, small_av2av(), inputs(store)).errors == [
-        "validation[0]: the reference video silent.mp4 has no audio track and no reference_audio_url was "
+    params = small_av2av(validation=[{"prompt": "p", "reference_video_url": "https://e.com/silent.mp4"}])
+    assert inspect_dataset(manifest, params, inputs(store)).errors == [
+        "validation[0] video https://e.com/silent.mp4 has no audio track and no reference_audio_url was "
         "given (the audio reference is taken from the reference video's own track)"]
     manifest = manifest_of(store, "k", files, validation=[
         {"prompt": "p", "video": "validation/silent.mp4", "audio": "validation/voice.mp4"}])
-    plan, validation = check_dataset(manifest, small_av2av(), inputs(store))
-    assert plan.report.ok and validation[0].audio.label == "voice.mp4"
+    params = small_av2av(validation=[{"prompt": "p", "reference_video_url": "https://e.com/silent.mp4",
+                                      "reference_audio_url": "upload://voice"}])
+    plan, validation = check_dataset(manifest, params, inputs(store))
+    assert plan.report.ok and validation[0].audio.label == "validation[0] audio upload://voice"
+
+
+def test_a_bad_validation_file_is_named_by_the_users_entry(store):
+    """Not by the file ingest stored it as (validation0_video.mp4): by the entry and its URL, with
+    the URL's credentials hidden."""
+    files = {"a.mp4": CLIP, "validation/validation0_video.mp4": b"not a video at all",
+             "validation/validation1_video.mp4": CLIP}
+    manifest = manifest_of(store, "j", files, validation=[{"prompt": "p", "video": "validation/validation0_video.mp4"},
+                                                          {"prompt": "q", "video": "validation/validation1_video.mp4"}])
+    params = small_v2a(validation=[{"prompt": "p", "video_url": "https://user:secret@e.com/look.mp4"},
+                                   {"prompt": "q", "video_url": "https://e.com/fine.mp4"}])
+    errors = inspect_dataset(manifest, params, inputs(store)).errors
+    assert len(errors) == 1
+    assert errors[0].startswith("validation[0] video https://***@e.com/look.mp4 is unreadable or corrupt (")
+    assert "validation0_video" not in errors[0]
 
 
 def test_v2a_validation_video_may_be_silent_and_short(store):
     files = {"a.mp4": CLIP, "validation/silent.mp4": SHORT | {"audio_rate": None}}
     manifest = manifest_of(store, "j", files, validation=[{"prompt": "rain", "video": "validation/silent.mp4"}])
-    plan, validation = check_dataset(manifest, small_v2a(), inputs(store))
+    params = small_v2a(validation=[{"prompt": "rain", "video_url": "https://e.com/silent.mp4"}])
+    plan, validation = check_dataset(manifest, params, inputs(store))
     assert plan.report.ok and validation[0].video.window.speed < 1
-    mode = preprocessing_for(small_v2a())
+    mode = preprocessing_for(params)
     fitted = mode.fit_validation(validation[0], mode.validation_settings())
     assert fitted.frames.shape == (9, 288, 512, 3) and fitted.audio is None
     assert np.isfinite(fitted.frames).all()

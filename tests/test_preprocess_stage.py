@@ -47,7 +47,8 @@ def v2a_job(tmp_path_factory, tiny_model_dir):
              "rain.mkv": CLIP | {"size": (48, 96), "audio_rate": 44100}, "tiny.mp4": dict(frames=4),
              "validation/silent.mp4": CLIP | {"audio_rate": None}}
     manifest = manifest_of(store, "v2a-job", files, validation=[{"prompt": "rain", "video": "validation/silent.mp4"}])
-    ctx = context(store, "v2a-job", small_v2a(debug_dataset=True, trigger_phrase="f0ley"), manifest, tiny_model_dir)
+    ctx = context(store, "v2a-job", small_v2a(debug_dataset=True, trigger_phrase="f0ley", validation=[
+        {"prompt": "rain", "video_url": "https://example.com/silent.mp4"}]), manifest, tiny_model_dir)
     uri = run(ctx)
     return store, ctx, uri, dataset_pb2.TrainingSet.FromString(store.read_bytes(uri))
 
@@ -133,7 +134,8 @@ def test_av2av_training_set_carries_scaled_references(tmp_path, tiny_model_dir):
     manifest = manifest_of(store, "av", files, validation=[
         {"prompt": "p", "video": "validation/ref.mp4", "audio": "validation/voice.mkv"}])
     params = small_av2av(number_of_frames=17, validation_number_of_frames=17, reference_temporal_scale_factor=2,
-                         debug_dataset=True)
+                         debug_dataset=True, validation=[{"prompt": "p", "reference_video_url": "https://e.com/ref.mp4",
+                                                          "reference_audio_url": "https://e.com/voice.mkv"}])
     training_set = dataset_pb2.TrainingSet.FromString(store.read_bytes(run(context(store, "av", params, manifest,
                                                                                    tiny_model_dir))))
     assert (training_set.reference_downscale_factor, training_set.reference_temporal_scale_factor) == (1, 2)

@@ -32,12 +32,14 @@ FAILED: JobState
 CANCELLED: JobState
 
 class CreateJobRequest(_message.Message):
-    __slots__ = ("params", "request_id")
+    __slots__ = ("params", "request_id", "webhook_url")
     PARAMS_FIELD_NUMBER: _ClassVar[int]
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    WEBHOOK_URL_FIELD_NUMBER: _ClassVar[int]
     params: _params_pb2.JobParams
     request_id: str
-    def __init__(self, params: _Optional[_Union[_params_pb2.JobParams, _Mapping]] = ..., request_id: _Optional[str] = ...) -> None: ...
+    webhook_url: str
+    def __init__(self, params: _Optional[_Union[_params_pb2.JobParams, _Mapping]] = ..., request_id: _Optional[str] = ..., webhook_url: _Optional[str] = ...) -> None: ...
 
 class GetJobRequest(_message.Message):
     __slots__ = ("job_id",)
@@ -134,7 +136,7 @@ class Outputs(_message.Message):
     def __init__(self, lora_file: _Optional[str] = ..., lora_comfyui_file: _Optional[str] = ..., config_file: _Optional[str] = ..., audio: _Optional[str] = ..., video: _Optional[str] = ..., debug_dataset: _Optional[str] = ..., audio_base: _Optional[str] = ..., video_base: _Optional[str] = ..., preview_video: _Optional[str] = ..., preview_video_base: _Optional[str] = ..., metrics_file: _Optional[str] = ..., spectrograms: _Optional[str] = ..., audio_figures: _Optional[_Iterable[_Union[_figures_pb2.AudioFigures, _Mapping]]] = ...) -> None: ...
 
 class Job(_message.Message):
-    __slots__ = ("id", "mode", "state", "params", "request_id", "created_at", "updated_at", "progress", "error", "outputs", "billed_units", "unit_price", "cost", "queued_for", "queue_position", "download_urls", "download_urls_expire_at")
+    __slots__ = ("id", "mode", "state", "params", "request_id", "created_at", "updated_at", "progress", "error", "outputs", "billed_units", "unit_price", "cost", "queued_for", "queue_position", "download_urls", "download_urls_expire_at", "webhook_url")
     class DownloadUrlsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -159,6 +161,7 @@ class Job(_message.Message):
     QUEUE_POSITION_FIELD_NUMBER: _ClassVar[int]
     DOWNLOAD_URLS_FIELD_NUMBER: _ClassVar[int]
     DOWNLOAD_URLS_EXPIRE_AT_FIELD_NUMBER: _ClassVar[int]
+    WEBHOOK_URL_FIELD_NUMBER: _ClassVar[int]
     id: str
     mode: str
     state: JobState
@@ -176,7 +179,54 @@ class Job(_message.Message):
     queue_position: int
     download_urls: _containers.ScalarMap[str, str]
     download_urls_expire_at: _timestamp_pb2.Timestamp
-    def __init__(self, id: _Optional[str] = ..., mode: _Optional[str] = ..., state: _Optional[_Union[JobState, str]] = ..., params: _Optional[_Union[_params_pb2.JobParams, _Mapping]] = ..., request_id: _Optional[str] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., updated_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., progress: _Optional[_Union[Progress, _Mapping]] = ..., error: _Optional[str] = ..., outputs: _Optional[_Union[Outputs, _Mapping]] = ..., billed_units: _Optional[int] = ..., unit_price: _Optional[float] = ..., cost: _Optional[float] = ..., queued_for: _Optional[str] = ..., queue_position: _Optional[int] = ..., download_urls: _Optional[_Mapping[str, str]] = ..., download_urls_expire_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+    webhook_url: str
+    def __init__(self, id: _Optional[str] = ..., mode: _Optional[str] = ..., state: _Optional[_Union[JobState, str]] = ..., params: _Optional[_Union[_params_pb2.JobParams, _Mapping]] = ..., request_id: _Optional[str] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., updated_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., progress: _Optional[_Union[Progress, _Mapping]] = ..., error: _Optional[str] = ..., outputs: _Optional[_Union[Outputs, _Mapping]] = ..., billed_units: _Optional[int] = ..., unit_price: _Optional[float] = ..., cost: _Optional[float] = ..., queued_for: _Optional[str] = ..., queue_position: _Optional[int] = ..., download_urls: _Optional[_Mapping[str, str]] = ..., download_urls_expire_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., webhook_url: _Optional[str] = ...) -> None: ...
+
+class WebhookSecretRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class WebhookSecret(_message.Message):
+    __slots__ = ("secret",)
+    SECRET_FIELD_NUMBER: _ClassVar[int]
+    secret: str
+    def __init__(self, secret: _Optional[str] = ...) -> None: ...
+
+class WebhookAttempt(_message.Message):
+    __slots__ = ("at", "status_code", "error")
+    AT_FIELD_NUMBER: _ClassVar[int]
+    STATUS_CODE_FIELD_NUMBER: _ClassVar[int]
+    ERROR_FIELD_NUMBER: _ClassVar[int]
+    at: _timestamp_pb2.Timestamp
+    status_code: int
+    error: str
+    def __init__(self, at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., status_code: _Optional[int] = ..., error: _Optional[str] = ...) -> None: ...
+
+class WebhookDelivery(_message.Message):
+    __slots__ = ("message_id", "type", "state", "url", "status", "created_at", "next_attempt_at", "attempts")
+    MESSAGE_ID_FIELD_NUMBER: _ClassVar[int]
+    TYPE_FIELD_NUMBER: _ClassVar[int]
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    URL_FIELD_NUMBER: _ClassVar[int]
+    STATUS_FIELD_NUMBER: _ClassVar[int]
+    CREATED_AT_FIELD_NUMBER: _ClassVar[int]
+    NEXT_ATTEMPT_AT_FIELD_NUMBER: _ClassVar[int]
+    ATTEMPTS_FIELD_NUMBER: _ClassVar[int]
+    message_id: str
+    type: str
+    state: JobState
+    url: str
+    status: str
+    created_at: _timestamp_pb2.Timestamp
+    next_attempt_at: _timestamp_pb2.Timestamp
+    attempts: _containers.RepeatedCompositeFieldContainer[WebhookAttempt]
+    def __init__(self, message_id: _Optional[str] = ..., type: _Optional[str] = ..., state: _Optional[_Union[JobState, str]] = ..., url: _Optional[str] = ..., status: _Optional[str] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., next_attempt_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., attempts: _Optional[_Iterable[_Union[WebhookAttempt, _Mapping]]] = ...) -> None: ...
+
+class WebhookDeliveries(_message.Message):
+    __slots__ = ("deliveries",)
+    DELIVERIES_FIELD_NUMBER: _ClassVar[int]
+    deliveries: _containers.RepeatedCompositeFieldContainer[WebhookDelivery]
+    def __init__(self, deliveries: _Optional[_Iterable[_Union[WebhookDelivery, _Mapping]]] = ...) -> None: ...
 
 class DownloadArtifactRequest(_message.Message):
     __slots__ = ("job_id", "name", "offset", "length")

@@ -75,6 +75,21 @@ class JobServiceStub:
                 request_serializer=avlora_dot_v1_dot_jobs__pb2.GetJobRequest.SerializeToString,
                 response_deserializer=avlora_dot_v1_dot_jobs__pb2.JobHistory.FromString,
                 _registered_method=True)
+        self.GetWebhookSecret = channel.unary_unary(
+                '/avlora.v1.JobService/GetWebhookSecret',
+                request_serializer=avlora_dot_v1_dot_jobs__pb2.WebhookSecretRequest.SerializeToString,
+                response_deserializer=avlora_dot_v1_dot_jobs__pb2.WebhookSecret.FromString,
+                _registered_method=True)
+        self.RotateWebhookSecret = channel.unary_unary(
+                '/avlora.v1.JobService/RotateWebhookSecret',
+                request_serializer=avlora_dot_v1_dot_jobs__pb2.WebhookSecretRequest.SerializeToString,
+                response_deserializer=avlora_dot_v1_dot_jobs__pb2.WebhookSecret.FromString,
+                _registered_method=True)
+        self.ListWebhookDeliveries = channel.unary_unary(
+                '/avlora.v1.JobService/ListWebhookDeliveries',
+                request_serializer=avlora_dot_v1_dot_jobs__pb2.GetJobRequest.SerializeToString,
+                response_deserializer=avlora_dot_v1_dot_jobs__pb2.WebhookDeliveries.FromString,
+                _registered_method=True)
 
 
 class JobServiceServicer:
@@ -133,6 +148,27 @@ class JobServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetWebhookSecret(self, request, context):
+        """The tenant's webhook signing secret (Standard Webhooks, "whsec_..."), made on first use.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RotateWebhookSecret(self, request, context):
+        """A new secret replaces the old one; deliveries from now on are signed with it.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListWebhookDeliveries(self, request, context):
+        """Every webhook message of a job (one per state change) with each delivery attempt.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_JobServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -175,6 +211,21 @@ def add_JobServiceServicer_to_server(servicer, server):
                     servicer.GetJobHistory,
                     request_deserializer=avlora_dot_v1_dot_jobs__pb2.GetJobRequest.FromString,
                     response_serializer=avlora_dot_v1_dot_jobs__pb2.JobHistory.SerializeToString,
+            ),
+            'GetWebhookSecret': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetWebhookSecret,
+                    request_deserializer=avlora_dot_v1_dot_jobs__pb2.WebhookSecretRequest.FromString,
+                    response_serializer=avlora_dot_v1_dot_jobs__pb2.WebhookSecret.SerializeToString,
+            ),
+            'RotateWebhookSecret': grpc.unary_unary_rpc_method_handler(
+                    servicer.RotateWebhookSecret,
+                    request_deserializer=avlora_dot_v1_dot_jobs__pb2.WebhookSecretRequest.FromString,
+                    response_serializer=avlora_dot_v1_dot_jobs__pb2.WebhookSecret.SerializeToString,
+            ),
+            'ListWebhookDeliveries': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListWebhookDeliveries,
+                    request_deserializer=avlora_dot_v1_dot_jobs__pb2.GetJobRequest.FromString,
+                    response_serializer=avlora_dot_v1_dot_jobs__pb2.WebhookDeliveries.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -394,6 +445,87 @@ class JobService:
             '/avlora.v1.JobService/GetJobHistory',
             avlora_dot_v1_dot_jobs__pb2.GetJobRequest.SerializeToString,
             avlora_dot_v1_dot_jobs__pb2.JobHistory.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetWebhookSecret(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/avlora.v1.JobService/GetWebhookSecret',
+            avlora_dot_v1_dot_jobs__pb2.WebhookSecretRequest.SerializeToString,
+            avlora_dot_v1_dot_jobs__pb2.WebhookSecret.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RotateWebhookSecret(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/avlora.v1.JobService/RotateWebhookSecret',
+            avlora_dot_v1_dot_jobs__pb2.WebhookSecretRequest.SerializeToString,
+            avlora_dot_v1_dot_jobs__pb2.WebhookSecret.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListWebhookDeliveries(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/avlora.v1.JobService/ListWebhookDeliveries',
+            avlora_dot_v1_dot_jobs__pb2.GetJobRequest.SerializeToString,
+            avlora_dot_v1_dot_jobs__pb2.WebhookDeliveries.FromString,
             options,
             channel_credentials,
             insecure,

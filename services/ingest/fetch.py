@@ -11,9 +11,7 @@ texts never show a URL's credentials or raw control characters."""
 
 import email.utils
 import functools
-import ipaddress
 import os
-import socket
 import ssl
 import time
 from collections.abc import Callable
@@ -24,7 +22,8 @@ from urllib.parse import urljoin
 import certifi
 import httpx
 
-from avlora.stage import CONTROL_CHARACTERS, UserError
+from avlora.netguard import AddressRefused, checked_address, redact_url
+from avlora.stage import UserError
 from services.ingest.limits import IngestLimits
 
 REDIRECT_CODES = {301, 302, 303, 307, 308}
@@ -61,19 +60,6 @@ def download(url: str, dest: Path, limits: IngestLimits, label: str = "dataset",
                 continue
             tries = f" (after {attempt} attempts)" if attempt > 1 else ""
             raise UserError(f"{label} download failed: {reason}{tries} for {redact_url(url)}") from None
-
-
-def redact_url(url: str) -> str:
-    """`url` as error texts show it: credentials (user:password@) replaced by ***, control
-    characters percent-encoded."""
-    scheme, separator, rest = url.partition("://")
-    if separator:
-        authority_end = min((rest.find(mark) for mark in "/?#" if mark in rest), default=len(rest))
-        authority = rest[:authority_end]
-        if "@" in authority:
-            rest = "***@" + authority.rsplit("@", 1)[1] + rest[authority_end:]
-    text = scheme + separator + rest
-    return CONTROL_CHARACTERS.sub(lambda match: f"%{ord(match.group()):02X}", text)
 
 
 def _sleep(seconds: float, checkpoint: Callable[[], None] | None) -> None:
@@ -201,24 +187,7 @@ def _pinned_request(client: httpx.Client, url_text: str, limits: IngestLimits) -
 
 
 def _public_address(url: httpx.URL, limits: IngestLimits) -> str:
-    """The first address of the URL's host, after checking that every address it resolves to is
-    public or in an allowed network."""
-    port = url.port or (443 if url.scheme == "https" else 80)
     try:
-        infos = socket.getaddrinfo(url.host, port, type=socket.SOCK_STREAM)
-    except (socket.gaierror, UnicodeError) as error:
-        raise DownloadError(f"cannot resolve host {url.host} ({error})", transient=True) from None
-    addresses = [ipaddress.ip_address(info[4][0].split("%")[0]) for info in infos]
-    for address in addresses:
-        if not is_allowed_address(address, limits):
-            raise DownloadError(f"host {url.host} resolves to the non-public address {address}, which is "
-                                "refused (AVLORA_INGEST_ALLOW_NETWORKS can allow a network)", transient=False)
-    return str(addresses[0])
-
-
-def is_allowed_address(address: ipaddress.IPv4Address | ipaddress.IPv6Address, limits: IngestLimits) -> bool:
-    if address.version == 6 and address.ipv4_mapped:
-        address = address.ipv4_mapped
-    if any(address.version == network.version and address in network for network in limits.allowed_networks):
-        return True
-    return address.is_global and not address.is_multicast
+        return checked_address(url.host, url.port or (443 if url.scheme == "https" else 80), limits.allowed_networks)
+    except AddressRefused as error:
+        raise DownloadError(str(error), transient=error.transient) from None

@@ -1,10 +1,10 @@
 """Ingest's limits: sizes, timeouts, retries and allowed networks, each overridable by an
 AVLORA_INGEST_<FIELD> environment variable (e.g. AVLORA_INGEST_MAX_DOWNLOAD_BYTES)."""
 
-import ipaddress
 from dataclasses import dataclass
 
 from avlora import config
+from avlora.netguard import Network, parse_networks
 
 GiB = 1 << 30
 
@@ -31,13 +31,12 @@ class IngestLimits:
     inspect_workers: int = 4                # InspectDataset calls running at once (each downloads)
     inspect_queue: int = 8                  # further calls waiting; beyond that RESOURCE_EXHAUSTED
     inspect_per_tenant: int = 2             # one tenant's calls running or waiting at once
-    allow_networks: str = ""                # comma-separated CIDRs allowed despite being non-public
+    allow_networks: str = ""                # comma-separated CIDRs allowed despite being non-public (downloads and webhook URLs)
 
     @classmethod
     def from_env(cls) -> "IngestLimits":
         return config.from_env(cls)
 
     @property
-    def allowed_networks(self) -> list[ipaddress.IPv4Network | ipaddress.IPv6Network]:
-        return [ipaddress.ip_network(cidr.strip(), strict=False)
-                for cidr in self.allow_networks.split(",") if cidr.strip()]
+    def allowed_networks(self) -> list[Network]:
+        return parse_networks(self.allow_networks)

@@ -6,12 +6,13 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path, PurePosixPath
 
+from avlora.netguard import redact_url
 from avlora.params import JobParams
 from avlora.stage import StageContext, Throttle, UserError, stage_output
 from avlora.store import UPLOAD_SCHEME, ArtifactStore, JobFiles, LocalFiles
 from avlora.v1 import dataset_pb2
 from services.ingest import archive
-from services.ingest.fetch import download, redact_url
+from services.ingest.fetch import download
 from services.ingest.limits import IngestLimits
 from services.ingest.modes import ingest_mode
 
@@ -60,7 +61,7 @@ def ingest_dataset(params: JobParams, store: ArtifactStore, files: JobFiles, wor
     for index, entry in enumerate(params.validation):
         uris = {kind: _fetch_media(url, store, output, files, work_dir, f"validation[{index}] {kind}", limits,
                                    progress, checkpoint)
-                for kind, url in mode.validation_urls(entry)}
+                for kind, url in entry.media().items()}
         manifest.validation.add(index=index, prompt=entry.prompt, video_uri=uris["video"],
                                 audio_uri=uris.get("audio", ""))
     return manifest

@@ -1,15 +1,17 @@
 """`python -m services.ledger`: by AVLORA_LEDGER_ROLE,
 - api: the public JobService (AVLORA_GRPC_PORT) and the internal LedgerService (AVLORA_INTERNAL_PORT,
-  default 50052, behind AVLORA_INTERNAL_TOKEN); stateless, so any number of replicas;
+  default 50052, behind AVLORA_INTERNAL_TOKEN), and the relay of the work outbox; stateless, so
+  any number of replicas;
 - events: the event consumer (applies the job events in order, fails the jobs of exhausted work,
-  sweeps the store by the retention rules); exactly one, serving only gRPC health on AVLORA_GRPC_PORT;
+  delivers webhooks, sweeps the store by the retention rules); exactly one, serving only gRPC
+  health on AVLORA_GRPC_PORT;
 - all (default): both in one process.
 AVLORA_DATABASE_URL (default: SQLite in the data dir); AVLORA_LEDGER_KEYS="tenant:key,..." registers
 keys at start-up; AVLORA_ADMIN_KEY enables CreateApiKey."""
 
 import asyncio
 
-from avlora import bus, metrics
+from avlora import bus, metrics, netguard
 from avlora.logs import configure_logging
 from avlora.service import serve
 from avlora.settings import LEDGER_ROLES, Settings
@@ -20,6 +22,7 @@ from services.ledger.api import JobChanges, JobService, LedgerService
 from services.ledger.consumer import apply_events, ensure_advisory_stream, fail_exhausted_work
 from services.ledger.db import make_engine, migrate
 from services.ledger.ledger import Ledger
+from services.ledger.webhooks import WebhookOptions, deliver_webhooks
 
 
 async def backlog(js, ledger: Ledger) -> tuple[dict, dict]:
@@ -52,15 +55,18 @@ async def main() -> None:
     registrations, background = [], []
     if api:
         await changes.listen()
+        jobs = JobService(ledger, js, changes, store, settings.download_url_ttl_s)
+        background.append(lambda: jobs.relay_work(stopping))
         registrations = [
-            (jobs_pb2_grpc.add_JobServiceServicer_to_server,
-             JobService(ledger, js, changes, store, settings.download_url_ttl_s), "avlora.v1.JobService"),
+            (jobs_pb2_grpc.add_JobServiceServicer_to_server, jobs, "avlora.v1.JobService"),
             (ledger_pb2_grpc.add_LedgerServiceServicer_to_server,
              LedgerService(ledger, settings.admin_key), "avlora.v1.LedgerService")]
     if events:
-        background = [lambda: apply_events(js, ledger, changes, stopping),
-                      lambda: fail_exhausted_work(js, ledger, changes, stopping),
-                      lambda: metrics.watch_backlog(lambda: backlog(js, ledger), stopping)]
+        webhooks, allowed = WebhookOptions.from_env(), netguard.AllowList.from_env().networks
+        background += [lambda: apply_events(js, ledger, changes, stopping),
+                       lambda: fail_exhausted_work(js, ledger, changes, stopping),
+                       lambda: deliver_webhooks(ledger, webhooks, stopping, allowed),
+                       lambda: metrics.watch_backlog(lambda: backlog(js, ledger), stopping)]
         if settings.retention_sweep_hours > 0:
             background.append(lambda: retention.sweep(ledger, store, settings.retention_days,
                                                       settings.retention_sweep_hours * 3600, stopping))

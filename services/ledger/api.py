@@ -7,35 +7,32 @@ import hmac
 import inspect
 import re
 from collections import defaultdict
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 
 import grpc
 import structlog
-from google.protobuf.timestamp_pb2 import Timestamp
 from sqlalchemy.exc import DataError, IntegrityError, SQLAlchemyError
 
-from avlora import bus
+from avlora import bus, netguard
 from avlora.auth import KeyCache, bearer_key
 from avlora.job_state import TERMINAL
-from avlora.params import MODES, InvalidParams, from_json, to_proto
+from avlora.params import MAX_URL_CHARS, MODES, InvalidParams, checked_url, to_proto
 from avlora.service import valid_params
 from avlora.store import ArtifactStore
-from avlora.v1 import events_pb2, jobs_pb2, jobs_pb2_grpc, ledger_pb2, ledger_pb2_grpc, params_pb2
+from avlora.v1 import events_pb2, jobs_pb2, jobs_pb2_grpc, ledger_pb2, ledger_pb2_grpc
 from services.ledger import downloads
 from services.ledger.billing import Bill, total_cost
 from services.ledger.history import job_history
 from services.ledger.ledger import Ledger, RequestIdReused
+from services.ledger.messages import job_message, params_message, timestamp
 from services.ledger.models import Job
+from services.ledger.webhooks import checked_webhook_url
 
 WATCH_POLL_S = 2.0
 MAX_REQUEST_ID_CHARS = 128
 LIST_REPLY_BYTES = 1024 * 1024   # a ListJobs reply stops at about this size (next_page_token goes on)
 TENANT_NAME = re.compile(r"[a-z0-9][a-z0-9._-]{0,63}")
 log = structlog.get_logger()
-
-
-class QueueUnavailable(Exception):
-    """A new job could not be queued for ingest (it was not recorded either)."""
 
 
 class JobChanges:
@@ -112,28 +109,6 @@ def database_errors_mapped(servicer_class):
     return servicer_class
 
 
-def _timestamp(value: datetime) -> Timestamp:
-    """Timestamp.FromDatetime, 5x faster (SQLite gives naive datetimes: they are UTC)."""
-    micros = round((value if value.tzinfo else value.replace(tzinfo=timezone.utc)).timestamp() * 1e6)
-    return Timestamp(seconds=micros // 1_000_000, nanos=micros % 1_000_000 * 1000)
-
-
-@functools.lru_cache(maxsize=4096)
-def params_message(params_json: str) -> params_pb2.JobParams:
-    """The stored parameters as a message (a job's parameters never change; callers copy it)."""
-    return to_proto(from_json(params_json))
-
-
-def job_message(job: Job, units: int = 0, queue_position: int = 0) -> jobs_pb2.Job:
-    bill = Bill(units, MODES[job.mode].unit_price)
-    return jobs_pb2.Job(
-        id=job.id, mode=job.mode, state=job.state, params=params_message(job.params_json),
-        request_id=job.request_id or "", created_at=_timestamp(job.created_at), updated_at=_timestamp(job.updated_at),
-        progress=jobs_pb2.Progress.FromString(job.progress or b""), error=job.error,
-        outputs=jobs_pb2.Outputs.FromString(job.outputs or b""), billed_units=bill.units,
-        unit_price=bill.unit_price, cost=bill.cost, queued_for=job.queued_for, queue_position=queue_position)
-
-
 def list_item(job: Job, units: int) -> jobs_pb2.Job:
     """A job as ListJobs shows it: without its prompts (GetJob has them), so pages stay small."""
     message = job_message(job, units)
@@ -162,10 +137,15 @@ def list_item_bytes(job: Job, units: int) -> bytes:
 
 @database_errors_mapped
 class JobService(jobs_pb2_grpc.JobServiceServicer):
-    def __init__(self, ledger: Ledger, js, changes: JobChanges, store: ArtifactStore, url_ttl_s: int = 3600):
+    def __init__(self, ledger: Ledger, js, changes: JobChanges, store: ArtifactStore, url_ttl_s: int = 3600,
+                 allowed_networks: list[netguard.Network] | None = None):
         self.ledger, self.js, self.changes = ledger, js, changes
         self.store, self.url_ttl_s = store, url_ttl_s  # outputs to download; presigned URLs' lifetime
         self.keys = KeyCache()
+        # webhook URLs may name these non-public networks (AVLORA_INGEST_ALLOW_NETWORKS, as datasets)
+        self.allowed_networks = netguard.AllowList.from_env().networks if allowed_networks is None \
+            else allowed_networks
+        self.queued: set[str] = set()  # jobs whose work item NATS accepted, still in the outbox (relay_work)
 
     async def _tenant(self, context) -> str:
         return await self.keys.tenant(context, self.ledger.tenant_for_key)
@@ -187,28 +167,63 @@ class JobService(jobs_pb2_grpc.JobServiceServicer):
         if len(request.request_id) > MAX_REQUEST_ID_CHARS or not request.request_id.isprintable():
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT,
                                 f"request_id: at most {MAX_REQUEST_ID_CHARS} printable characters")
-        try:  # finished even if the caller goes away: a job recorded but never queued would wait forever
-            job, created = await asyncio.shield(self._record_and_queue(tenant, params, request.request_id))
+        if request.webhook_url:
+            await self._check_webhook_url(request.webhook_url, context)
+        try:  # finished even if the caller goes away (the outbox would send it later, but now is better)
+            job, created = await asyncio.shield(self._record_and_queue(tenant, params, request.request_id,
+                                                                       request.webhook_url))
         except InvalidParams as error:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(error))
         except RequestIdReused as error:
             await context.abort(grpc.StatusCode.ALREADY_EXISTS, str(error))
-        except QueueUnavailable:
-            await context.abort(grpc.StatusCode.UNAVAILABLE, "the job queue is unavailable; nothing was recorded, retry")
         return job_message(job) if created else await self._message(job)
 
-    async def _record_and_queue(self, tenant: str, params, request_id: str) -> tuple[Job, bool]:
-        job, created = await self.ledger.create_job(tenant, params, request_id)
+    async def _check_webhook_url(self, url: str, context) -> None:
+        """As a dataset URL is checked (length, control characters, scheme), and its host must
+        resolve to public addresses only (or allowed networks) as ingest requires of a download."""
+        try:
+            if len(url) > MAX_URL_CHARS:
+                raise ValueError(f"at most {MAX_URL_CHARS} characters")
+            checked_url(url)
+            await asyncio.to_thread(checked_webhook_url, url, self.allowed_networks)
+        except ValueError as error:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"webhook_url: {error}")
+
+    async def _record_and_queue(self, tenant: str, params, request_id: str, webhook_url: str) -> tuple[Job, bool]:
+        """Records the job with its work item in the outbox, then offers the item to NATS: when NATS
+        is down the job stays recorded and relay_work sends the item once NATS is back."""
+        job, created = await self.ledger.create_job(tenant, params, request_id, webhook_url)
         if created or job.state == jobs_pb2.QUEUED:  # a retried create re-queues; JetStream de-duplicates
             try:
                 await bus.publish_work(self.js, "ingest", events_pb2.StageWork(
                     job_id=job.id, tenant=tenant, params=to_proto(params)))
+                self.queued.add(job.id)
             except Exception as error:
-                if created:  # never leave a job that no worker will see
-                    await self.ledger.delete_queued_job(job.id)
-                log.error("job queue unavailable", error=repr(error))
-                raise QueueUnavailable from error
+                log.warning("work item left in the outbox (NATS did not accept it)", job_id=job.id, error=repr(error))
         return job, created
+
+    async def relay_work(self, stopping: asyncio.Event, interval_s: float = 1.0, grace_s: float = 5.0) -> None:
+        """Until `stopping`: every `interval_s`, drops from the outbox the work items NATS accepted,
+        and sends those left longer than `grace_s` (NATS was down, or the process that recorded
+        the job died before sending): JetStream drops a duplicate of one already sent. A job that
+        is no longer QUEUED (cancelled meanwhile) is not sent."""
+        while not stopping.is_set():
+            try:
+                sent, self.queued = self.queued, set()
+                await self.ledger.sent_to_queue(sent)
+                cutoff = datetime.now(timezone.utc) - timedelta(seconds=grace_s)
+                for item, job in await self.ledger.unsent_work(cutoff):
+                    if job.state == jobs_pb2.QUEUED:
+                        await bus.publish_work(self.js, item.stage, events_pb2.StageWork(
+                            job_id=job.id, tenant=job.tenant_id, params=params_message(job.params_json)))
+                        log.info("work item sent from the outbox", job_id=job.id, stage=item.stage)
+                    self.queued.add(job.id)
+            except Exception as error:  # NATS or the database still down: next round
+                log.warning("work outbox not sent", error=repr(error))
+            try:
+                await asyncio.wait_for(stopping.wait(), interval_s)
+            except asyncio.TimeoutError:
+                pass
 
     async def GetJob(self, request, context):
         tenant = await self._tenant(context)
@@ -262,6 +277,29 @@ class JobService(jobs_pb2_grpc.JobServiceServicer):
         tenant = await self._tenant(context)
         job = await self._own_job(tenant, request.job_id, context)
         return job_history(job, await self.ledger.job_events(job.id))
+
+    async def GetWebhookSecret(self, request, context):
+        return jobs_pb2.WebhookSecret(secret=await self.ledger.webhook_secret(await self._tenant(context)))
+
+    async def RotateWebhookSecret(self, request, context):
+        tenant = await self._tenant(context)
+        secret = await self.ledger.webhook_secret(tenant, rotate=True)
+        log.info("webhook secret rotated", tenant=tenant)
+        return jobs_pb2.WebhookSecret(secret=secret)
+
+    async def ListWebhookDeliveries(self, request, context):
+        tenant = await self._tenant(context)
+        await self._own_job(tenant, request.job_id, context)
+        reply = jobs_pb2.WebhookDeliveries()
+        for delivery, attempts in await self.ledger.webhook_deliveries(request.job_id):
+            item = reply.deliveries.add(message_id=delivery.message_id, type=delivery.type, state=delivery.state,
+                                        url=delivery.url, status=delivery.status,
+                                        created_at=timestamp(delivery.created_at))
+            if delivery.next_attempt_at:
+                item.next_attempt_at.CopyFrom(timestamp(delivery.next_attempt_at))
+            for attempt in attempts:
+                item.attempts.add(at=timestamp(attempt.at), status_code=attempt.status_code, error=attempt.error)
+        return reply
 
     async def GetUsage(self, request, context):
         tenant = await self._tenant(context)

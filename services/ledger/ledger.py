@@ -1,13 +1,14 @@
 """The ledger: the system of record for jobs, events and bills. All SQL lives here."""
 
 import asyncio
+import base64
 import contextlib
 import hashlib
 import secrets
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from datetime import timezone
+from datetime import datetime, timezone
 
 import sqlalchemy as sa
 import structlog
@@ -22,7 +23,9 @@ from avlora.v1 import events_pb2, jobs_pb2
 from services.ledger import billing, states
 from services.ledger.db import sessions
 from services.ledger.group_commit import GroupCommit, each_alone_if_refused
-from services.ledger.models import ApiKey, Job, JobEvent, Tenant, Upload, Usage, utcnow
+from services.ledger.messages import webhook_body, webhook_type
+from services.ledger.models import (ApiKey, Job, JobEvent, Tenant, Upload, Usage, WebhookAttempt, WebhookDelivery,
+                                    WorkOutbox, utcnow)
 
 MAX_PAGE = 500
 NOT_ENDED = (jobs_pb2.QUEUED, jobs_pb2.INGESTING, jobs_pb2.PREPROCESSING, jobs_pb2.TRAINING)
@@ -47,6 +50,23 @@ def hash_key(api_key: str) -> str:
 
 def new_api_key() -> str:
     return "avl_" + secrets.token_urlsafe(32)
+
+
+def new_webhook_secret() -> str:
+    """A Standard Webhooks secret: "whsec_" and the base64 of 32 random bytes."""
+    return "whsec_" + base64.b64encode(secrets.token_bytes(32)).decode()
+
+
+def webhook_row(job: Job) -> dict:
+    """The webhook message announcing the job's current state (its id is stable: one per job and
+    state, so a repeated transaction cannot make a second one)."""
+    units = billing.bill_for(job.mode, job.state, from_json(job.params_json).number_of_steps).units \
+        if job.state in TERMINAL else 0
+    now = utcnow()
+    return dict(message_id=f"msg_{job.id}_{state_name(job.state).lower()}", job_id=job.id, tenant_id=job.tenant_id,
+                url=job.webhook_url, type=webhook_type(job.state), state=job.state,
+                payload=webhook_body(job, units), status="pending", attempts=0, created_at=now,
+                next_attempt_at=now)
 
 
 LOSS_FIELDS = ("loss", "audio_loss", "video_loss", "validation_loss", "baseline_validation_loss")
@@ -147,14 +167,17 @@ class Ledger:
             return await self._not_owned(connection, tenant, upload_ids)
 
     # --- jobs -------------------------------------------------------------------------------
-    async def create_job(self, tenant: str, params: JobParams, request_id: str) -> tuple[Job, bool]:
-        """Inserts a job queued for ingest; a repeated request_id with the same parameters returns
+    async def create_job(self, tenant: str, params: JobParams, request_id: str,
+                         webhook_url: str = "") -> tuple[Job, bool]:
+        """Inserts a job queued for ingest, with its work item in the outbox (sent_to_queue removes
+        it; relay_work sends what is left); a repeated request_id with the same parameters returns
         the first job and False (other parameters: RequestIdReused). Every upload:// reference must
         be the tenant's own (else InvalidParams). Concurrent calls are committed together."""
         job_id, now, params_json = uuid.uuid4().hex, utcnow(), params.model_dump_json()
         values = dict(id=job_id, tenant_id=tenant, mode=params.mode, state=jobs_pb2.QUEUED,
                       params_json=params_json, request_id=request_id or None, progress=b"", outputs=b"",
-                      error="", created_at=now, updated_at=now, queued_for="ingest", queued_at=now)
+                      error="", created_at=now, updated_at=now, queued_for="ingest", queued_at=now,
+                      webhook_url=webhook_url)
         if not await self._new_jobs.submit((values, upload_refs(params))):
             async with self.session() as session:
                 job = await session.scalar(sa.select(Job).where(Job.tenant_id == tenant, Job.request_id == request_id))
@@ -174,6 +197,13 @@ class Ledger:
                         for values, uploads in batch]
             rows = [values for (values, _), refusal in zip(batch, refusals) if refusal is None]
             inserted = set((await connection.execute(self._insert_job, rows)).scalars()) if rows else set()
+            new = [values for values in rows if values["id"] in inserted]
+            if new:
+                await connection.execute(sa.insert(WorkOutbox), [
+                    dict(job_id=values["id"], stage="ingest", created_at=values["created_at"]) for values in new])
+            hooks = [webhook_row(Job(**values)) for values in new if values["webhook_url"]]
+            if hooks:
+                await connection.execute(sa.insert(WebhookDelivery), hooks)
         return [refusal or values["id"] in inserted for (values, _), refusal in zip(batch, refusals)]
 
     async def _foreign_upload(self, connection, tenant: str, uploads: dict[str, str]) -> InvalidParams | None:
@@ -189,10 +219,20 @@ class Ledger:
                                                               created_at=utcnow())
                                   .on_conflict_do_nothing(index_elements=["id"]))
 
-    async def delete_queued_job(self, job_id: str) -> None:
-        """Removes a job that could not be queued (no worker ever saw it, nothing was billed)."""
-        async with self._writing() as session:
-            await session.execute(sa.delete(Job).where(Job.id == job_id, Job.state == jobs_pb2.QUEUED))
+    # --- the outbox of work items --------------------------------------------------------------
+    async def unsent_work(self, older_than: datetime, limit: int = 100) -> list[tuple[WorkOutbox, Job]]:
+        """Work items still in the outbox since before `older_than`, with their jobs."""
+        async with self.session() as session:
+            rows = await session.execute(sa.select(WorkOutbox, Job).join(Job, Job.id == WorkOutbox.job_id)
+                                         .where(WorkOutbox.created_at < older_than)
+                                         .order_by(WorkOutbox.created_at).limit(limit))
+            return [(row[0], row[1]) for row in rows]
+
+    async def sent_to_queue(self, job_ids: set[str]) -> None:
+        """Work items NATS accepted (or that need sending no more) leave the outbox."""
+        if job_ids:
+            async with self._writing() as session:
+                await session.execute(sa.delete(WorkOutbox).where(WorkOutbox.job_id.in_(job_ids)))
 
     async def get_job(self, tenant: str | None, job_id: str) -> Job | None:
         """A job, only if it belongs to the tenant (None: any tenant, for internal callers)."""
@@ -249,6 +289,8 @@ class Ledger:
                 await self._insert_new(session, JobEvent, "event_id",
                                        [self._event_row(event, True, "cancelled through the API")])
                 await self._insert_new(session, Usage, "job_id", [self._finish(job, jobs_pb2.CANCELLED)])
+                if job.webhook_url:
+                    await self._insert_new(session, WebhookDelivery, "message_id", [webhook_row(job)])
                 log.info("job state", job_id=job_id, tenant=tenant, stage="api", state="CANCELLED", queued_for="")
         if ended:
             await self._ended(job)
@@ -269,18 +311,24 @@ class Ledger:
                 .with_for_update())}  # locked in one order: concurrent batches cannot deadlock
             seen = set(await session.scalars(sa.select(JobEvent.event_id).where(
                 JobEvent.event_id.in_({event.event_id for event in events}))))
-            outcomes, records = [], []
+            outcomes, records, bills, hooks = [], [], [], []
             for event in events:
                 if event.event_id in seen:
                     outcomes.append((Applied(event.job_id, False, "duplicate"), None, None))
                     continue
                 seen.add(event.event_id)
-                applied, changed, ended = self._decide(jobs.get(event.job_id), event)
+                job = jobs.get(event.job_id)
+                state_before = job.state if job else None
+                applied, changed, ended = self._decide(job, event)
                 records.append(self._event_row(event, applied.applied, applied.note))
                 outcomes.append((applied, changed, ended))
+                if ended:
+                    bills.append(self._finish(ended, ended.state))
+                if job is not None and job.webhook_url and job.state != state_before:
+                    hooks.append(webhook_row(job))  # the job as it is now: each state change its own message
             await self._insert_new(session, JobEvent, "event_id", records)
-            await self._insert_new(session, Usage, "job_id",
-                                   [self._finish(ended, ended.state) for _, _, ended in outcomes if ended])
+            await self._insert_new(session, Usage, "job_id", bills)
+            await self._insert_new(session, WebhookDelivery, "message_id", hooks)
         for _, changed, _ in outcomes:
             if changed:
                 log.info("job state", **changed)
@@ -391,6 +439,42 @@ class Ledger:
                                                                           _naming(upload_ids)))
             return upload_ids & {upload_id for params_json in rows
                                  for upload_id in upload_refs(from_json(params_json)).values()}
+
+    # --- webhooks ---------------------------------------------------------------------------
+    async def webhook_secret(self, tenant: str, rotate: bool = False) -> str:
+        """The tenant's signing secret, made on first use; `rotate`: a new one replaces it."""
+        async with self._writing() as session:
+            update = sa.update(Tenant).where(Tenant.id == tenant).values(webhook_secret=new_webhook_secret())
+            if not rotate:
+                update = update.where(Tenant.webhook_secret.is_(None))
+            await session.execute(update)
+            return await session.scalar(sa.select(Tenant.webhook_secret).where(Tenant.id == tenant))
+
+    async def due_webhooks(self, now: datetime, limit: int = 50) -> list[tuple[WebhookDelivery, str]]:
+        """Pending deliveries due by `now`, oldest first, each with its tenant's secret."""
+        async with self.session() as session:
+            rows = await session.execute(
+                sa.select(WebhookDelivery, Tenant.webhook_secret).join(Tenant, Tenant.id == WebhookDelivery.tenant_id)
+                .where(WebhookDelivery.status == "pending", WebhookDelivery.next_attempt_at <= now)
+                .order_by(WebhookDelivery.next_attempt_at).limit(limit))
+            return [(row[0], row[1]) for row in rows]
+
+    async def record_webhook_attempt(self, message_id: str, at: datetime, status_code: int, error: str,
+                                     status: str, next_attempt_at: datetime | None) -> None:
+        async with self._writing() as session:
+            session.add(WebhookAttempt(message_id=message_id, at=at, status_code=status_code, error=error))
+            await session.execute(sa.update(WebhookDelivery).where(WebhookDelivery.message_id == message_id)
+                                  .values(status=status, next_attempt_at=next_attempt_at,
+                                          attempts=WebhookDelivery.attempts + 1))
+
+    async def webhook_deliveries(self, job_id: str) -> list[tuple[WebhookDelivery, list[WebhookAttempt]]]:
+        async with self.session() as session:
+            deliveries = list(await session.scalars(sa.select(WebhookDelivery).where(WebhookDelivery.job_id == job_id)
+                                                    .order_by(WebhookDelivery.created_at)))
+            attempts = list(await session.scalars(
+                sa.select(WebhookAttempt).join(WebhookDelivery).where(WebhookDelivery.job_id == job_id)
+                .order_by(WebhookAttempt.id)))
+        return [(delivery, [a for a in attempts if a.message_id == delivery.message_id]) for delivery in deliveries]
 
     # --- usage ------------------------------------------------------------------------------
     async def usage(self, tenant: str, job_id: str = "") -> list[tuple[Usage, int]]:

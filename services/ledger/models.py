@@ -19,6 +19,7 @@ class Tenant(Base):
     __tablename__ = "tenants"
     id: Mapped[str] = mapped_column(String(64), primary_key=True)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    webhook_secret: Mapped[str | None] = mapped_column(String(64), nullable=True)  # "whsec_...", made on first use
 
 
 class ApiKey(Base):
@@ -47,6 +48,7 @@ class Job(Base):
     # While waiting for a worker: the stage it is queued for and since when ("" otherwise).
     queued_for: Mapped[str] = mapped_column(String(16), default="", server_default="")
     queued_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    webhook_url: Mapped[str] = mapped_column(Text, default="", server_default="")  # "" : no webhook
 
 
 class Upload(Base):
@@ -79,3 +81,39 @@ class Usage(Base):
     units: Mapped[int] = mapped_column(BigInteger)
     unit_price: Mapped[float] = mapped_column(Float)
     billed_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class WorkOutbox(Base):
+    """A new job's work item until NATS accepted it: whoever finds it here publishes it (JetStream
+    drops the duplicates), so a job recorded during a NATS outage runs when NATS is back."""
+    __tablename__ = "work_outbox"
+    job_id: Mapped[str] = mapped_column(ForeignKey("jobs.id"), primary_key=True)
+    stage: Mapped[str] = mapped_column(String(16))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class WebhookDelivery(Base):
+    """One webhook message (a job's state change), kept until delivered or given up: the outbox
+    of deliveries and their record."""
+    __tablename__ = "webhook_deliveries"
+    __table_args__ = (Index("ix_webhook_deliveries_due", "status", "next_attempt_at"),)
+    message_id: Mapped[str] = mapped_column(String(128), primary_key=True)   # the webhook-id header
+    job_id: Mapped[str] = mapped_column(ForeignKey("jobs.id"), index=True)
+    tenant_id: Mapped[str] = mapped_column(ForeignKey("tenants.id"))
+    url: Mapped[str] = mapped_column(Text)
+    type: Mapped[str] = mapped_column(String(32))         # job.<state>
+    state: Mapped[int] = mapped_column(Integer)           # avlora.v1.JobState announced
+    payload: Mapped[str] = mapped_column(Text)            # the JSON body, fixed when the state changed
+    status: Mapped[str] = mapped_column(String(16))       # pending, delivered, failed
+    attempts: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    next_attempt_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+
+
+class WebhookAttempt(Base):
+    __tablename__ = "webhook_attempts"
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True)
+    message_id: Mapped[str] = mapped_column(ForeignKey("webhook_deliveries.message_id"), index=True)
+    at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    status_code: Mapped[int] = mapped_column(Integer)     # 0: no response
+    error: Mapped[str] = mapped_column(Text, default="")  # "" : delivered

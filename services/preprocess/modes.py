@@ -5,11 +5,10 @@ av2av: target video and audio plus the scaled reference video and its audio), ho
 media is checked and fitted, and the reference settings. A new mode is one new subclass here."""
 
 from abc import ABC, abstractmethod
-from pathlib import PurePosixPath
 
 from avlora.params import AV2AVParams, JobParams, V2AParams
 from avlora.stage import UserError
-from avlora.store import LocalFiles, store_key
+from avlora.store import LocalFiles
 from avlora.v1 import dataset_pb2
 from services.preprocess.clips import (FitSettings, ShouldStop, fit_frames, fit_reference_frames, fit_source_audio,
                                        target_crop)
@@ -70,12 +69,14 @@ class Preprocessing(ABC):
         return training_window(info.duration if duration is None else duration, params.number_of_frames,
                                params.frame_rate, params.auto_scale_input, start)
 
-    def _validation_source(self, uri: str, local: LocalFiles, need_video: bool = True,
+    def _validation_source(self, media, kind: str, local: LocalFiles,
                            should_stop: ShouldStop | None = None) -> ClipSource:
-        """A validation file probed, with the window it is fitted from: always as if auto_scale_input
-        were on (a preview is never refused for its length)."""
-        name = PurePosixPath(store_key(uri)).name
-        info = probe_media(local(uri), name, need_video=need_video, should_stop=should_stop)
+        """A validation file (`kind` "video" or "audio" of the entry `media`) probed, with the window
+        it is fitted from: always as if auto_scale_input were on (a preview is never refused for its
+        length). Messages name it by the user's entry and URL, not by its file in the store."""
+        name = self.params.validation[media.index].label(media.index, kind)
+        uri = media.video_uri if kind == "video" else media.audio_uri
+        info = probe_media(local(uri), name, need_video=kind == "video", should_stop=should_stop)
         settings = self.validation_settings()
         return ClipSource(name, info, training_window(info.duration, settings.frames, settings.frame_rate, True))
 
@@ -130,8 +131,8 @@ class V2APreprocessing(Preprocessing):
                           fit_source_audio(item.target, settings))
 
     def validation_item(self, media, local, should_stop=None) -> ValidationItem:
-        return ValidationItem(media.index, media.prompt, self._validation_source(media.video_uri, local,
-                                                                                 should_stop=should_stop), None)
+        return ValidationItem(media.index, media.prompt, self._validation_source(media, "video", local, should_stop),
+                              None)
 
     def fit_validation(self, item, settings, should_stop=None) -> FittedValidation:
         crop = target_crop(item.video, settings)
@@ -183,14 +184,14 @@ class AV2AVPreprocessing(Preprocessing):
                           fit_source_audio(item.reference, settings))
 
     def validation_item(self, media, local, should_stop=None) -> ValidationItem:
-        video = self._validation_source(media.video_uri, local, should_stop=should_stop)
+        video = self._validation_source(media, "video", local, should_stop)
         if media.audio_uri:
-            audio = self._validation_source(media.audio_uri, local, need_video=False, should_stop=should_stop)
+            audio = self._validation_source(media, "audio", local, should_stop)
             if not audio.info.has_audio:
-                raise UserError(f"the reference audio {audio.label} has no audio track")
+                raise UserError(f"{audio.label} has no audio track")
             return ValidationItem(media.index, media.prompt, video, audio)
         if not video.info.has_audio:
-            raise UserError(f"the reference video {video.label} has no audio track and no reference_audio_url "
+            raise UserError(f"{video.label} has no audio track and no reference_audio_url "
                             "was given (the audio reference is taken from the reference video's own track)")
         return ValidationItem(media.index, media.prompt, video, video)
 

@@ -14,11 +14,11 @@ from services.preprocess.modes import Preprocessing
 
 def plan_validation(manifest: dataset_pb2.Manifest, mode: Preprocessing, local: LocalFiles,
                     should_stop: ShouldStop | None = None) -> tuple[list[ValidationItem], list[str]]:
-    """The validation items and one error per unusable entry."""
+    """The validation items and one error per unusable entry (each names the entry and its URL)."""
     items, errors = [], []
     for media in manifest.validation:
         try:
             items.append(mode.validation_item(media, local, should_stop))
         except UserError as error:
-            errors.append(f"validation[{media.index}]: {error}")
+            errors.append(str(error))
     return items, errors
