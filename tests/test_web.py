@@ -4,9 +4,13 @@ strings, 404 across tenants, Range requests on the media, the form generated fro
 the public API's GetJobHistory the page is built on."""
 
 import io
+import json
 import re
 import secrets
+import threading
+import time
 import zipfile
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import grpc
 import httpx
@@ -196,11 +200,67 @@ def test_the_job_page_shows_history_plot_timeline_logs_outputs_and_preview(web, 
         "QUEUED", "INGESTING", "PREPROCESSING", "TRAINING", "SUCCEEDED"]
     assert re.search(r"<td>\d+ s</td>", timeline)  # durations
     assert "untrained validation loss" in re.search(r'<pre class="log" id="log">(.*?)</pre>', page, re.S)[1]
-    assert f'<audio controls preload="metadata" src="/jobs/{trained.id}/files/audio"' in page
+    # the LoRA's preview beside the base model's, for the soundtrack and for it on its picture
+    pairs = dict(re.findall(r'<div class="comparison" data-pair="(\w+)">(.*?)</div>', page, re.S))
+    assert set(pairs) == {"audio", "preview_video"}, pairs
+    assert f'<audio controls preload="metadata" src="/jobs/{trained.id}/files/audio"' in pairs["audio"]
+    assert f'src="/jobs/{trained.id}/files/audio_base"' in pairs["audio"]
+    assert f'<video controls preload="metadata" src="/jobs/{trained.id}/files/preview_video_base"' in \
+        pairs["preview_video"]
+    assert f'<img src="/jobs/{trained.id}/files/spectrograms"' in page
+    figures = re.search(r'<table class="figures">(.*?)</table>', page, re.S)[1]
+    rows = re.findall(r"<tr><td>([^<]*)</td><td>(\w+)</td><td>(-?[\d.]+)</td>", figures)
+    assert {source for _, source, _ in rows} == {"lora", "base", "training"}
+    assert len(rows) == len(trained.outputs.audio_figures)
+    assert 'id="webhooks"' not in page  # no webhook_url: no deliveries
     for field in ("lora_file", "lora_comfyui_file", "config_file", "audio"):
         assert f'href="/jobs/{trained.id}/files/{field}?download=1"' in page
     assert "billed 100 units" in page and 'id="cancel"' not in page
     assert "data-final" in web.login(web.own).get(f"/jobs/{trained.id}?fragment=1").text  # live updates stop
+
+
+def test_webhook_deliveries_are_in_the_jobs_history_and_on_its_page(web):
+    received = []
+
+    class Receiver(BaseHTTPRequestHandler):
+        def do_POST(self):
+            received.append(json.loads(self.rfile.read(int(self.headers["content-length"]))))
+            self.send_response(204)
+            self.end_headers()
+
+        def log_message(self, *args):
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Receiver)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        request = jobs_pb2.CreateJobRequest(
+            params=params_pb2.JobParams(v2a=params_pb2.V2AParams(training_data_url="http://127.0.0.1:9/gone.zip")),
+            webhook_url=f"http://127.0.0.1:{server.server_port}/hook")
+        job = web.jobs.CreateJob(request, metadata=bearer(web.own))
+        assert web.wait_ended(job.id, web.own).state == jobs_pb2.FAILED
+        deadline = time.monotonic() + 120
+        while True:
+            history = web.jobs.GetJobHistory(jobs_pb2.GetJobRequest(job_id=job.id), metadata=bearer(web.own))
+            if history.webhooks and history.webhooks[-1].type == "job.failed" and \
+                    all(d.status == "delivered" for d in history.webhooks):
+                break
+            assert time.monotonic() < deadline, history.webhooks
+            time.sleep(0.5)
+    finally:
+        server.shutdown()
+    assert [d.message_id for d in history.webhooks] == [
+        m.message_id for m in web.jobs.ListWebhookDeliveries(jobs_pb2.GetJobRequest(job_id=job.id),
+                                                             metadata=bearer(web.own)).deliveries]
+    assert all(d.attempts and d.attempts[-1].status_code == 204 for d in history.webhooks)
+    assert [body["type"] for body in received][-1] == "job.failed"
+    page = web.login(web.own).get(f"/jobs/{job.id}").text
+    section = re.search(r'<section class="card" id="webhooks">(.*?)</section>', page, re.S)[1]
+    assert "job.failed" in section and "delivered" in section and "· 204" in section
+    other = web.jobs.GetJobHistory  # another tenant learns nothing of them
+    with pytest.raises(grpc.RpcError) as refused:
+        other(jobs_pb2.GetJobRequest(job_id=job.id), metadata=bearer(web.other))
+    assert refused.value.code() == grpc.StatusCode.NOT_FOUND
 
 
 def test_jobs_list_filters_and_pages(web, trained):

@@ -52,7 +52,8 @@ def web(tmp_path_factory, tiny_model_dir):
     own, other = "avl_own_" + secrets.token_urlsafe(16), "avl_other_" + secrets.token_urlsafe(16)
     stack = Stack(tmp_path_factory.mktemp("web") / "stack", extra_env={
         "AVLORA_MODEL_DIR": str(tiny_model_dir), "AVLORA_ACK_WAIT_S": "4",
-        "AVLORA_LEDGER_KEYS": f"local:{own},other:{other}"})
+        "AVLORA_LEDGER_KEYS": f"local:{own},other:{other}",
+        "AVLORA_INGEST_ALLOW_NETWORKS": "127.0.0.0/8"})  # loopback webhook receivers
     stack.start()
     yield Web(stack, own, other)
     stack.stop()

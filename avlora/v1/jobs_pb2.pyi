@@ -295,16 +295,18 @@ class LogLine(_message.Message):
     def __init__(self, at: _Optional[float] = ..., stage: _Optional[str] = ..., message: _Optional[str] = ...) -> None: ...
 
 class JobHistory(_message.Message):
-    __slots__ = ("job_id", "points", "states", "logs")
+    __slots__ = ("job_id", "points", "states", "logs", "webhooks")
     JOB_ID_FIELD_NUMBER: _ClassVar[int]
     POINTS_FIELD_NUMBER: _ClassVar[int]
     STATES_FIELD_NUMBER: _ClassVar[int]
     LOGS_FIELD_NUMBER: _ClassVar[int]
+    WEBHOOKS_FIELD_NUMBER: _ClassVar[int]
     job_id: str
     points: _containers.RepeatedCompositeFieldContainer[ProgressPoint]
     states: _containers.RepeatedCompositeFieldContainer[StateChange]
     logs: _containers.RepeatedCompositeFieldContainer[LogLine]
-    def __init__(self, job_id: _Optional[str] = ..., points: _Optional[_Iterable[_Union[ProgressPoint, _Mapping]]] = ..., states: _Optional[_Iterable[_Union[StateChange, _Mapping]]] = ..., logs: _Optional[_Iterable[_Union[LogLine, _Mapping]]] = ...) -> None: ...
+    webhooks: _containers.RepeatedCompositeFieldContainer[WebhookDelivery]
+    def __init__(self, job_id: _Optional[str] = ..., points: _Optional[_Iterable[_Union[ProgressPoint, _Mapping]]] = ..., states: _Optional[_Iterable[_Union[StateChange, _Mapping]]] = ..., logs: _Optional[_Iterable[_Union[LogLine, _Mapping]]] = ..., webhooks: _Optional[_Iterable[_Union[WebhookDelivery, _Mapping]]] = ...) -> None: ...
 
 class GetUsageRequest(_message.Message):
     __slots__ = ("job_id",)

@@ -276,7 +276,9 @@ class JobService(jobs_pb2_grpc.JobServiceServicer):
     async def GetJobHistory(self, request, context):
         tenant = await self._tenant(context)
         job = await self._own_job(tenant, request.job_id, context)
-        return job_history(job, await self.ledger.job_events(job.id))
+        history = job_history(job, await self.ledger.job_events(job.id))
+        history.webhooks.extend(await self._webhook_deliveries(job.id))
+        return history
 
     async def GetWebhookSecret(self, request, context):
         return jobs_pb2.WebhookSecret(secret=await self.ledger.webhook_secret(await self._tenant(context)))
@@ -290,16 +292,20 @@ class JobService(jobs_pb2_grpc.JobServiceServicer):
     async def ListWebhookDeliveries(self, request, context):
         tenant = await self._tenant(context)
         await self._own_job(tenant, request.job_id, context)
-        reply = jobs_pb2.WebhookDeliveries()
-        for delivery, attempts in await self.ledger.webhook_deliveries(request.job_id):
-            item = reply.deliveries.add(message_id=delivery.message_id, type=delivery.type, state=delivery.state,
-                                        url=delivery.url, status=delivery.status,
-                                        created_at=timestamp(delivery.created_at))
+        return jobs_pb2.WebhookDeliveries(deliveries=await self._webhook_deliveries(request.job_id))
+
+    async def _webhook_deliveries(self, job_id: str) -> list[jobs_pb2.WebhookDelivery]:
+        found = []
+        for delivery, attempts in await self.ledger.webhook_deliveries(job_id):
+            item = jobs_pb2.WebhookDelivery(message_id=delivery.message_id, type=delivery.type, state=delivery.state,
+                                            url=delivery.url, status=delivery.status,
+                                            created_at=timestamp(delivery.created_at))
             if delivery.next_attempt_at:
                 item.next_attempt_at.CopyFrom(timestamp(delivery.next_attempt_at))
             for attempt in attempts:
                 item.attempts.add(at=timestamp(attempt.at), status_code=attempt.status_code, error=attempt.error)
-        return reply
+            found.append(item)
+        return found
 
     async def GetUsage(self, request, context):
         tenant = await self._tenant(context)

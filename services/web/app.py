@@ -112,15 +112,38 @@ def progress_view(job: jobs_pb2.Job) -> dict:
 
 
 def outputs_view(job: jobs_pb2.Job) -> list[dict]:
-    """Every output with its file name and, for audio and video files (any preview, whatever its
-    field), the kind of player that plays it inline."""
+    """Every output with its file name and, for audio, video and image files (any preview, whatever
+    its field), how the page shows it inline."""
     items = []
     for field, uri in ((f.name, v) for f, v in job.outputs.ListFields() if isinstance(v, str) and v):
         name = PurePosixPath(uri).name
         mime = mimetypes.guess_type(name)[0] or "application/octet-stream"
-        kind = mime.split("/")[0] if mime.split("/")[0] in ("audio", "video") else ""
+        kind = mime.split("/")[0] if mime.split("/")[0] in ("audio", "video", "image") else ""
         items.append({"field": field, "name": name, "mime": mime, "player": kind})
     return items
+
+
+def comparisons(outputs: list[dict]) -> tuple[list[tuple[dict, dict]], list[dict]]:
+    """The previews paired with the base model's rendering of the same samples (`<field>` and
+    `<field>_base`), and the playable outputs left over."""
+    by_field = {item["field"]: item for item in outputs if item["player"]}
+    pairs = [(item, by_field[item["field"] + "_base"]) for item in by_field.values()
+             if item["field"] + "_base" in by_field]
+    paired = {item["field"] for pair in pairs for item in pair}
+    return pairs, [item for item in by_field.values() if item["field"] not in paired]
+
+
+def figures_view(job: jobs_pb2.Job) -> list[dict]:
+    return [{"name": f.name, "source": f.source, "lufs": f"{f.loudness_lufs:.1f}", "peak": f"{f.peak_dbfs:.1f}",
+             "clipped": f"{100 * f.clipped_share:.2f} %", "silence": f"{100 * f.silence_share:.0f} %",
+             "sync": f"{f.sync_offset_ms:+.0f} ms" if f.sync_confidence else "",
+             "confidence": f"{f.sync_confidence:.2f}"} for f in job.outputs.audio_figures]
+
+
+def webhooks_view(history: jobs_pb2.JobHistory) -> list[dict]:
+    return [{"type": d.type, "status": d.status, "url": d.url,
+             "attempts": [(when(a.at), a.status_code or "", a.error) for a in d.attempts],
+             "next": when(d.next_attempt_at) if d.HasField("next_attempt_at") else ""} for d in history.webhooks]
 
 
 def timeline(history: jobs_pb2.JobHistory) -> list[dict]:
@@ -270,7 +293,8 @@ def make_app(settings: WebSettings) -> Starlette:
                    "logs": [(datetime.fromtimestamp(line.at, timezone.utc).strftime("%H:%M:%S"), line.stage,
                              line.message) for line in history.logs[-LOG_LINES:]],
                    "named_files": list(dict.fromkeys(name.lstrip("(") for name in FILE_NAME.findall(job.error))),
-                   "outputs": outputs_view(job)}
+                   "outputs": outputs_view(job), "figures": figures_view(job), "webhooks": webhooks_view(history)}
+        context["pairs"], context["players"] = comparisons(context["outputs"])
         return render(request, "_job_live.html" if request.query_params.get("fragment") else "job.html", context)
 
     @signed_in(media=True)
