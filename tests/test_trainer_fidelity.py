@@ -190,6 +190,95 @@ def test_v2a_preview_steps_run_positive_cfg_stg_and_modality_passes(tiny_model_d
     assert torch.equal(generation.video, conditioning.video) and torch.isfinite(generation.audio).all()
 
 
+# -- 5b. audio<->video cross-attention modulation (ltx-core _prepare_cross_attention_timestep) -------
+# ltx-core: scale/shift <- the modality's own timesteps x 1000 (per token); gate <- the other
+# modality's sigma x 1000 x av_ca_timestep_scale_multiplier / 1000. With the multiplier at 1 (ltx-core's
+# default): gate <- the other's sigma itself.
+
+CROSS_MODULES = ("av_cross_attn_video_scale_shift", "av_cross_attn_audio_scale_shift",
+                 "av_cross_attn_video_a2v_gate", "av_cross_attn_audio_v2a_gate")
+
+
+def _modulation_inputs(transformer, run) -> dict[str, list[float]]:
+    """What the four cross-attention AdaLN modules receive as their timestep during `run()`."""
+    seen = {}
+    hooks = [getattr(transformer, name).register_forward_hook(  # sees the input as the module ran on it
+        lambda m, args, out, name=name: seen.__setitem__(name, [round(float(x), 4) for x in args[0]]))
+        for name in CROSS_MODULES]
+    with torch.no_grad():
+        run()
+    for hook in hooks:
+        hook.remove()
+    return seen
+
+
+def _transformer_with_multiplier(tiny_model_dir, multiplier: int):
+    transformer = load_for_training(tiny_model_dir).transformer
+    return type(transformer).from_config({**transformer.config, "cross_attn_timestep_scale_multiplier": multiplier})
+
+
+def test_v2a_cross_attention_modulated_as_ltx_core(tiny_model_dir):
+    model, text, video, audio = _streams(tiny_model_dir)
+    transformer = _transformer_with_multiplier(tiny_model_dir, 1)
+    noisy = torch.randn(audio.target.shape)
+    seen = _modulation_inputs(transformer, lambda: predict(transformer, text, video, audio, video.target, noisy,
+                                                           0.0, 0.6))
+    assert seen == {"av_cross_attn_video_scale_shift": [0.0],    # the video's own timestep (clean)
+                    "av_cross_attn_audio_scale_shift": [600.0],  # the audio's own timestep
+                    "av_cross_attn_video_a2v_gate": [0.6],       # the audio's sigma x 1000 x 1 / 1000
+                    "av_cross_attn_audio_v2a_gate": [0.0]}       # the video's sigma
+    # At the tiny model's multiplier 1000 (diffusers' default) the gate is the other's sigma x 1000.
+    seen = _modulation_inputs(model.transformer, lambda: predict(model.transformer, text, video, audio,
+                                                                 video.target, noisy, 0.0, 0.6))
+    assert seen["av_cross_attn_video_a2v_gate"] == [600.0] and seen["av_cross_attn_audio_v2a_gate"] == [0.0]
+    assert seen["av_cross_attn_video_scale_shift"] == [0.0] and seen["av_cross_attn_audio_scale_shift"] == [600.0]
+
+
+def test_av2av_cross_attention_modulated_per_token_as_ltx_core(tiny_model_dir):
+    transformer = _transformer_with_multiplier(tiny_model_dir, 1)
+    _, text, _, _ = _streams(tiny_model_dir)
+    # 2 target video tokens (1x1x2) and 1 reference token; 3 target audio tokens and 3 reference ones.
+    sample = Sample("s", None, torch.randn(1, 128, 1, 1, 2), torch.randn(1, 8, 3, 16),
+                    torch.randn(1, 128, 1, 1, 1), torch.randn(1, 8, 3, 16))
+    video, audio = AV2AV().streams(transformer, sample, 24)
+    seen = _modulation_inputs(transformer, lambda: predict(transformer, text, video, audio, video.target,
+                                                           audio.target, 0.3, 0.7))
+    assert seen == {"av_cross_attn_video_scale_shift": [300.0, 300.0, 0.0],           # target, reference
+                    "av_cross_attn_audio_scale_shift": [700.0, 700.0, 700.0, 0.0, 0.0, 0.0],
+                    "av_cross_attn_video_a2v_gate": [0.7],   # the audio target's sigma
+                    "av_cross_attn_audio_v2a_gate": [0.3]}   # the video target's sigma
+
+
+def test_diffusers_pipeline_helper_modulates_as_training(tiny_model_dir):
+    from diffusers import LTX2Pipeline
+
+    from avlora.model.modulation import modulate_as_ltx_core
+    model, text, video, audio = _streams(tiny_model_dir)
+    pipe = LTX2Pipeline.from_pretrained(tiny_model_dir, local_files_only=True)
+    noisy = torch.randn(audio.target.shape)
+    with torch.no_grad():
+        trained = predict(model.transformer, text, video, audio, video.target, noisy, 0.0, 0.6)
+
+    def as_the_pipeline_calls_it():  # keyword arguments, use_cross_timestep=True (LTX2Pipeline's default)
+        with torch.no_grad():
+            return pipe.transformer(
+                hidden_states=video.target, audio_hidden_states=noisy, encoder_hidden_states=text.video,
+                audio_encoder_hidden_states=text.audio, timestep=torch.tensor([0.0]), sigma=torch.tensor([0.0]),
+                audio_timestep=torch.tensor([600.0]), audio_sigma=torch.tensor([600.0]),
+                encoder_attention_mask=text.mask, audio_encoder_attention_mask=text.mask,
+                video_coords=video.coords, audio_coords=audio.coords, use_cross_timestep=True, return_dict=False)
+
+    stock = as_the_pipeline_calls_it()
+    assert not torch.allclose(stock[1], trained[1], atol=1e-5)  # diffusers' own modulation differs
+    modulate_as_ltx_core(pipe)
+    helped = as_the_pipeline_calls_it()
+    assert torch.allclose(helped[0], trained[0], atol=1e-6) and torch.allclose(helped[1], trained[1], atol=1e-6)
+    # and the pipeline renders with it (two steps, latents out)
+    out = pipe("a ball", num_frames=9, height=64, width=64, num_inference_steps=2, output_type="latent",
+               generator=torch.Generator().manual_seed(0), return_dict=False)
+    assert all(torch.isfinite(t).all() for t in out)
+
+
 # -- 6. optimiser and schedule (ltx-trainer _init_optimizer / _create_scheduler) --------------------
 
 def test_learning_rate_decays_linearly_to_a_tenth_without_warmup():
