@@ -18,7 +18,7 @@ from services.trainer.data import Prompt, Sample, load_sample, load_training_set
 from services.trainer.lora_files import (
     lora_metadata, lora_weights, read_lora_metadata, write_comfyui_lora, write_diffusers_lora,
 )
-from services.trainer.sampling import generate, guided, stg_block
+from services.trainer.sampling import euler_sigmas, generate, guided, stg_block
 from services.trainer.strategies import AV2AV, V2A, Guidance, strategy_for
 from services.trainer.tokens import encode_text, perturbed_self_attention, predict, sample_sigmas, video_coords
 from services.trainer.training import Trainer, TrainerOptions, add_lora, learning_rate, optimiser_config
@@ -141,6 +141,26 @@ def test_preview_guidance_is_the_reference_validation_guidance():
     pred = c + 6.0 * (c - u) + 1.0 * (c - p) + 2.0 * (c - m)
     expected = pred * (0.7 * float(c.std()) / float(pred.std()) + 0.3)
     assert torch.allclose(guided(c, u, p, m, Guidance(7.0, 1.0, 3.0, 0.7)), expected, atol=1e-5)
+
+
+def test_guidance_rescale_measures_every_token_of_the_modality():
+    # ltx-core MultiModalGuider.calculate: factor = std(cond) / std(pred) over the whole modality,
+    # whose latent holds the clean reference tokens too (cond = pred = the reference there).
+    c, u = torch.tensor([[[2.0], [4.0]]]), torch.tensor([[[1.0], [5.0]]])
+    reference = torch.tensor([[[0.0], [0.0]]])
+    # pred = c + 1 (c - u) = [3, 3]; over [3, 3, 0, 0]: std 1.732051; over [2, 4, 0, 0]: std 1.914854;
+    # factor 0.5 x 1.914854 / 1.732051 + 0.5 = 1.052770, times [3, 3] = [3.158312, 3.158312].
+    result = guided(c, u, None, None, Guidance(cfg=2.0, stg=0.0, modality=1.0, rescale=0.5), reference)
+    assert result.flatten().tolist() == pytest.approx([3.158312, 3.158312], abs=1e-5)
+    # the target tokens alone ([3, 3] has no spread): the factor would be inf
+    assert not torch.isfinite(guided(c, u, None, None, Guidance(cfg=2.0, stg=0.0, modality=1.0, rescale=0.5))).all()
+
+
+def test_preview_sigmas_are_shifted_for_4096_tokens_as_ltx_core(tiny_model_dir):
+    # ltx-core LTX2Scheduler.execute(steps=4) without a latent: linspace(1, 0, 5) shifted with
+    # mu = 2.05 (4096 tokens): e^mu / (e^mu + 1/t - 1), stretched so the last nonzero sigma is 0.1.
+    scheduler = load_for_training(tiny_model_dir).scheduler
+    assert euler_sigmas(scheduler, 4) == pytest.approx([1.0, 0.867083, 0.631569, 0.1, 0.0], abs=1e-5)
 
 
 def _streams(tiny_model_dir):
