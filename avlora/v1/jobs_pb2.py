@@ -26,7 +26,7 @@ from avlora.v1 import params_pb2 as avlora_dot_v1_dot_params__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x14\x61vlora/v1/jobs.proto\x12\tavlora.v1\x1a\x16\x61vlora/v1/params.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"L\n\x10\x43reateJobRequest\x12$\n\x06params\x18\x01 \x01(\x0b\x32\x14.avlora.v1.JobParams\x12\x12\n\nrequest_id\x18\x02 \x01(\t\"\x1f\n\rGetJobRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\"\"\n\x10\x43\x61ncelJobRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\"j\n\x0fListJobsRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\x12\"\n\x05state\x18\x03 \x01(\x0e\x32\x13.avlora.v1.JobState\x12\x0c\n\x04mode\x18\x04 \x01(\t\"I\n\x10ListJobsResponse\x12\x1c\n\x04jobs\x18\x01 \x03(\x0b\x32\x0e.avlora.v1.Job\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"\xe9\x01\n\x08Progress\x12\r\n\x05stage\x18\x01 \x01(\t\x12\x0c\n\x04\x64one\x18\x02 \x01(\x03\x12\r\n\x05total\x18\x03 \x01(\x03\x12\x0c\n\x04unit\x18\x04 \x01(\t\x12\x0c\n\x04loss\x18\x05 \x01(\x01\x12\x12\n\naudio_loss\x18\x06 \x01(\x01\x12\x12\n\nvideo_loss\x18\x07 \x01(\x01\x12\x17\n\x0fvalidation_loss\x18\x08 \x01(\x01\x12 \n\x18\x62\x61seline_validation_loss\x18\t \x01(\x01\x12\x0c\n\x04rate\x18\n \x01(\x01\x12\x13\n\x0b\x65ta_seconds\x18\x0b \x01(\x01\x12\x0f\n\x07message\x18\x0c \x01(\t\"\x81\x01\n\x07Outputs\x12\x11\n\tlora_file\x18\x01 \x01(\t\x12\x19\n\x11lora_comfyui_file\x18\x02 \x01(\t\x12\x13\n\x0b\x63onfig_file\x18\x03 \x01(\t\x12\r\n\x05\x61udio\x18\x04 \x01(\t\x12\r\n\x05video\x18\x05 \x01(\t\x12\x15\n\rdebug_dataset\x18\x06 \x01(\t\"\xc7\x04\n\x03Job\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0c\n\x04mode\x18\x02 \x01(\t\x12\"\n\x05state\x18\x03 \x01(\x0e\x32\x13.avlora.v1.JobState\x12$\n\x06params\x18\x04 \x01(\x0b\x32\x14.avlora.v1.JobParams\x12\x12\n\nrequest_id\x18\x05 \x01(\t\x12.\n\ncreated_at\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nupdated_at\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12%\n\x08progress\x18\x08 \x01(\x0b\x32\x13.avlora.v1.Progress\x12\r\n\x05\x65rror\x18\t \x01(\t\x12#\n\x07outputs\x18\n \x01(\x0b\x32\x12.avlora.v1.Outputs\x12\x14\n\x0c\x62illed_units\x18\x0b \x01(\x03\x12\x12\n\nunit_price\x18\x0c \x01(\x01\x12\x0c\n\x04\x63ost\x18\r \x01(\x01\x12\x12\n\nqueued_for\x18\x0e \x01(\t\x12\x16\n\x0equeue_position\x18\x0f \x01(\x03\x12\x37\n\rdownload_urls\x18\x10 \x03(\x0b\x32 .avlora.v1.Job.DownloadUrlsEntry\x12;\n\x17\x64ownload_urls_expire_at\x18\x11 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x1a\x33\n\x11\x44ownloadUrlsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"7\n\x17\x44ownloadArtifactRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\"9\n\rArtifactChunk\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0c\n\x04size\x18\x02 \x01(\x03\x12\x0c\n\x04\x64\x61ta\x18\x03 \x01(\x0c\"!\n\x0fGetUsageRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\"~\n\tUsageLine\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\x0c\n\x04mode\x18\x02 \x01(\t\x12\"\n\x05state\x18\x03 \x01(\x0e\x32\x13.avlora.v1.JobState\x12\r\n\x05units\x18\x04 \x01(\x03\x12\x12\n\nunit_price\x18\x05 \x01(\x01\x12\x0c\n\x04\x63ost\x18\x06 \x01(\x01\"e\n\x05Usage\x12\x0e\n\x06tenant\x18\x01 \x01(\t\x12#\n\x05lines\x18\x02 \x03(\x0b\x32\x14.avlora.v1.UsageLine\x12\x13\n\x0btotal_units\x18\x03 \x01(\x03\x12\x12\n\ntotal_cost\x18\x04 \x01(\x01*\x8b\x01\n\x08JobState\x12\x19\n\x15JOB_STATE_UNSPECIFIED\x10\x00\x12\n\n\x06QUEUED\x10\x01\x12\r\n\tINGESTING\x10\x02\x12\x11\n\rPREPROCESSING\x10\x03\x12\x0c\n\x08TRAINING\x10\x04\x12\r\n\tSUCCEEDED\x10\x05\x12\n\n\x06\x46\x41ILED\x10\x06\x12\r\n\tCANCELLED\x10\x07\x32\xbf\x03\n\nJobService\x12\x38\n\tCreateJob\x12\x1b.avlora.v1.CreateJobRequest\x1a\x0e.avlora.v1.Job\x12\x32\n\x06GetJob\x12\x18.avlora.v1.GetJobRequest\x1a\x0e.avlora.v1.Job\x12\x43\n\x08ListJobs\x12\x1a.avlora.v1.ListJobsRequest\x1a\x1b.avlora.v1.ListJobsResponse\x12\x38\n\tCancelJob\x12\x1b.avlora.v1.CancelJobRequest\x1a\x0e.avlora.v1.Job\x12\x36\n\x08WatchJob\x12\x18.avlora.v1.GetJobRequest\x1a\x0e.avlora.v1.Job0\x01\x12\x38\n\x08GetUsage\x12\x1a.avlora.v1.GetUsageRequest\x1a\x10.avlora.v1.Usage\x12R\n\x10\x44ownloadArtifact\x12\".avlora.v1.DownloadArtifactRequest\x1a\x18.avlora.v1.ArtifactChunk0\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x14\x61vlora/v1/jobs.proto\x12\tavlora.v1\x1a\x16\x61vlora/v1/params.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"L\n\x10\x43reateJobRequest\x12$\n\x06params\x18\x01 \x01(\x0b\x32\x14.avlora.v1.JobParams\x12\x12\n\nrequest_id\x18\x02 \x01(\t\"\x1f\n\rGetJobRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\"\"\n\x10\x43\x61ncelJobRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\"j\n\x0fListJobsRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\x12\"\n\x05state\x18\x03 \x01(\x0e\x32\x13.avlora.v1.JobState\x12\x0c\n\x04mode\x18\x04 \x01(\t\"I\n\x10ListJobsResponse\x12\x1c\n\x04jobs\x18\x01 \x03(\x0b\x32\x0e.avlora.v1.Job\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"\x85\x02\n\x08Progress\x12\r\n\x05stage\x18\x01 \x01(\t\x12\x0c\n\x04\x64one\x18\x02 \x01(\x03\x12\r\n\x05total\x18\x03 \x01(\x03\x12\x0c\n\x04unit\x18\x04 \x01(\t\x12\x0c\n\x04loss\x18\x05 \x01(\x01\x12\x12\n\naudio_loss\x18\x06 \x01(\x01\x12\x12\n\nvideo_loss\x18\x07 \x01(\x01\x12\x17\n\x0fvalidation_loss\x18\x08 \x01(\x01\x12 \n\x18\x62\x61seline_validation_loss\x18\t \x01(\x01\x12\x0c\n\x04rate\x18\n \x01(\x01\x12\x13\n\x0b\x65ta_seconds\x18\x0b \x01(\x01\x12\x0f\n\x07message\x18\x0c \x01(\t\x12\x1a\n\x12validation_loss_on\x18\x14 \x01(\t\"\x81\x01\n\x07Outputs\x12\x11\n\tlora_file\x18\x01 \x01(\t\x12\x19\n\x11lora_comfyui_file\x18\x02 \x01(\t\x12\x13\n\x0b\x63onfig_file\x18\x03 \x01(\t\x12\r\n\x05\x61udio\x18\x04 \x01(\t\x12\r\n\x05video\x18\x05 \x01(\t\x12\x15\n\rdebug_dataset\x18\x06 \x01(\t\"\xc7\x04\n\x03Job\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0c\n\x04mode\x18\x02 \x01(\t\x12\"\n\x05state\x18\x03 \x01(\x0e\x32\x13.avlora.v1.JobState\x12$\n\x06params\x18\x04 \x01(\x0b\x32\x14.avlora.v1.JobParams\x12\x12\n\nrequest_id\x18\x05 \x01(\t\x12.\n\ncreated_at\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nupdated_at\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12%\n\x08progress\x18\x08 \x01(\x0b\x32\x13.avlora.v1.Progress\x12\r\n\x05\x65rror\x18\t \x01(\t\x12#\n\x07outputs\x18\n \x01(\x0b\x32\x12.avlora.v1.Outputs\x12\x14\n\x0c\x62illed_units\x18\x0b \x01(\x03\x12\x12\n\nunit_price\x18\x0c \x01(\x01\x12\x0c\n\x04\x63ost\x18\r \x01(\x01\x12\x12\n\nqueued_for\x18\x0e \x01(\t\x12\x16\n\x0equeue_position\x18\x0f \x01(\x03\x12\x37\n\rdownload_urls\x18\x10 \x03(\x0b\x32 .avlora.v1.Job.DownloadUrlsEntry\x12;\n\x17\x64ownload_urls_expire_at\x18\x11 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x1a\x33\n\x11\x44ownloadUrlsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"7\n\x17\x44ownloadArtifactRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\"9\n\rArtifactChunk\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0c\n\x04size\x18\x02 \x01(\x03\x12\x0c\n\x04\x64\x61ta\x18\x03 \x01(\x0c\"!\n\x0fGetUsageRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\"~\n\tUsageLine\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\x0c\n\x04mode\x18\x02 \x01(\t\x12\"\n\x05state\x18\x03 \x01(\x0e\x32\x13.avlora.v1.JobState\x12\r\n\x05units\x18\x04 \x01(\x03\x12\x12\n\nunit_price\x18\x05 \x01(\x01\x12\x0c\n\x04\x63ost\x18\x06 \x01(\x01\"e\n\x05Usage\x12\x0e\n\x06tenant\x18\x01 \x01(\t\x12#\n\x05lines\x18\x02 \x03(\x0b\x32\x14.avlora.v1.UsageLine\x12\x13\n\x0btotal_units\x18\x03 \x01(\x03\x12\x12\n\ntotal_cost\x18\x04 \x01(\x01*\x8b\x01\n\x08JobState\x12\x19\n\x15JOB_STATE_UNSPECIFIED\x10\x00\x12\n\n\x06QUEUED\x10\x01\x12\r\n\tINGESTING\x10\x02\x12\x11\n\rPREPROCESSING\x10\x03\x12\x0c\n\x08TRAINING\x10\x04\x12\r\n\tSUCCEEDED\x10\x05\x12\n\n\x06\x46\x41ILED\x10\x06\x12\r\n\tCANCELLED\x10\x07\x32\xbf\x03\n\nJobService\x12\x38\n\tCreateJob\x12\x1b.avlora.v1.CreateJobRequest\x1a\x0e.avlora.v1.Job\x12\x32\n\x06GetJob\x12\x18.avlora.v1.GetJobRequest\x1a\x0e.avlora.v1.Job\x12\x43\n\x08ListJobs\x12\x1a.avlora.v1.ListJobsRequest\x1a\x1b.avlora.v1.ListJobsResponse\x12\x38\n\tCancelJob\x12\x1b.avlora.v1.CancelJobRequest\x1a\x0e.avlora.v1.Job\x12\x36\n\x08WatchJob\x12\x18.avlora.v1.GetJobRequest\x1a\x0e.avlora.v1.Job0\x01\x12\x38\n\x08GetUsage\x12\x1a.avlora.v1.GetUsageRequest\x1a\x10.avlora.v1.Usage\x12R\n\x10\x44ownloadArtifact\x12\".avlora.v1.DownloadArtifactRequest\x1a\x18.avlora.v1.ArtifactChunk0\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -35,8 +35,8 @@ if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_JOB_DOWNLOADURLSENTRY']._loaded_options = None
   _globals['_JOB_DOWNLOADURLSENTRY']._serialized_options = b'8\001'
-  _globals['_JOBSTATE']._serialized_start=1759
-  _globals['_JOBSTATE']._serialized_end=1898
+  _globals['_JOBSTATE']._serialized_start=1787
+  _globals['_JOBSTATE']._serialized_end=1926
   _globals['_CREATEJOBREQUEST']._serialized_start=92
   _globals['_CREATEJOBREQUEST']._serialized_end=168
   _globals['_GETJOBREQUEST']._serialized_start=170
@@ -48,23 +48,23 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_LISTJOBSRESPONSE']._serialized_start=347
   _globals['_LISTJOBSRESPONSE']._serialized_end=420
   _globals['_PROGRESS']._serialized_start=423
-  _globals['_PROGRESS']._serialized_end=656
-  _globals['_OUTPUTS']._serialized_start=659
-  _globals['_OUTPUTS']._serialized_end=788
-  _globals['_JOB']._serialized_start=791
-  _globals['_JOB']._serialized_end=1374
-  _globals['_JOB_DOWNLOADURLSENTRY']._serialized_start=1323
-  _globals['_JOB_DOWNLOADURLSENTRY']._serialized_end=1374
-  _globals['_DOWNLOADARTIFACTREQUEST']._serialized_start=1376
-  _globals['_DOWNLOADARTIFACTREQUEST']._serialized_end=1431
-  _globals['_ARTIFACTCHUNK']._serialized_start=1433
-  _globals['_ARTIFACTCHUNK']._serialized_end=1490
-  _globals['_GETUSAGEREQUEST']._serialized_start=1492
-  _globals['_GETUSAGEREQUEST']._serialized_end=1525
-  _globals['_USAGELINE']._serialized_start=1527
-  _globals['_USAGELINE']._serialized_end=1653
-  _globals['_USAGE']._serialized_start=1655
-  _globals['_USAGE']._serialized_end=1756
-  _globals['_JOBSERVICE']._serialized_start=1901
-  _globals['_JOBSERVICE']._serialized_end=2348
+  _globals['_PROGRESS']._serialized_end=684
+  _globals['_OUTPUTS']._serialized_start=687
+  _globals['_OUTPUTS']._serialized_end=816
+  _globals['_JOB']._serialized_start=819
+  _globals['_JOB']._serialized_end=1402
+  _globals['_JOB_DOWNLOADURLSENTRY']._serialized_start=1351
+  _globals['_JOB_DOWNLOADURLSENTRY']._serialized_end=1402
+  _globals['_DOWNLOADARTIFACTREQUEST']._serialized_start=1404
+  _globals['_DOWNLOADARTIFACTREQUEST']._serialized_end=1459
+  _globals['_ARTIFACTCHUNK']._serialized_start=1461
+  _globals['_ARTIFACTCHUNK']._serialized_end=1518
+  _globals['_GETUSAGEREQUEST']._serialized_start=1520
+  _globals['_GETUSAGEREQUEST']._serialized_end=1553
+  _globals['_USAGELINE']._serialized_start=1555
+  _globals['_USAGELINE']._serialized_end=1681
+  _globals['_USAGE']._serialized_start=1683
+  _globals['_USAGE']._serialized_end=1784
+  _globals['_JOBSERVICE']._serialized_start=1929
+  _globals['_JOBSERVICE']._serialized_end=2376
 # @@protoc_insertion_point(module_scope)

@@ -71,7 +71,7 @@ class ListJobsResponse(_message.Message):
     def __init__(self, jobs: _Optional[_Iterable[_Union[Job, _Mapping]]] = ..., next_page_token: _Optional[str] = ...) -> None: ...
 
 class Progress(_message.Message):
-    __slots__ = ("stage", "done", "total", "unit", "loss", "audio_loss", "video_loss", "validation_loss", "baseline_validation_loss", "rate", "eta_seconds", "message")
+    __slots__ = ("stage", "done", "total", "unit", "loss", "audio_loss", "video_loss", "validation_loss", "baseline_validation_loss", "rate", "eta_seconds", "message", "validation_loss_on")
     STAGE_FIELD_NUMBER: _ClassVar[int]
     DONE_FIELD_NUMBER: _ClassVar[int]
     TOTAL_FIELD_NUMBER: _ClassVar[int]
@@ -84,6 +84,7 @@ class Progress(_message.Message):
     RATE_FIELD_NUMBER: _ClassVar[int]
     ETA_SECONDS_FIELD_NUMBER: _ClassVar[int]
     MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    VALIDATION_LOSS_ON_FIELD_NUMBER: _ClassVar[int]
     stage: str
     done: int
     total: int
@@ -96,7 +97,8 @@ class Progress(_message.Message):
     rate: float
     eta_seconds: float
     message: str
-    def __init__(self, stage: _Optional[str] = ..., done: _Optional[int] = ..., total: _Optional[int] = ..., unit: _Optional[str] = ..., loss: _Optional[float] = ..., audio_loss: _Optional[float] = ..., video_loss: _Optional[float] = ..., validation_loss: _Optional[float] = ..., baseline_validation_loss: _Optional[float] = ..., rate: _Optional[float] = ..., eta_seconds: _Optional[float] = ..., message: _Optional[str] = ...) -> None: ...
+    validation_loss_on: str
+    def __init__(self, stage: _Optional[str] = ..., done: _Optional[int] = ..., total: _Optional[int] = ..., unit: _Optional[str] = ..., loss: _Optional[float] = ..., audio_loss: _Optional[float] = ..., video_loss: _Optional[float] = ..., validation_loss: _Optional[float] = ..., baseline_validation_loss: _Optional[float] = ..., rate: _Optional[float] = ..., eta_seconds: _Optional[float] = ..., message: _Optional[str] = ..., validation_loss_on: _Optional[str] = ...) -> None: ...
 
 class Outputs(_message.Message):
     __slots__ = ("lora_file", "lora_comfyui_file", "config_file", "audio", "video", "debug_dataset")

@@ -46,7 +46,8 @@ def new_api_key() -> str:
     return "avl_" + secrets.token_urlsafe(32)
 
 
-LOSS_FIELDS = ("loss", "audio_loss", "video_loss", "validation_loss", "baseline_validation_loss")
+LOSS_FIELDS = ("loss", "audio_loss", "video_loss", "validation_loss", "baseline_validation_loss",
+               "validation_loss_on")
 
 
 def merge_progress(stored: bytes, incoming: jobs_pb2.Progress) -> jobs_pb2.Progress:
