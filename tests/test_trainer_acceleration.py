@@ -25,7 +25,8 @@ def _setup(model_dir, mode="v2a", frames=17, size=(128, 96)):
     gen = torch.Generator().manual_seed(7)
     grid = ((frames - 1) // 8 + 1, size[1] // 32, size[0] // 32)
     audio = audio_latent_count(frames, 24)
-    sample = Sample("s", Prompt(torch.randn(32, 96, generator=gen), torch.ones(32, dtype=torch.int64)),
+    sample = Sample("s", Prompt(torch.randn(32, 32, generator=gen), torch.randn(32, 16, generator=gen),
+                                torch.ones(32, dtype=torch.int64)),
                     torch.randn(1, 128, *grid, generator=gen), torch.randn(1, 8, audio, 16, generator=gen),
                     torch.randn(1, 128, *grid, generator=gen), torch.randn(1, 8, audio, 16, generator=gen))
     text = encode_text(model.connectors, sample.prompt)

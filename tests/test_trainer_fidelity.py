@@ -167,7 +167,7 @@ def _streams(tiny_model_dir):
     model = load_for_training(tiny_model_dir)
     sample = Sample("s", None, torch.randn(1, 128, 2, 2, 2), torch.randn(1, 8, 9, 16))
     video, audio = V2A().streams(model.transformer, sample, 24)
-    text = encode_text(model.connectors, Prompt(torch.randn(5, 96), torch.tensor([0] * 27 + [1] * 5)))
+    text = encode_text(model.connectors, Prompt(torch.randn(5, 32), torch.randn(5, 16), torch.tensor([0] * 27 + [1] * 5)))
     return model, text, video, audio
 
 
@@ -330,12 +330,13 @@ def _device_tensors(trainer) -> int:
     known = {id(t) for m in modules for t in (*m.parameters(), *m.buffers())}
     known |= {id(t) for state in trainer.optimizer.state.values() for t in state.values()}
     for sample in (*trainer.samples, *trainer.held_out):
-        known |= {id(t) for t in (sample.video, sample.audio, sample.prompt.rows, sample.prompt.mask)}
+        known |= {id(t) for t in (sample.video, sample.audio, sample.prompt.video, sample.prompt.audio,
+                                  sample.prompt.mask)}
     return sum(1 for o in gc.get_objects()
                if issubclass(type(o), torch.Tensor) and o.device == trainer.device and id(o) not in known)
 
 
-def test_training_memory_does_not_grow_with_the_number_of_clips(tmp_path, tiny_model_dir):
+def test_device_memory_does_not_grow_with_the_number_of_clips(tmp_path, tiny_model_dir):
     with trainer_environment({"AVLORA_TRAIN_DEVICE": "cpu"}):
         run = TrainerRun(tmp_path, tiny_model_dir, "v2a", validations=0)
         training_set = load_training_set(run.store, run.uri)

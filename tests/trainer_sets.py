@@ -6,13 +6,11 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import torch
-from safetensors.torch import save_file
 
 from avlora.demo_data import plan_clips, render_audio, render_video
 from avlora.model.components import load_encoders
-from avlora.model.encode import (
-    audio_latent_count, encode_audio, encode_prompts, encode_video, prompt_to_cache,
-)
+from avlora.model.cache import to_bytes
+from avlora.model.encode import audio_latent_count, encode_audio, encode_video
 from avlora.params import AV2AVParams, V2AParams
 from avlora.settings import Settings
 from avlora.store import LocalStore
@@ -43,13 +41,10 @@ def build_training_set(store, model_dir, job_id: str, params, clips: int = 4, si
     temporal = getattr(params, "reference_temporal_scale_factor", 1)
     root = f"jobs/{job_id}/preprocess"
 
-    def prompt(text: str) -> dict:
-        embeds, mask = encode_prompts(encoders.text_encoder, encoders.tokenizer, [text])
-        return prompt_to_cache(embeds[0], mask[0])
+    prompt = encoders.caption
 
     def save(key: str, tensors: dict) -> str:
-        save_file({k: v.contiguous() for k, v in tensors.items()}, str(store.path(key)))
-        return store.uri(key)
+        return store.write_bytes(key, to_bytes(tensors))
 
     def clip_file(clip, frames_count, clip_fps, clip_size, caption) -> dict:
         if mode == "v2a":

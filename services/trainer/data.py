@@ -11,11 +11,10 @@ from dataclasses import dataclass
 from typing import NamedTuple
 
 import torch
-from safetensors.torch import load
 
 from avlora.model.cache import (
-    AUDIO_LATENTS, PROMPT_EMBEDS, PROMPT_KEYS, PROMPT_MASK, REF_AUDIO_LATENTS, REF_VIDEO_LATENTS, VIDEO_LATENTS,
-    ModeKeys,
+    AUDIO_LATENTS, PROMPT_AUDIO, PROMPT_KEYS, PROMPT_MASK, PROMPT_VIDEO, REF_AUDIO_LATENTS, REF_VIDEO_LATENTS, VIDEO_LATENTS,
+    ModeKeys, from_bytes,
 )
 from avlora.model.encode import prompt_from_cache
 from avlora.store import ArtifactStore
@@ -34,18 +33,23 @@ PREFETCH = 2  # samples read ahead of the training steps
 
 @dataclass
 class Prompt:
-    """A cached prompt, kept compact (the padded form is ~385 MB on the real model)."""
-    rows: torch.Tensor  # [n_valid, D] text encoder hidden states of the valid tokens
-    mask: torch.Tensor  # [L]
+    """A cached prompt, kept compact: the valid rows of its projected features (avlora.model.cache)."""
+    video: torch.Tensor  # [n_valid, video width]
+    audio: torch.Tensor  # [n_valid, audio width]
+    mask: torch.Tensor   # [L]
 
-    def expand(self, device, dtype) -> tuple[torch.Tensor, torch.Tensor]:
-        """(embeds [1, L, D] with zero rows where padded, mask [1, L]) on the device."""
-        return prompt_from_cache({PROMPT_EMBEDS: self.rows.to(device, dtype, non_blocking=True),
+    def expand(self, device, dtype) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(video [1, L, Dv], audio [1, L, Da] with zero rows where padded, mask [1, L]) on the device."""
+        move = lambda t: t.to(device, dtype, non_blocking=True)  # noqa: E731
+        return prompt_from_cache({PROMPT_VIDEO: move(self.video), PROMPT_AUDIO: move(self.audio),
                                   PROMPT_MASK: self.mask.to(device, non_blocking=True)})
+
+    def pinned(self) -> "Prompt":
+        return Prompt(self.video.pin_memory(), self.audio.pin_memory(), self.mask.pin_memory())
 
 
 def _prompt(tensors: dict[str, torch.Tensor]) -> Prompt:
-    return Prompt(tensors[PROMPT_EMBEDS], tensors[PROMPT_MASK])
+    return Prompt(tensors[PROMPT_VIDEO], tensors[PROMPT_AUDIO], tensors[PROMPT_MASK])
 
 
 @dataclass
@@ -67,7 +71,7 @@ class Sample:
     def pinned(self) -> "Sample":
         """The same sample in page-locked host memory (fast asynchronous copies to a GPU)."""
         pin = lambda t: None if t is None else t.pin_memory()  # noqa: E731
-        return Sample(self.name, Prompt(pin(self.prompt.rows), pin(self.prompt.mask)), pin(self.video),
+        return Sample(self.name, self.prompt.pinned(), pin(self.video),
                       pin(self.audio), pin(self.ref_video), pin(self.ref_audio))
 
 
@@ -108,13 +112,13 @@ class StoredSamples(Sequence):
 
 
 def load_prompt(store: ArtifactStore, uri: str) -> Prompt:
-    return _prompt(load(store.read_bytes(uri)))
+    return _prompt(from_bytes(store.read_bytes(uri), uri))
 
 
 def load_sample(store: ArtifactStore, name: str, uri: str, keys: ModeKeys, kind: str = "training") -> Sample:
     """Reads one cached sample (`kind`: "training" or "validation", whose keys `keys` names); a file
     missing a key is an internal error."""
-    tensors = load(store.read_bytes(uri))
+    tensors = from_bytes(store.read_bytes(uri), uri)
     missing = [k for k in (*getattr(keys, kind), *PROMPT_KEYS) if k not in tensors]
     if missing:
         raise ValueError(f"cached {kind} sample {name} ({uri}) lacks {', '.join(missing)}")

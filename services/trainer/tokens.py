@@ -7,6 +7,7 @@ from dataclasses import dataclass
 import torch
 from diffusers import LTX2Pipeline
 
+from avlora.model.encode import connect
 from avlora.model.modulation import modulate_as_ltx_core
 from services.trainer.data import Prompt
 
@@ -107,8 +108,7 @@ def sample_sigma(count: int, generator: torch.Generator) -> float:
 
 @torch.no_grad()
 def encode_text(connectors, prompt: Prompt) -> Text:
-    embeds, mask = prompt.expand(connectors.device, connectors.dtype)
-    video, audio, mask = connectors(embeds, mask, padding_side="left")
+    video, audio, mask = connect(connectors, *prompt.expand(connectors.device, connectors.dtype))
     return Text(video, audio, mask)
 
 
