@@ -72,3 +72,11 @@ def test_gpu_figures_runs_each_measurement_in_its_own_process_and_collects_the_f
     assert [r["figures"]["mode"] for r in records] == ["av2av", "v2a"]
     assert all(r["figures"]["outputs"]["lora_file"] > 0 for r in records)
     assert (tmp_path / "job-v2a.log").stat().st_size > 0
+
+
+def test_caption_cache_figures_from_the_real_configuration():
+    # Gemma-3-12B: 49 hidden states x 3840 in bf16 = 376 320 B per token; LTX-2.3's projected features:
+    # (4096 + 2048) x 2 = 12 288 B, under a tenth (1/30.6).
+    first = json.loads(_run("bench/caption_cache.py").splitlines()[0])
+    assert first["bytes_per_token_before"] == 376_320 and first["bytes_per_token_after"] == 12_288
+    assert first["ratio"] <= 0.1
