@@ -121,7 +121,8 @@ def describe(job: jobs_pb2.Job, endpoints: Endpoints | None = None) -> str:
         lines.append(f"  stage {progress.stage}: {progress.done}/{progress.total} {progress.unit} {progress.message}".rstrip())
     if progress.validation_loss or progress.baseline_validation_loss:
         on = f", on {progress.validation_loss_on.replace('_', ' ')}" if progress.validation_loss_on else ""
-        lines.append(f"  validation loss {progress.validation_loss:.4f} (untrained {progress.baseline_validation_loss:.4f}{on})")
+        lines.append(f"  validation loss {progress.validation_loss:.4f} "
+                     f"(untrained {progress.baseline_validation_loss:.4f}{on})")
     if job.error:
         lines.append(f"  error: {job.error}")
     for name, value in message_dict(job.outputs).items():

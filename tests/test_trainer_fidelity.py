@@ -167,7 +167,8 @@ def _streams(tiny_model_dir):
     model = load_for_training(tiny_model_dir)
     sample = Sample("s", None, torch.randn(1, 128, 2, 2, 2), torch.randn(1, 8, 9, 16))
     video, audio = V2A().streams(model.transformer, sample, 24)
-    text = encode_text(model.connectors, Prompt(torch.randn(5, 32), torch.randn(5, 16), torch.tensor([0] * 27 + [1] * 5)))
+    text = encode_text(model.connectors,
+                       Prompt(torch.randn(5, 32), torch.randn(5, 16), torch.tensor([0] * 27 + [1] * 5)))
     return model, text, video, audio
 
 

@@ -13,8 +13,8 @@ from typing import NamedTuple
 import torch
 
 from avlora.model.cache import (
-    AUDIO_LATENTS, PROMPT_AUDIO, PROMPT_KEYS, PROMPT_MASK, PROMPT_VIDEO, REF_AUDIO_LATENTS, REF_VIDEO_LATENTS, VIDEO_LATENTS,
-    ModeKeys, from_bytes,
+    AUDIO_LATENTS, PROMPT_AUDIO, PROMPT_KEYS, PROMPT_MASK, PROMPT_VIDEO, REF_AUDIO_LATENTS, REF_VIDEO_LATENTS,
+    VIDEO_LATENTS, ModeKeys, from_bytes,
 )
 from avlora.model.encode import prompt_from_cache
 from avlora.store import ArtifactStore

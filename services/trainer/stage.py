@@ -9,7 +9,9 @@ import torch
 from avlora.model.components import load_for_training, model_identity
 from avlora.v1 import jobs_pb2
 from services.trainer import status
-from services.trainer.data import TRAINING_CLIPS, StoredSamples, load_prompt, load_sample, load_training_set, split_holdout
+from services.trainer.data import (
+    TRAINING_CLIPS, StoredSamples, load_prompt, load_sample, load_training_set, split_holdout,
+)
 from services.trainer.launcher import run_distributed, training_processes
 from services.trainer.lora_files import (
     lora_metadata, training_config, write_comfyui_lora, write_config, write_diffusers_lora,
