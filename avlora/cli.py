@@ -114,7 +114,9 @@ def describe(job: jobs_pb2.Job, endpoints: Endpoints | None = None) -> str:
     if progress.stage:
         lines.append(f"  stage {progress.stage}: {progress.done}/{progress.total} {progress.unit} {progress.message}".rstrip())
     if progress.validation_loss or progress.baseline_validation_loss:
-        lines.append(f"  validation loss {progress.validation_loss:.4f} (untrained {progress.baseline_validation_loss:.4f})")
+        on = f", on {progress.validation_loss_on.replace('_', ' ')}" if progress.validation_loss_on else ""
+        lines.append(f"  validation loss {progress.validation_loss:.4f} "
+                     f"(untrained {progress.baseline_validation_loss:.4f}{on})")
     if job.error:
         lines.append(f"  error: {job.error}")
     for name, value in output_uris(job.outputs).items():

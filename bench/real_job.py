@@ -25,10 +25,9 @@ import torch
 from diffusers import AutoencoderKLLTX2Audio, AutoencoderKLLTX2Video, FlowMatchEulerDiscreteScheduler
 from diffusers import LTX2VideoTransformer3DModel
 from diffusers.pipelines.ltx2 import LTX2TextConnectors, LTX2VocoderWithBWE
-from safetensors.torch import save
 
 from avlora.model.cache import (
-    AUDIO_LATENTS, REF_AUDIO_LATENTS, REF_VIDEO_LATENTS, VIDEO_LATENTS,
+    AUDIO_LATENTS, REF_AUDIO_LATENTS, REF_VIDEO_LATENTS, VIDEO_LATENTS, to_bytes,
 )
 from avlora.model.encode import TEXT_LENGTH, audio_latent_count, prompt_to_cache
 from avlora.model.tiny import SCHEDULER_CONFIG, write_tiny_model
@@ -86,10 +85,11 @@ def write_model(directory: Path, layers: int, device: torch.device) -> Path:
     return directory
 
 
-def random_prompt(width: int, length: int) -> dict[str, torch.Tensor]:
+def random_prompt(widths: tuple[int, int], length: int) -> dict[str, torch.Tensor]:
+    """A prompt's cached features (video and audio connector widths) with PROMPT_TOKENS valid tokens."""
     mask = torch.zeros(length, dtype=torch.int64)
     mask[-PROMPT_TOKENS:] = 1  # left padding, as the tokenizer pads
-    return prompt_to_cache(torch.randn(length, width), mask)
+    return prompt_to_cache(torch.randn(length, widths[0]), torch.randn(length, widths[1]), mask)
 
 
 def latents(frames: int, fps: int, size: tuple[int, int], spatial: int = 1, temporal: int = 1) -> tuple:
@@ -98,7 +98,8 @@ def latents(frames: int, fps: int, size: tuple[int, int], spatial: int = 1, temp
     return torch.randn(128, *grid), torch.randn(8, audio_latent_count(frames, fps), 16)
 
 
-def write_training_set(store: LocalStore, params, samples: int, prompt_width: int, prompt_length: int) -> str:
+def write_training_set(store: LocalStore, params, samples: int, prompt_widths: tuple[int, int],
+                       prompt_length: int) -> str:
     """Random latents at the job's shapes, in the cache format preprocessing writes."""
     root = "jobs/set/preprocess"
     keys = strategy_for(params).cache_keys
@@ -106,14 +107,14 @@ def write_training_set(store: LocalStore, params, samples: int, prompt_width: in
     temporal = getattr(params, "reference_temporal_scale_factor", 1)
 
     def put(key: str, tensors: dict) -> str:
-        return store.write_bytes(f"{root}/{key}.safetensors", save({k: v.contiguous() for k, v in tensors.items()}))
+        return store.write_bytes(f"{root}/{key}.safetensors", to_bytes(tensors))
 
     def clip(frames: int, fps: int, size: tuple[int, int], kind: str) -> dict:
         video, audio = latents(frames, fps, size)
         ref_video, ref_audio = latents(frames, fps, size, spatial, temporal)
         tensors = {VIDEO_LATENTS: video, AUDIO_LATENTS: audio, REF_VIDEO_LATENTS: ref_video,
                    REF_AUDIO_LATENTS: ref_audio}
-        return {k: tensors[k] for k in getattr(keys, kind)} | random_prompt(prompt_width, prompt_length)
+        return {k: tensors[k] for k in getattr(keys, kind)} | random_prompt(prompt_widths, prompt_length)
 
     (width, height), validation_size = params.size, params.validation_size
     training_set = dataset_pb2.TrainingSet(job_id="set", mode=params.mode, width=width, height=height,
@@ -126,7 +127,7 @@ def write_training_set(store: LocalStore, params, samples: int, prompt_width: in
     uri = put("validation0", clip(params.validation_number_of_frames, params.validation_frame_rate,
                                   validation_size, "validation"))
     training_set.validation.add(index=0, prompt="random", uri=uri)
-    training_set.negative_prompt_uri = put("negative", random_prompt(prompt_width, prompt_length))
+    training_set.negative_prompt_uri = put("negative", random_prompt(prompt_widths, prompt_length))
     return store.write_bytes(f"{root}/training_set.pb", training_set.SerializeToString())
 
 
@@ -160,7 +161,7 @@ def main() -> None:
     connectors = json.loads((model_dir / "connectors" / "config.json").read_text())
     prompt_length = TINY_TEXT_LENGTH if args.tiny else TEXT_LENGTH
     uri = write_training_set(store, params, args.samples,
-                             connectors["caption_channels"] * connectors["text_proj_in_factor"], prompt_length)
+                             (connectors["video_hidden_dim"], connectors["audio_hidden_dim"]), prompt_length)
     os.environ.setdefault("AVLORA_TRAIN_SAMPLING_STEPS", str(args.sampling_steps))
     os.environ.setdefault("AVLORA_TRAIN_VALIDATION_EVERY", str(max(1, args.steps // 2)))
     os.environ.setdefault("AVLORA_TRAIN_DEVICE", device.type)

@@ -86,7 +86,7 @@ def real_text(device) -> Text:
 def latents_sample(frames: int, width: int, height: int, fps: int, device) -> Sample:
     grid = ((frames - 1) // 8 + 1, height // 32, width // 32)
     audio = audio_latent_count(frames, fps)
-    return Sample("bench", Prompt(torch.zeros(1, 1), torch.ones(1, dtype=torch.int64)),
+    return Sample("bench", Prompt(torch.zeros(1, 1), torch.zeros(1, 1), torch.ones(1, dtype=torch.int64)),
                   video=torch.randn(1, 128, *grid, device=device), audio=torch.randn(1, 8, audio, 16, device=device),
                   ref_video=torch.randn(1, 128, *grid, device=device),
                   ref_audio=torch.randn(1, 8, audio, 16, device=device))
@@ -237,7 +237,8 @@ def main() -> None:
     if tiny:
         model = load_for_training(write_tiny_model(tempfile.mkdtemp()), device)
         transformer = model.transformer
-        text = encode_text(model.connectors, Prompt(torch.randn(32, 96), torch.ones(32, dtype=torch.int64)))
+        text = encode_text(model.connectors, Prompt(torch.randn(32, 32), torch.randn(32, 16),
+                                                    torch.ones(32, dtype=torch.int64)))
     else:
         transformer, text = RealSizeModel(device, args.layers).transformer, real_text(device)
     if args.compile is None:

@@ -87,3 +87,11 @@ def test_audio_figures_benchmark_prints_the_share_of_preprocessing(tmp_path):
     assert share == pytest.approx(figures / (checks + fit + encode), abs=0.002)
     late = re.search(r"sound (\d+) ms late", " ".join(row[6:]))
     assert late and abs(int(late.group(1)) - 290) <= 1000 / 24 and lines[-1].startswith("worst share: ")
+
+
+def test_caption_cache_figures_from_the_real_configuration():
+    # Gemma-3-12B: 49 hidden states x 3840 in bf16 = 376 320 B per token; LTX-2.3's projected features:
+    # (4096 + 2048) x 2 = 12 288 B, under a tenth (1/30.6).
+    first = json.loads(_run("bench/caption_cache.py").splitlines()[0])
+    assert first["bytes_per_token_before"] == 376_320 and first["bytes_per_token_after"] == 12_288
+    assert first["ratio"] <= 0.1

@@ -6,10 +6,11 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+from avlora.model.cache import from_bytes, to_bytes
 from avlora.model.components import load_encoders, load_for_training, model_identity
 from avlora.model.encode import (
-    AUDIO_SAMPLE_RATE, audio_latent_count, decode_audio, decode_video, encode_audio, encode_prompts,
-    encode_video, mel_filterbank, mel_spectrogram, prompt_from_cache, prompt_to_cache,
+    AUDIO_SAMPLE_RATE, audio_latent_count, connect, decode_audio, decode_video, encode_audio, encode_prompts,
+    encode_video, mel_filterbank, mel_spectrogram, prompt_from_cache,
 )
 from avlora.model.tiny import write_tiny_model
 
@@ -76,11 +77,21 @@ def test_audio_round_trip_shapes(model_dir, encoders):
 def test_prompts_cache_compactly_and_exactly(model_dir, encoders):
     embeds, mask = encode_prompts(encoders.text_encoder, encoders.tokenizer, ["a dog barks", "rain on a roof"])
     assert embeds.shape == (2, 32, 32 * 3) and mask.shape == (2, 32) and mask.dtype == torch.int64
-    cached = prompt_to_cache(embeds[0], mask[0])
-    assert cached["prompt_embeds"].shape == (int(mask[0].sum()), 96)
-    restored, restored_mask = prompt_from_cache(cached)
+    cached = encoders.caption("a dog barks")  # the projected features of the valid tokens (Lightricks' cache)
+    valid = int(mask[0].sum())
+    assert cached["prompt_video_features"].shape == (valid, 32) and cached["prompt_audio_features"].shape == (valid, 16)
+    restored = from_bytes(to_bytes(cached), "prompt")
     connectors = load_for_training(model_dir).connectors
-    full = connectors(embeds[:1], mask[:1], padding_side="left")
-    compact = connectors(restored, restored_mask, padding_side="left")
+    full = connectors(embeds[:1], mask[:1], padding_side="left")  # diffusers' whole connectors
+    compact = connect(connectors, *prompt_from_cache(restored))
     for a, b in zip(full, compact):
-        assert torch.allclose(a, b, atol=1e-6)
+        assert torch.allclose(a.float(), b.float(), atol=1e-6)
+
+
+def test_an_older_cache_is_refused_by_name(tmp_path):
+    from safetensors.torch import save
+    old = save({"prompt_embeds": torch.zeros(2, 96), "prompt_mask": torch.ones(2, dtype=torch.int64)})  # format 1
+    with pytest.raises(ValueError, match="cached file old.safetensors has cache format 1, this trainer reads format 2"):
+        from_bytes(old, "old.safetensors")
+    with pytest.raises(ValueError, match="cached file junk is not a safetensors file"):
+        from_bytes(b"not a safetensors file", "junk")

@@ -11,7 +11,6 @@ import av
 import numpy as np
 import pytest
 import torch
-from safetensors.torch import load_file
 
 from avlora.settings import Settings
 from avlora.store import LocalFiles, LocalStore
@@ -19,6 +18,7 @@ from avlora.store_s3 import S3Store
 from avlora.v1 import dataset_pb2
 from avlora.stage import JobCancelled, JobContext, UserError
 from services.preprocess.checks import check_dataset
+from avlora.model.cache import from_bytes
 from avlora.model.encode import encode_video
 from diffusers.models.autoencoders.autoencoder_kl_ltx2 import AutoencoderKLLTX2Video
 from services.preprocess.encoding import WHOLE_ENCODING_LIMIT_BYTES, DatasetEncoder, whole_encoding_bytes
@@ -28,6 +28,7 @@ from tests.preprocess_fixtures import inputs, manifest_of, small_av2av, small_v2
 from tests.s3_server import s3_server  # noqa: F401  (fixture)
 
 CLIP = dict(frames=12)
+PROMPT = ("prompt_video_features", "prompt_audio_features", "prompt_mask")
 
 
 def context(store, job_id, params, manifest, model_dir) -> JobContext:
@@ -37,7 +38,8 @@ def context(store, job_id, params, manifest, model_dir) -> JobContext:
 
 
 def tensors(store, uri):
-    return {key: tuple(value.shape) for key, value in load_file(store.path(uri)).items()}
+    """The shapes of a cached file, read as the trainer reads it (the cache format's version checked)."""
+    return {key: tuple(value.shape) for key, value in from_bytes(store.read_bytes(uri), uri).items()}
 
 
 @pytest.fixture(scope="module")
@@ -61,14 +63,16 @@ def test_v2a_training_set_has_the_trainers_keys_and_shapes(v2a_job):
     assert [(s.name, s.caption) for s in training_set.samples] == [("walk.mp4", "f0ley steps"), ("rain.mkv", "f0ley")]
     for sample in training_set.samples:
         shapes = tensors(store, sample.uri)
-        assert set(shapes) == {"video_latents", "audio_latents", "prompt_embeds", "prompt_mask"}
+        assert set(shapes) == {"video_latents", "audio_latents", *PROMPT}
         assert shapes["video_latents"] == (128, 2, 9, 16)      # (9 - 1) / 8 + 1 frames, 288 / 32, 512 / 32
         assert shapes["audio_latents"] == (8, 9, 16)           # round(9 / 24 * 25) latents
-        assert shapes["prompt_mask"] == (32,) and shapes["prompt_embeds"][0] <= 32
+        assert shapes["prompt_mask"] == (32,) and shapes["prompt_video_features"][0] <= 32
+        # the connectors' projected features (tiny widths 32 and 16), not the 3 stacked text layers (96)
+        assert shapes["prompt_video_features"][1:] == (32,) and shapes["prompt_audio_features"][1:] == (16,)
     validation = tensors(store, training_set.validation[0].uri)
-    assert set(validation) == {"video_latents", "prompt_embeds", "prompt_mask"}
+    assert set(validation) == {"video_latents", *PROMPT}
     assert validation["video_latents"] == (128, 2, 9, 16)
-    assert set(tensors(store, training_set.negative_prompt_uri)) == {"prompt_embeds", "prompt_mask"}
+    assert set(tensors(store, training_set.negative_prompt_uri)) == set(PROMPT)
     skipped = [clip for clip in training_set.report.clips if not clip.accepted]
     assert [clip.name for clip in skipped] == ["tiny.mp4"]
 

@@ -6,7 +6,7 @@ do, and fp8 base weights learn within noise of the original weights."""
 import torch
 
 from avlora.model.components import load_for_training
-from avlora.model.encode import audio_latent_count
+from avlora.model.encode import TextProjection, audio_latent_count
 from services.trainer import acceleration, fp8
 from services.trainer.data import Prompt, Sample
 from services.trainer.losses import diffusion_loss, draw_noise
@@ -25,7 +25,9 @@ def _setup(model_dir, mode="v2a", frames=17, size=(128, 96)):
     gen = torch.Generator().manual_seed(7)
     grid = ((frames - 1) // 8 + 1, size[1] // 32, size[0] // 32)
     audio = audio_latent_count(frames, 24)
-    sample = Sample("s", Prompt(torch.randn(32, 96, generator=gen), torch.ones(32, dtype=torch.int64)),
+    mask = torch.ones(32, dtype=torch.int64)
+    features = TextProjection(model.connectors)(torch.randn(1, 32, 96, generator=gen), mask[None])
+    sample = Sample("s", Prompt(features[0][0], features[1][0], mask),
                     torch.randn(1, 128, *grid, generator=gen), torch.randn(1, 8, audio, 16, generator=gen),
                     torch.randn(1, 128, *grid, generator=gen), torch.randn(1, 8, audio, 16, generator=gen))
     text = encode_text(model.connectors, sample.prompt)

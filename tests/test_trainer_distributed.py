@@ -76,7 +76,7 @@ def test_the_ranks_average_their_gradients(job, tiny_model_dir):
     run, _, _ = job
     training_set = load_training_set(run.store, run.uri)
     samples = [load_sample(run.store, s.name, s.uri, V2A_KEYS) for s in training_set.samples]
-    train_samples, held_out = split_holdout(samples)
+    train_samples, held_out, _ = split_holdout(samples)
     model = load_for_training(tiny_model_dir)
     trainer = Trainer(run.context("reference"), model, strategy_for(run.params), train_samples, held_out,
                       training_set.frame_rate, TrainerOptions.from_env())

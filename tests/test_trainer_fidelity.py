@@ -18,7 +18,7 @@ from services.trainer.data import Prompt, Sample, load_sample, load_training_set
 from services.trainer.lora_files import (
     lora_metadata, lora_weights, read_lora_metadata, write_comfyui_lora, write_diffusers_lora,
 )
-from services.trainer.sampling import generate, guided, stg_block
+from services.trainer.sampling import euler_sigmas, generate, guided, stg_block
 from services.trainer.strategies import AV2AV, V2A, Guidance, strategy_for
 from services.trainer.tokens import encode_text, perturbed_self_attention, predict, sample_sigmas, video_coords
 from services.trainer.training import Trainer, TrainerOptions, add_lora, learning_rate, optimiser_config
@@ -143,11 +143,32 @@ def test_preview_guidance_is_the_reference_validation_guidance():
     assert torch.allclose(guided(c, u, p, m, Guidance(7.0, 1.0, 3.0, 0.7)), expected, atol=1e-5)
 
 
+def test_guidance_rescale_measures_every_token_of_the_modality():
+    # ltx-core MultiModalGuider.calculate: factor = std(cond) / std(pred) over the whole modality,
+    # whose latent holds the clean reference tokens too (cond = pred = the reference there).
+    c, u = torch.tensor([[[2.0], [4.0]]]), torch.tensor([[[1.0], [5.0]]])
+    reference = torch.tensor([[[0.0], [0.0]]])
+    # pred = c + 1 (c - u) = [3, 3]; over [3, 3, 0, 0]: std 1.732051; over [2, 4, 0, 0]: std 1.914854;
+    # factor 0.5 x 1.914854 / 1.732051 + 0.5 = 1.052770, times [3, 3] = [3.158312, 3.158312].
+    result = guided(c, u, None, None, Guidance(cfg=2.0, stg=0.0, modality=1.0, rescale=0.5), reference)
+    assert result.flatten().tolist() == pytest.approx([3.158312, 3.158312], abs=1e-5)
+    # the target tokens alone ([3, 3] has no spread): the factor would be inf
+    assert not torch.isfinite(guided(c, u, None, None, Guidance(cfg=2.0, stg=0.0, modality=1.0, rescale=0.5))).all()
+
+
+def test_preview_sigmas_are_shifted_for_4096_tokens_as_ltx_core(tiny_model_dir):
+    # ltx-core LTX2Scheduler.execute(steps=4) without a latent: linspace(1, 0, 5) shifted with
+    # mu = 2.05 (4096 tokens): e^mu / (e^mu + 1/t - 1), stretched so the last nonzero sigma is 0.1.
+    scheduler = load_for_training(tiny_model_dir).scheduler
+    assert euler_sigmas(scheduler, 4) == pytest.approx([1.0, 0.867083, 0.631569, 0.1, 0.0], abs=1e-5)
+
+
 def _streams(tiny_model_dir):
     model = load_for_training(tiny_model_dir)
     sample = Sample("s", None, torch.randn(1, 128, 2, 2, 2), torch.randn(1, 8, 9, 16))
     video, audio = V2A().streams(model.transformer, sample, 24)
-    text = encode_text(model.connectors, Prompt(torch.randn(5, 96), torch.tensor([0] * 27 + [1] * 5)))
+    text = encode_text(model.connectors,
+                       Prompt(torch.randn(5, 32), torch.randn(5, 16), torch.tensor([0] * 27 + [1] * 5)))
     return model, text, video, audio
 
 
@@ -190,6 +211,95 @@ def test_v2a_preview_steps_run_positive_cfg_stg_and_modality_passes(tiny_model_d
     assert torch.equal(generation.video, conditioning.video) and torch.isfinite(generation.audio).all()
 
 
+# -- 5b. audio<->video cross-attention modulation (ltx-core _prepare_cross_attention_timestep) -------
+# ltx-core: scale/shift <- the modality's own timesteps x 1000 (per token); gate <- the other
+# modality's sigma x 1000 x av_ca_timestep_scale_multiplier / 1000. With the multiplier at 1 (ltx-core's
+# default): gate <- the other's sigma itself.
+
+CROSS_MODULES = ("av_cross_attn_video_scale_shift", "av_cross_attn_audio_scale_shift",
+                 "av_cross_attn_video_a2v_gate", "av_cross_attn_audio_v2a_gate")
+
+
+def _modulation_inputs(transformer, run) -> dict[str, list[float]]:
+    """What the four cross-attention AdaLN modules receive as their timestep during `run()`."""
+    seen = {}
+    hooks = [getattr(transformer, name).register_forward_hook(  # sees the input as the module ran on it
+        lambda m, args, out, name=name: seen.__setitem__(name, [round(float(x), 4) for x in args[0]]))
+        for name in CROSS_MODULES]
+    with torch.no_grad():
+        run()
+    for hook in hooks:
+        hook.remove()
+    return seen
+
+
+def _transformer_with_multiplier(tiny_model_dir, multiplier: int):
+    transformer = load_for_training(tiny_model_dir).transformer
+    return type(transformer).from_config({**transformer.config, "cross_attn_timestep_scale_multiplier": multiplier})
+
+
+def test_v2a_cross_attention_modulated_as_ltx_core(tiny_model_dir):
+    model, text, video, audio = _streams(tiny_model_dir)
+    transformer = _transformer_with_multiplier(tiny_model_dir, 1)
+    noisy = torch.randn(audio.target.shape)
+    seen = _modulation_inputs(transformer, lambda: predict(transformer, text, video, audio, video.target, noisy,
+                                                           0.0, 0.6))
+    assert seen == {"av_cross_attn_video_scale_shift": [0.0],    # the video's own timestep (clean)
+                    "av_cross_attn_audio_scale_shift": [600.0],  # the audio's own timestep
+                    "av_cross_attn_video_a2v_gate": [0.6],       # the audio's sigma x 1000 x 1 / 1000
+                    "av_cross_attn_audio_v2a_gate": [0.0]}       # the video's sigma
+    # At the tiny model's multiplier 1000 (diffusers' default) the gate is the other's sigma x 1000.
+    seen = _modulation_inputs(model.transformer, lambda: predict(model.transformer, text, video, audio,
+                                                                 video.target, noisy, 0.0, 0.6))
+    assert seen["av_cross_attn_video_a2v_gate"] == [600.0] and seen["av_cross_attn_audio_v2a_gate"] == [0.0]
+    assert seen["av_cross_attn_video_scale_shift"] == [0.0] and seen["av_cross_attn_audio_scale_shift"] == [600.0]
+
+
+def test_av2av_cross_attention_modulated_per_token_as_ltx_core(tiny_model_dir):
+    transformer = _transformer_with_multiplier(tiny_model_dir, 1)
+    _, text, _, _ = _streams(tiny_model_dir)
+    # 2 target video tokens (1x1x2) and 1 reference token; 3 target audio tokens and 3 reference ones.
+    sample = Sample("s", None, torch.randn(1, 128, 1, 1, 2), torch.randn(1, 8, 3, 16),
+                    torch.randn(1, 128, 1, 1, 1), torch.randn(1, 8, 3, 16))
+    video, audio = AV2AV().streams(transformer, sample, 24)
+    seen = _modulation_inputs(transformer, lambda: predict(transformer, text, video, audio, video.target,
+                                                           audio.target, 0.3, 0.7))
+    assert seen == {"av_cross_attn_video_scale_shift": [300.0, 300.0, 0.0],           # target, reference
+                    "av_cross_attn_audio_scale_shift": [700.0, 700.0, 700.0, 0.0, 0.0, 0.0],
+                    "av_cross_attn_video_a2v_gate": [0.7],   # the audio target's sigma
+                    "av_cross_attn_audio_v2a_gate": [0.3]}   # the video target's sigma
+
+
+def test_diffusers_pipeline_helper_modulates_as_training(tiny_model_dir):
+    from diffusers import LTX2Pipeline
+
+    from avlora.model.modulation import modulate_as_ltx_core
+    model, text, video, audio = _streams(tiny_model_dir)
+    pipe = LTX2Pipeline.from_pretrained(tiny_model_dir, local_files_only=True)
+    noisy = torch.randn(audio.target.shape)
+    with torch.no_grad():
+        trained = predict(model.transformer, text, video, audio, video.target, noisy, 0.0, 0.6)
+
+    def as_the_pipeline_calls_it():  # keyword arguments, use_cross_timestep=True (LTX2Pipeline's default)
+        with torch.no_grad():
+            return pipe.transformer(
+                hidden_states=video.target, audio_hidden_states=noisy, encoder_hidden_states=text.video,
+                audio_encoder_hidden_states=text.audio, timestep=torch.tensor([0.0]), sigma=torch.tensor([0.0]),
+                audio_timestep=torch.tensor([600.0]), audio_sigma=torch.tensor([600.0]),
+                encoder_attention_mask=text.mask, audio_encoder_attention_mask=text.mask,
+                video_coords=video.coords, audio_coords=audio.coords, use_cross_timestep=True, return_dict=False)
+
+    stock = as_the_pipeline_calls_it()
+    assert not torch.allclose(stock[1], trained[1], atol=1e-5)  # diffusers' own modulation differs
+    modulate_as_ltx_core(pipe)
+    helped = as_the_pipeline_calls_it()
+    assert torch.allclose(helped[0], trained[0], atol=1e-6) and torch.allclose(helped[1], trained[1], atol=1e-6)
+    # and the pipeline renders with it (two steps, latents out)
+    out = pipe("a ball", num_frames=9, height=64, width=64, num_inference_steps=2, output_type="latent",
+               generator=torch.Generator().manual_seed(0), return_dict=False)
+    assert all(torch.isfinite(t).all() for t in out)
+
+
 # -- 6. optimiser and schedule (ltx-trainer _init_optimizer / _create_scheduler) --------------------
 
 def test_learning_rate_decays_linearly_to_a_tenth_without_warmup():
@@ -221,12 +331,13 @@ def _device_tensors(trainer) -> int:
     known = {id(t) for m in modules for t in (*m.parameters(), *m.buffers())}
     known |= {id(t) for state in trainer.optimizer.state.values() for t in state.values()}
     for sample in (*trainer.samples, *trainer.held_out):
-        known |= {id(t) for t in (sample.video, sample.audio, sample.prompt.rows, sample.prompt.mask)}
+        known |= {id(t) for t in (sample.video, sample.audio, sample.prompt.video, sample.prompt.audio,
+                                  sample.prompt.mask)}
     return sum(1 for o in gc.get_objects()
                if issubclass(type(o), torch.Tensor) and o.device == trainer.device and id(o) not in known)
 
 
-def test_training_memory_does_not_grow_with_the_number_of_clips(tmp_path, tiny_model_dir):
+def test_device_memory_does_not_grow_with_the_number_of_clips(tmp_path, tiny_model_dir):
     with trainer_environment({"AVLORA_TRAIN_DEVICE": "cpu"}):
         run = TrainerRun(tmp_path, tiny_model_dir, "v2a", validations=0)
         training_set = load_training_set(run.store, run.uri)

@@ -49,7 +49,10 @@ def test_v2a_job_learns_and_reports(v2a):
     assert all(p.audio_loss > 0 and p.video_loss == 0 and p.rate > 0 for p in steps)
     last = steps[-1]
     assert last.baseline_validation_loss > 0 and last.validation_loss < last.baseline_validation_loss
+    # 4 clips: none held out, the loss is measured on the training clips, and both reports say so
+    assert all(p.validation_loss_on == "training_clips" for p in steps)
     config = json.loads(run.store.read_bytes(outputs.config_file))
+    assert config["validation_loss_on"] == "training_clips"
     assert config["mode"] == "v2a" and config["trigger_phrase"] == "bnc" and config["rank"] == config["alpha"] == 8
     assert "video_to_audio_attn.to_q" in config["target_modules"] and config["steps_completed"] == 100
     assert config["base_model"]["config_sha256"] and config["frame_rate"] == 24

@@ -7,7 +7,7 @@ from trainer_sets import build_training_set, make_params
 
 from avlora.model.components import load_for_training
 from avlora.store import LocalStore
-from services.trainer.data import load_sample, load_training_set, split_holdout
+from services.trainer.data import HELD_OUT, TRAINING_CLIPS, load_sample, load_training_set, split_holdout
 from services.trainer.losses import diffusion_loss, draw_noise
 from services.trainer.strategies import strategy_for
 from services.trainer.tokens import encode_text, pack_audio, pack_video, sample_sigma, shift_for_tokens
@@ -100,15 +100,16 @@ def test_previews_run_at_intervals_by_default():
     assert TrainerOptions(preview_every=10).intervals(100)[2] == 10
 
 
-def test_holdout_split_is_deterministic():
+def test_holdout_only_from_twenty_clips():
     class Named:
         def __init__(self, name):
             self.name = name
     samples = [Named(f"clip{i:02d}") for i in range(20)]
-    train, held = split_holdout(samples)
-    assert held and {s.name for s in train}.isdisjoint({s.name for s in held})
+    train, held, on = split_holdout(samples)
+    assert held and {s.name for s in train}.isdisjoint({s.name for s in held}) and on == HELD_OUT
     assert len(train) + len(held) == 20 and split_holdout(samples)[1] == held
-    assert split_holdout(samples[:3]) == (samples[:3], samples[:3])
+    # below 20 clips every clip trains and the loss is measured on the training clips
+    assert split_holdout(samples[:19]) == (samples[:19], samples[:19], TRAINING_CLIPS)
 
 
 def test_gradient_checkpointing_gives_the_same_lora_gradients(tmp_path, tiny_model_dir):

@@ -1,18 +1,17 @@
 """Cached training sets for trainer tests, encoded with avlora.model.encode from the demo dataset's
 bouncing-ball clips (picture and clicks in sync), in the format preprocessing writes."""
 
+import json
 import os
 from contextlib import contextmanager
 from pathlib import Path
 
 import torch
-from safetensors.torch import save_file
 
 from avlora.demo_data import plan_clips, render_audio, render_video
 from avlora.model.components import load_encoders
-from avlora.model.encode import (
-    audio_latent_count, encode_audio, encode_prompts, encode_video, prompt_to_cache,
-)
+from avlora.model.cache import to_bytes
+from avlora.model.encode import audio_latent_count, encode_audio, encode_video, prompt_to_cache
 from avlora.params import AV2AVParams, V2AParams
 from avlora.settings import Settings
 from avlora.store import LocalStore
@@ -43,13 +42,10 @@ def build_training_set(store, model_dir, job_id: str, params, clips: int = 4, si
     temporal = getattr(params, "reference_temporal_scale_factor", 1)
     root = f"jobs/{job_id}/preprocess"
 
-    def prompt(text: str) -> dict:
-        embeds, mask = encode_prompts(encoders.text_encoder, encoders.tokenizer, [text])
-        return prompt_to_cache(embeds[0], mask[0])
+    prompt = encoders.caption
 
     def save(key: str, tensors: dict) -> str:
-        save_file({k: v.contiguous() for k, v in tensors.items()}, str(store.path(key)))
-        return store.uri(key)
+        return store.write_bytes(key, to_bytes(tensors))
 
     def clip_file(clip, frames_count, clip_fps, clip_size, caption) -> dict:
         if mode == "v2a":
@@ -79,6 +75,31 @@ def build_training_set(store, model_dir, job_id: str, params, clips: int = 4, si
         training_set.validation.add(index=index, prompt="a ball",
                                     uri=save(f"{root}/validation{index}.safetensors", tensors))
     training_set.negative_prompt_uri = save(f"{root}/negative.safetensors", prompt(params.validation_negative_prompt))
+    return store.write_bytes(f"{root}/training_set.pb", training_set.SerializeToString())
+
+
+def build_random_set(store, model_dir, job_id: str, params, clips: int, grid=(2, 32, 32), audio_latents=1024) -> str:
+    """A v2a training set of `clips` random-latent samples (video [128, *grid], audio [8, audio_latents,
+    16], random prompt features of the model's widths) and one small validation entry; returns its URI."""
+    connectors = json.loads((model_dir / "connectors" / "config.json").read_text())
+    widths, root = (connectors["video_hidden_dim"], connectors["audio_hidden_dim"]), f"jobs/{job_id}/preprocess"
+    generator = torch.Generator().manual_seed(0)
+    mask = torch.tensor([0] * 24 + [1] * 8)
+
+    def prompt() -> dict:
+        return prompt_to_cache(*(torch.randn(32, width, generator=generator) for width in widths), mask)
+
+    training_set = dataset_pb2.TrainingSet(job_id=job_id, mode=params.mode, width=64, height=64,
+                                           frames=params.number_of_frames, frame_rate=params.frame_rate)
+    for index in range(clips):
+        tensors = {"video_latents": torch.randn(128, *grid, generator=generator),
+                   "audio_latents": torch.randn(8, audio_latents, 16, generator=generator)} | prompt()
+        uri = store.write_bytes(f"{root}/clip{index}.safetensors", to_bytes(tensors))
+        training_set.samples.add(name=f"clip{index:02d}", caption="random", uri=uri)
+    uri = store.write_bytes(f"{root}/validation0.safetensors",
+                            to_bytes({"video_latents": torch.randn(128, 2, 2, 2, generator=generator)} | prompt()))
+    training_set.validation.add(index=0, prompt="random", uri=uri)
+    training_set.negative_prompt_uri = store.write_bytes(f"{root}/negative.safetensors", to_bytes(prompt()))
     return store.write_bytes(f"{root}/training_set.pb", training_set.SerializeToString())
 
 

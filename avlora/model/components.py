@@ -16,17 +16,24 @@ from diffusers import (
 from diffusers.pipelines.ltx2 import LTX2TextConnectors, LTX2Vocoder, LTX2VocoderWithBWE
 from transformers import AutoTokenizer, Gemma3ForConditionalGeneration
 
-from avlora.model.encode import text_length
+from avlora.model.encode import TextProjection, encode_prompts, prompt_to_cache, text_length
 
 
 @dataclass
 class Encoders:
-    """What preprocessing needs: the two VAEs and the text encoder."""
+    """What preprocessing needs: the two VAEs, the text encoder and the connectors' feature extractor."""
     vae: AutoencoderKLLTX2Video
     audio_vae: AutoencoderKLLTX2Audio
     text_encoder: Gemma3ForConditionalGeneration
     tokenizer: object
     text_length: int  # prompts are padded to this many tokens (avlora.model.encode.text_length)
+    projection: TextProjection
+
+    def caption(self, text: str) -> dict[str, torch.Tensor]:
+        """The cache's prompt keys of one caption (avlora.model.cache)."""
+        embeds, mask = encode_prompts(self.text_encoder, self.tokenizer, [text], self.text_length)
+        video, audio = self.projection(embeds, mask)
+        return prompt_to_cache(video[0], audio[0], mask[0])
 
 
 @dataclass
@@ -70,6 +77,7 @@ def load_encoders(model_dir: str | Path, device: str | torch.device = "cpu",
         text_encoder=_load(Gemma3ForConditionalGeneration, path, "text_encoder", device, dtype),
         tokenizer=tokenizer,
         text_length=text_length(tokenizer, registers),
+        projection=TextProjection(_load(LTX2TextConnectors, path, "connectors", device, dtype)),
     )
 
 

@@ -2,17 +2,20 @@
 
 Cached latents are in the transformer's space: normalised with the VAEs' latent statistics and
 unpacked. Video: [128, F', H', W'] with F' = (F - 1) / 8 + 1, H' = H / 32, W' = W / 32. Audio:
-[8, T', 16], 25 latents per second. Prompts are cached compactly: only the valid (unpadded)
-rows of the text encoder's stacked hidden states, plus the full-length mask (TEXT_LENGTH tokens,
-left-padded, as Lightricks' Gemma tokenizer wrapper and diffusers' LTX2Pipeline pad them). The
-tensor keys of the cache are in avlora.model.cache."""
+[8, T', 16], 25 latents per second. Prompts are cached as Lightricks' process_captions caches
+them: the text encoder's stacked hidden states through the connectors' feature extractor
+(`TextProjection`), only the valid (unpadded) rows, plus the full-length mask (TEXT_LENGTH tokens,
+left-padded, as Lightricks' Gemma tokenizer wrapper and diffusers' LTX2Pipeline pad them); the
+trainer runs the rest of the connectors (`connect`). The tensor keys of the cache are in
+avlora.model.cache."""
 
 import math
 
 import torch
 from diffusers import LTX2Pipeline
+from diffusers.pipelines.ltx2.connectors import per_token_rms_norm
 
-from avlora.model.cache import PROMPT_EMBEDS, PROMPT_MASK
+from avlora.model.cache import PROMPT_AUDIO, PROMPT_MASK, PROMPT_VIDEO
 
 AUDIO_SAMPLE_RATE = 16000
 AUDIO_LATENTS_PER_SECOND = 25
@@ -141,15 +144,58 @@ def encode_prompts(text_encoder, tokenizer, prompts: list[str],
     return torch.stack(hidden, dim=-1).flatten(2, 3), mask
 
 
-def prompt_to_cache(embeds: torch.Tensor, mask: torch.Tensor) -> dict[str, torch.Tensor]:
-    """One prompt's (embeds [L, D], mask [L]) -> {PROMPT_EMBEDS: valid rows [n, D], PROMPT_MASK: [L]}."""
-    return {PROMPT_EMBEDS: embeds[mask.bool()].contiguous().cpu(), PROMPT_MASK: mask.to(torch.int64).cpu()}
+class TextProjection(torch.nn.Module):
+    """The first half of diffusers' LTX2TextConnectors.forward (LTX-2.3, per-modality projections):
+    each token's stacked hidden states RMS-normalised, zeroed where padded, scaled per modality and
+    projected to the video and audio connectors' widths (Lightricks' feature extractor). Only these
+    two projections of the connectors are kept (preprocessing needs nothing else)."""
+
+    def __init__(self, connectors):
+        super().__init__()
+        config = connectors.config
+        if not config.per_modality_projections:
+            raise ValueError("text connectors without per-modality projections (LTX-2.0) are not supported")
+        self.video, self.audio = connectors.video_text_proj_in, connectors.audio_text_proj_in
+        self.caption_channels = config.caption_channels
+        self.video_scale = math.sqrt(config.video_hidden_dim / config.caption_channels)
+        self.audio_scale = math.sqrt(config.audio_hidden_dim / config.caption_channels)
+
+    @torch.no_grad()
+    def forward(self, hidden: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(stacked hidden states [B, L, channels * layers], mask [B, L]) -> (video [B, L, Dv], audio [B, L, Da])."""
+        normed = per_token_rms_norm(hidden.unflatten(2, (self.caption_channels, -1))).flatten(2, 3)
+        normed = torch.where(mask.bool().unsqueeze(-1), normed, torch.zeros_like(normed))
+        return self.video(normed * self.video_scale), self.audio(normed * self.audio_scale)
 
 
-def prompt_from_cache(tensors: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
-    """The inverse of prompt_to_cache: (embeds [1, L, D] with zero padding rows, mask [1, L])."""
+def connect(connectors, video: torch.Tensor, audio: torch.Tensor,
+            mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The second half of LTX2TextConnectors.forward, from TextProjection's features: (video
+    embeddings, audio embeddings, binary mask), what the transformer takes."""
+    additive = (mask.to(torch.int64) - 1).to(video.dtype).reshape(mask.shape[0], 1, -1, mask.shape[-1])
+    additive = additive * torch.finfo(video.dtype).max
+    video_embeds, video_mask = connectors.video_connector(video, additive)
+    binary = (video_mask < 1e-6).to(torch.int64).reshape(video_embeds.shape[0], video_embeds.shape[1], 1)
+    audio_embeds, _ = connectors.audio_connector(audio, additive)
+    return video_embeds * binary, audio_embeds, binary.squeeze(-1)
+
+
+def prompt_to_cache(video: torch.Tensor, audio: torch.Tensor, mask: torch.Tensor) -> dict[str, torch.Tensor]:
+    """One prompt's features (video [L, Dv], audio [L, Da], mask [L]) -> the cache's prompt keys:
+    the valid rows only, and the mask."""
+    valid = mask.bool()
+    return {PROMPT_VIDEO: video[valid].contiguous().cpu(), PROMPT_AUDIO: audio[valid].contiguous().cpu(),
+            PROMPT_MASK: mask.to(torch.int64).cpu()}
+
+
+def prompt_from_cache(tensors: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The inverse of prompt_to_cache: (video [1, L, Dv], audio [1, L, Da], mask [1, L]), padded rows
+    zero (the connectors replace them with their learned registers)."""
     mask = tensors[PROMPT_MASK]
-    rows = tensors[PROMPT_EMBEDS]
-    embeds = rows.new_zeros(mask.shape[0], rows.shape[-1])
-    embeds[mask.bool()] = rows
-    return embeds.unsqueeze(0), mask.unsqueeze(0)
+
+    def padded(rows: torch.Tensor) -> torch.Tensor:
+        full = rows.new_zeros(mask.shape[0], rows.shape[-1])
+        full[mask.bool()] = rows
+        return full.unsqueeze(0)
+
+    return padded(tensors[PROMPT_VIDEO]), padded(tensors[PROMPT_AUDIO]), mask.unsqueeze(0)

@@ -74,7 +74,7 @@ class ListJobsResponse(_message.Message):
     def __init__(self, jobs: _Optional[_Iterable[_Union[Job, _Mapping]]] = ..., next_page_token: _Optional[str] = ...) -> None: ...
 
 class Progress(_message.Message):
-    __slots__ = ("stage", "done", "total", "unit", "loss", "audio_loss", "video_loss", "validation_loss", "baseline_validation_loss", "rate", "eta_seconds", "message", "tokens_per_second", "gpu_memory_peak_bytes")
+    __slots__ = ("stage", "done", "total", "unit", "loss", "audio_loss", "video_loss", "validation_loss", "baseline_validation_loss", "rate", "eta_seconds", "message", "validation_loss_on", "tokens_per_second", "gpu_memory_peak_bytes")
     STAGE_FIELD_NUMBER: _ClassVar[int]
     DONE_FIELD_NUMBER: _ClassVar[int]
     TOTAL_FIELD_NUMBER: _ClassVar[int]
@@ -87,6 +87,7 @@ class Progress(_message.Message):
     RATE_FIELD_NUMBER: _ClassVar[int]
     ETA_SECONDS_FIELD_NUMBER: _ClassVar[int]
     MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    VALIDATION_LOSS_ON_FIELD_NUMBER: _ClassVar[int]
     TOKENS_PER_SECOND_FIELD_NUMBER: _ClassVar[int]
     GPU_MEMORY_PEAK_BYTES_FIELD_NUMBER: _ClassVar[int]
     stage: str
@@ -101,9 +102,10 @@ class Progress(_message.Message):
     rate: float
     eta_seconds: float
     message: str
+    validation_loss_on: str
     tokens_per_second: float
     gpu_memory_peak_bytes: int
-    def __init__(self, stage: _Optional[str] = ..., done: _Optional[int] = ..., total: _Optional[int] = ..., unit: _Optional[str] = ..., loss: _Optional[float] = ..., audio_loss: _Optional[float] = ..., video_loss: _Optional[float] = ..., validation_loss: _Optional[float] = ..., baseline_validation_loss: _Optional[float] = ..., rate: _Optional[float] = ..., eta_seconds: _Optional[float] = ..., message: _Optional[str] = ..., tokens_per_second: _Optional[float] = ..., gpu_memory_peak_bytes: _Optional[int] = ...) -> None: ...
+    def __init__(self, stage: _Optional[str] = ..., done: _Optional[int] = ..., total: _Optional[int] = ..., unit: _Optional[str] = ..., loss: _Optional[float] = ..., audio_loss: _Optional[float] = ..., video_loss: _Optional[float] = ..., validation_loss: _Optional[float] = ..., baseline_validation_loss: _Optional[float] = ..., rate: _Optional[float] = ..., eta_seconds: _Optional[float] = ..., message: _Optional[str] = ..., validation_loss_on: _Optional[str] = ..., tokens_per_second: _Optional[float] = ..., gpu_memory_peak_bytes: _Optional[int] = ...) -> None: ...
 
 class Outputs(_message.Message):
     __slots__ = ("lora_file", "lora_comfyui_file", "config_file", "audio", "video", "debug_dataset", "audio_base", "video_base", "preview_video", "preview_video_base", "metrics_file", "spectrograms", "audio_figures")

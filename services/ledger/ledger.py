@@ -69,7 +69,8 @@ def webhook_row(job: Job) -> dict:
                 next_attempt_at=now)
 
 
-LOSS_FIELDS = ("loss", "audio_loss", "video_loss", "validation_loss", "baseline_validation_loss")
+LOSS_FIELDS = ("loss", "audio_loss", "video_loss", "validation_loss", "baseline_validation_loss",
+               "validation_loss_on")
 
 
 def merge_progress(stored: bytes, incoming: jobs_pb2.Progress) -> jobs_pb2.Progress:

@@ -8,11 +8,10 @@ from contextlib import contextmanager
 
 import numpy as np
 import torch
-from safetensors.torch import save
 
 from avlora.model.cache import AUDIO_LATENTS, REF_AUDIO_LATENTS, REF_VIDEO_LATENTS, VIDEO_LATENTS
 from avlora.model.components import load_encoders
-from avlora.model.encode import audio_latent_count, encode_audio, encode_prompts, encode_video, prompt_to_cache
+from avlora.model.encode import audio_latent_count, encode_audio, encode_video
 from services.preprocess.cancel import ShouldStop, stop_if_asked
 from services.preprocess.clips import FitSettings
 from services.preprocess.items import FittedClip, FittedValidation
@@ -34,10 +33,8 @@ class DatasetEncoder:
         self.whole_encoding_limit_bytes = WHOLE_ENCODING_LIMIT_BYTES if device == "cpu" else None
 
     def prompt(self, text: str) -> Tensors:
-        """The prompt keys (the valid rows and the mask) of one prompt."""
-        embeds, mask = encode_prompts(self.encoders.text_encoder, self.encoders.tokenizer, [text],
-                                      self.encoders.text_length)
-        return prompt_to_cache(embeds[0], mask[0])
+        """The prompt keys (the valid rows of the projected features, and the mask) of one prompt."""
+        return self.encoders.caption(text)
 
     def video(self, frames: np.ndarray, should_stop: ShouldStop | None = None) -> torch.Tensor:
         vae = self.encoders.vae
@@ -96,7 +93,3 @@ def stoppable(model: torch.nn.Module, should_stop: ShouldStop | None) -> Iterato
     finally:
         for handle in handles:
             handle.remove()
-
-
-def to_bytes(tensors: Tensors) -> bytes:
-    return save({key: value.detach().contiguous().cpu() for key, value in tensors.items()})

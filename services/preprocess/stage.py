@@ -9,6 +9,7 @@ same clip, window and settings."""
 import hashlib
 from pathlib import Path
 
+from avlora.model.cache import CACHE_VERSION, to_bytes
 from avlora.v1 import dataset_pb2
 from avlora.stage import StageContext, stage_output
 from avlora.store import LocalFiles
@@ -16,7 +17,7 @@ from services.preprocess.checks import check_dataset
 from services.preprocess.clips import FitSettings
 from services.preprocess.debug_archive import DebugArchive
 from services.preprocess.diagnostics import warnings_summary
-from services.preprocess.encoding import DatasetEncoder, to_bytes
+from services.preprocess.encoding import DatasetEncoder
 from services.preprocess.report import summary
 
 
@@ -77,7 +78,8 @@ class TrainingSetBuilder:
         self._encoder: DatasetEncoder | None = None
 
     def key(self, folder: str, index: int, source: object, settings: FitSettings | None) -> str:
-        digest = hashlib.sha256(repr((source, settings, self.ctx.settings.model_dir)).encode()).hexdigest()[:16]
+        key = (source, settings, self.ctx.settings.model_dir, CACHE_VERSION)  # an older format is rebuilt
+        digest = hashlib.sha256(repr(key).encode()).hexdigest()[:16]
         return self.ctx.files.cached(folder, f"{index:04d}-{digest}.safetensors")
 
     def encoder(self) -> DatasetEncoder:

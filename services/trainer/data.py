@@ -1,40 +1,55 @@
 """The cached training set as tensors (the keys preprocessing writes: avlora.model.cache). Samples
-stay on the host (pinned when training on a GPU) and move to the device one at a time."""
+are read from the store when a step needs them (`StoredSamples`): a few ahead in a background
+thread, pinned when training on a GPU, none kept after use, so host memory does not grow with the
+number of clips."""
 
 import hashlib
+from collections import OrderedDict
+from collections.abc import Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import torch
-from safetensors.torch import load
 
 from avlora.model.cache import (
-    AUDIO_LATENTS, PROMPT_EMBEDS, PROMPT_KEYS, PROMPT_MASK, REF_AUDIO_LATENTS, REF_VIDEO_LATENTS, VIDEO_LATENTS,
-    ModeKeys,
+    AUDIO_LATENTS, PROMPT_AUDIO, PROMPT_KEYS, PROMPT_MASK, PROMPT_VIDEO, REF_AUDIO_LATENTS, REF_VIDEO_LATENTS,
+    VIDEO_LATENTS, ModeKeys, from_bytes,
 )
 from avlora.model.encode import prompt_from_cache
 from avlora.store import ArtifactStore
 from avlora.v1 import dataset_pb2
 
 # Held out for the validation loss: every sample whose name hashes into this fraction, at least one
-# when there are HOLDOUT_MIN_SAMPLES or more, none (the loss is then taken on training samples) below.
+# when there are HOLDOUT_MIN_SAMPLES or more. Below, a held-out clip would cost the training too much
+# (a tenth of a 10-clip set): every clip trains, and the loss (fixed noise and sigmas) is measured on
+# the training clips. What was measured is reported as `validation_loss_on`.
 HOLDOUT_FRACTION = 0.1
-HOLDOUT_MIN_SAMPLES = 4
+HOLDOUT_MIN_SAMPLES = 20
+HELD_OUT = "held_out"
+TRAINING_CLIPS = "training_clips"
+PREFETCH = 2  # samples read ahead of the training steps
 
 
 @dataclass
 class Prompt:
-    """A cached prompt, kept compact (the padded form is ~385 MB on the real model)."""
-    rows: torch.Tensor  # [n_valid, D] text encoder hidden states of the valid tokens
-    mask: torch.Tensor  # [L]
+    """A cached prompt, kept compact: the valid rows of its projected features (avlora.model.cache)."""
+    video: torch.Tensor  # [n_valid, video width]
+    audio: torch.Tensor  # [n_valid, audio width]
+    mask: torch.Tensor   # [L]
 
-    def expand(self, device, dtype) -> tuple[torch.Tensor, torch.Tensor]:
-        """(embeds [1, L, D] with zero rows where padded, mask [1, L]) on the device."""
-        return prompt_from_cache({PROMPT_EMBEDS: self.rows.to(device, dtype, non_blocking=True),
+    def expand(self, device, dtype) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(video [1, L, Dv], audio [1, L, Da] with zero rows where padded, mask [1, L]) on the device."""
+        move = lambda t: t.to(device, dtype, non_blocking=True)  # noqa: E731
+        return prompt_from_cache({PROMPT_VIDEO: move(self.video), PROMPT_AUDIO: move(self.audio),
                                   PROMPT_MASK: self.mask.to(device, non_blocking=True)})
+
+    def pinned(self) -> "Prompt":
+        return Prompt(self.video.pin_memory(), self.audio.pin_memory(), self.mask.pin_memory())
 
 
 def _prompt(tensors: dict[str, torch.Tensor]) -> Prompt:
-    return Prompt(tensors[PROMPT_EMBEDS], tensors[PROMPT_MASK])
+    return Prompt(tensors[PROMPT_VIDEO], tensors[PROMPT_AUDIO], tensors[PROMPT_MASK])
 
 
 @dataclass
@@ -56,18 +71,54 @@ class Sample:
     def pinned(self) -> "Sample":
         """The same sample in page-locked host memory (fast asynchronous copies to a GPU)."""
         pin = lambda t: None if t is None else t.pin_memory()  # noqa: E731
-        return Sample(self.name, Prompt(pin(self.prompt.rows), pin(self.prompt.mask)), pin(self.video),
+        return Sample(self.name, self.prompt.pinned(), pin(self.video),
                       pin(self.audio), pin(self.ref_video), pin(self.ref_audio))
 
 
+class StoredSamples(Sequence):
+    """Cached samples (TrainingSet entries: `.name`, `.uri`) read from the store on use. `prefetch(i)`
+    reads sample i in a background thread (at most PREFETCH ahead, the oldest dropped beyond);
+    `pin`: the samples read come in page-locked memory (fast copies to a GPU)."""
+
+    def __init__(self, store: ArtifactStore, entries, keys: ModeKeys, pin: bool = False):
+        self.store, self.entries, self.keys, self.pin = store, list(entries), keys, pin
+        self._pool = ThreadPoolExecutor(1, thread_name_prefix="samples")
+        self._ahead: OrderedDict[int, Future] = OrderedDict()
+
+    def __len__(self) -> int:
+        return len(self.entries)
+
+    def __getitem__(self, index: int) -> Sample:
+        if not -len(self) <= index < len(self):
+            raise IndexError(index)
+        future = self._ahead.pop(index % len(self), None)
+        return future.result() if future else self._load(index)
+
+    def prefetch(self, index: int) -> None:
+        if index in self._ahead:
+            return
+        while len(self._ahead) >= PREFETCH:
+            self._ahead.popitem(last=False)[1].cancel()
+        self._ahead[index] = self._pool.submit(self._load, index)
+
+    def _load(self, index: int) -> Sample:
+        entry = self.entries[index]
+        sample = load_sample(self.store, entry.name, entry.uri, self.keys)
+        return sample.pinned() if self.pin else sample
+
+    def close(self) -> None:
+        self._ahead.clear()
+        self._pool.shutdown(wait=True, cancel_futures=True)
+
+
 def load_prompt(store: ArtifactStore, uri: str) -> Prompt:
-    return _prompt(load(store.read_bytes(uri)))
+    return _prompt(from_bytes(store.read_bytes(uri), uri))
 
 
 def load_sample(store: ArtifactStore, name: str, uri: str, keys: ModeKeys, kind: str = "training") -> Sample:
     """Reads one cached sample (`kind`: "training" or "validation", whose keys `keys` names); a file
     missing a key is an internal error."""
-    tensors = load(store.read_bytes(uri))
+    tensors = from_bytes(store.read_bytes(uri), uri)
     missing = [k for k in (*getattr(keys, kind), *PROMPT_KEYS) if k not in tensors]
     if missing:
         raise ValueError(f"cached {kind} sample {name} ({uri}) lacks {', '.join(missing)}")
@@ -81,14 +132,20 @@ def _held_out(name: str) -> bool:
     return int.from_bytes(digest[:4], "big") / 2**32 < HOLDOUT_FRACTION
 
 
-def split_holdout(samples: list[Sample]) -> tuple[list[Sample], list[Sample]]:
-    """(training samples, held-out samples). With few samples, the loss is measured on the training
-    samples themselves (the held-out list is then the training list)."""
+class Split(NamedTuple):
+    train: list
+    validation: list
+    validation_loss_on: str  # HELD_OUT or TRAINING_CLIPS
+
+
+def split_holdout(samples: list) -> Split:
+    """The training and validation samples (anything with a `.name`: TrainingSet entries, Samples).
+    Below HOLDOUT_MIN_SAMPLES, every sample trains and the loss is measured on them all."""
     if len(samples) < HOLDOUT_MIN_SAMPLES:
-        return samples, samples
+        return Split(samples, samples, TRAINING_CLIPS)
     held = {s.name for s in samples if _held_out(s.name)}
     held = held or {min(s.name for s in samples)}
-    return [s for s in samples if s.name not in held], [s for s in samples if s.name in held]
+    return Split([s for s in samples if s.name not in held], [s for s in samples if s.name in held], HELD_OUT)
 
 
 def load_training_set(store: ArtifactStore, uri: str) -> dataset_pb2.TrainingSet:

@@ -85,6 +85,7 @@ def training_config(params, strategy, model_identity: dict, steps: int, width: i
         "reference_temporal_scale_factor": strategy.reference_temporal_scale_factor,
         "validation_loss": result.validation_loss,
         "baseline_validation_loss": result.baseline_validation_loss,
+        "validation_loss_on": result.validation_loss_on,  # "held_out" clips, or "training_clips" (< 20 clips)
         "base_model": model_identity,
         "lora_format": {"lora_file": "diffusers (LTX2Pipeline.load_lora_weights)",
                         "lora_comfyui_file": "ComfyUI/Lightricks (diffusion_model. keys, alpha folded, bf16)"},

@@ -4,7 +4,11 @@ appended references.
 
 Guidance as Lightricks' validation (ltx-core MultiModalGuider) and diffusers' LTX2Pipeline, per
 modality on the denoised (x0) predictions: x0 = c + (cfg - 1)(c - u_text) + stg (c - u_perturbed)
-+ (modality - 1)(c - u_isolated), then rescaled towards c's spread (guidance rescale). The passes:
++ (modality - 1)(c - u_isolated), then rescaled towards c's spread (guidance rescale), measured over all
+of the modality's tokens as ltx-core does (reference tokens included: clean in every pass, guidance
+leaves them as they are). The sigmas are shifted for a fixed PREVIEW_SHIFT_TOKENS tokens, as
+Lightricks' pipelines and validation (ltx-core LTX2Scheduler without a latent), not for the
+preview's own token count as diffusers' LTX2Pipeline does. The passes:
 positive prompt; negative prompt for the modalities that use CFG (the others keep the positive one);
 self-attention perturbed in one block for the modalities that use STG (v2a: the audio only);
 audio<->video cross-attention skipped (modality isolation)."""
@@ -22,6 +26,7 @@ from services.trainer.tokens import (
 )
 
 STG_BLOCK_REAL = 28    # the block LTX-2.3 perturbs for STG
+PREVIEW_SHIFT_TOKENS = 4096  # ltx-core LTX2Scheduler's default_number_of_tokens: mu = 2.05
 
 
 def stg_block(transformer) -> int:
@@ -29,16 +34,20 @@ def stg_block(transformer) -> int:
     return STG_BLOCK_REAL if layers > STG_BLOCK_REAL else layers // 2
 
 
-def euler_sigmas(scheduler, steps: int, video_tokens: int) -> list[float]:
-    """The scheduler's shifted sigmas for `steps` Euler steps, ending at 0 (as LTX2Pipeline)."""
+def euler_sigmas(scheduler, steps: int) -> list[float]:
+    """The sigmas of `steps` Euler steps, ending at 0: linear, shifted for PREVIEW_SHIFT_TOKENS tokens
+    and stretched to the scheduler's terminal (diffusers' scheduler computes ltx-core's LTX2Scheduler
+    formula when given the same shift)."""
     scheduler = copy.deepcopy(scheduler)
-    scheduler.set_timesteps(sigmas=np.linspace(1.0, 1 / steps, steps), mu=shift_for_tokens(video_tokens))
+    scheduler.set_timesteps(sigmas=np.linspace(1.0, 1 / steps, steps), mu=shift_for_tokens(PREVIEW_SHIFT_TOKENS))
     return [float(s) for s in scheduler.sigmas]
 
 
 def guided(positive: torch.Tensor, negative: torch.Tensor | None, perturbed: torch.Tensor | None,
-           isolated: torch.Tensor | None, guidance: Guidance) -> torch.Tensor:
-    """One modality's guided x0 from its passes' x0 predictions (a pass the guidance does not use may be None)."""
+           isolated: torch.Tensor | None, guidance: Guidance, reference: torch.Tensor | None = None) -> torch.Tensor:
+    """One modality's guided x0 of its target tokens from its passes' x0 predictions (a pass the
+    guidance does not use may be None). `reference`: the modality's clean reference tokens, which
+    count in the rescale's spread as in ltx-core (where they sit in the same latent)."""
     result = positive
     if guidance.cfg != 1:
         result = result + (guidance.cfg - 1) * (positive - negative)
@@ -47,7 +56,8 @@ def guided(positive: torch.Tensor, negative: torch.Tensor | None, perturbed: tor
     if guidance.modality != 1:
         result = result + (guidance.modality - 1) * (positive - isolated)
     if guidance.rescale != 0:
-        factor = positive.std() / result.std()
+        whole = (lambda x: x) if reference is None else (lambda x: torch.cat([x, reference], dim=1))  # noqa: E731
+        factor = whole(positive).std() / whole(result).std()
         result = result * (guidance.rescale * factor + (1 - guidance.rescale))
     return result
 
@@ -76,7 +86,7 @@ def generate(model, strategy: Strategy, conditioning: Sample, text: Text, negati
     cfg_text = Text(negative.video if video_guidance.cfg != 1 else text.video,
                     negative.audio if audio_guidance.cfg != 1 else text.audio, text.mask)
     blocks = [stg_block(transformer)]
-    sigmas = euler_sigmas(model.scheduler, steps, video.count)
+    sigmas = euler_sigmas(model.scheduler, steps)
     for step, (sigma, next_sigma) in enumerate(zip(sigmas[:-1], sigmas[1:])):
         if should_stop():
             break
@@ -94,9 +104,9 @@ def generate(model, strategy: Strategy, conditioning: Sample, text: Text, negati
                 perturbed = denoised(text)
         isolated = denoised(text, isolate=True) if uses(lambda g: g.modality != 1) else (None, None)
         if video.generated:
-            x0 = guided(positive[0], negative_x0[0], perturbed[0], isolated[0], video_guidance)
+            x0 = guided(positive[0], negative_x0[0], perturbed[0], isolated[0], video_guidance, video.reference)
             video_state = _euler(video_state, x0, sigma, next_sigma)
-        x0 = guided(positive[1], negative_x0[1], perturbed[1], isolated[1], audio_guidance)
+        x0 = guided(positive[1], negative_x0[1], perturbed[1], isolated[1], audio_guidance, audio.reference)
         audio_state = _euler(audio_state, x0, sigma, next_sigma)
         on_step(step + 1, len(sigmas) - 1)
     shape = tuple(video_shape) if video.generated else tuple(conditioning.video.shape[2:])

@@ -10,7 +10,9 @@ import torch
 from avlora.model.components import load_for_training, model_identity
 from avlora.v1 import jobs_pb2
 from services.trainer import status
-from services.trainer.data import load_prompt, load_sample, load_training_set, split_holdout
+from services.trainer.data import (
+    TRAINING_CLIPS, StoredSamples, load_prompt, load_sample, load_training_set, split_holdout,
+)
 from services.trainer.evidence import write_final_previews
 from services.trainer.launcher import run_distributed, training_processes
 from services.trainer.lora_files import (
@@ -57,17 +59,29 @@ def run(ctx) -> jobs_pb2.Outputs:
 
 def train(ctx, options: TrainerOptions, device: torch.device, world=None) -> jobs_pb2.Outputs | None:
     """Trains the job on this device and, on the leading rank, writes and returns its outputs."""
-    store, files, model_dir = ctx.store, ctx.files, ctx.settings.model_dir
+    store = ctx.store
     training_set = load_training_set(store, ctx.input_uri)
     dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
-    model = load_for_training(model_dir, device, dtype, decoders_device="cpu")
+    model = load_for_training(ctx.settings.model_dir, device, dtype, decoders_device="cpu")
     strategy = strategy_for(ctx.params)
-    samples = [load_sample(store, s.name, s.uri, strategy.cache_keys) for s in training_set.samples]
-    if device.type == "cuda":  # pinned once, for fast copies: one sample at a time goes to the GPU
-        samples = [sample.pinned() for sample in samples]
-    if not samples:
+    if not training_set.samples:
         raise ValueError(f"training set {ctx.input_uri} has no samples")
-    train_samples, held_out = split_holdout(samples)
+    split = split_holdout(list(training_set.samples))
+    # read on use, a few ahead; pinned on a GPU for fast copies (one sample at a time goes to it)
+    train_samples = StoredSamples(store, split.train, strategy.cache_keys, pin=device.type == "cuda")
+    held_out = (train_samples if split.validation_loss_on == TRAINING_CLIPS
+                else StoredSamples(store, split.validation, strategy.cache_keys, pin=device.type == "cuda"))
+    try:
+        return _train(ctx, options, model, strategy, training_set, train_samples, held_out,
+                      split.validation_loss_on, world)
+    finally:
+        train_samples.close()
+        held_out.close()
+
+
+def _train(ctx, options, model, strategy, training_set, train_samples, held_out, validation_loss_on,
+           world) -> jobs_pb2.Outputs | None:
+    store, files, model_dir, device = ctx.store, ctx.files, ctx.settings.model_dir, model.transformer.device
     renderer = PreviewRenderer(model, strategy, load_prompt(store, training_set.negative_prompt_uri),
                                options.sampling_steps, ctx.params.stg_scale, autocast_for(device), options.seed)
     items = preview_items(ctx, strategy, training_set, held_out)
@@ -82,11 +96,13 @@ def train(ctx, options: TrainerOptions, device: torch.device, world=None) -> job
         ctx.log(f"validation preview at step {step}: {uri}")
 
     trainer = Trainer(ctx, model, strategy, train_samples, held_out, training_set.frame_rate or
-                      ctx.params.frame_rate, options, on_preview=preview, world=world)
+                      ctx.params.frame_rate, options, on_preview=preview, world=world,
+                      validation_loss_on=validation_loss_on)
     result = trainer.run()
     if not trainer.leader:
         return None
-    ctx.log(f"validation loss {result.validation_loss:.4f} (untrained {result.baseline_validation_loss:.4f})")
+    ctx.log(f"validation loss {result.validation_loss:.4f} (untrained {result.baseline_validation_loss:.4f}, "
+            f"on {result.validation_loss_on.replace('_', ' ')})")
     transformer = model.transformer
     identity = model_identity(model_dir)
     config = training_config(ctx.params, strategy, identity, result.steps, training_set.width,

@@ -7,6 +7,8 @@ from dataclasses import dataclass
 import torch
 from diffusers import LTX2Pipeline
 
+from avlora.model.encode import connect
+from avlora.model.modulation import modulate_as_ltx_core
 from services.trainer.data import Prompt
 
 TIMESTEP_SCALE = 1000.0  # the transformer takes sigma * 1000 as its timestep
@@ -111,8 +113,7 @@ def sample_sigma(count: int, generator: torch.Generator) -> float:
 
 @torch.no_grad()
 def encode_text(connectors, prompt: Prompt) -> Text:
-    embeds, mask = prompt.expand(connectors.device, connectors.dtype)
-    video, audio, mask = connectors(embeds, mask, padding_side="left")
+    video, audio, mask = connect(connectors, *prompt.expand(connectors.device, connectors.dtype))
     return Text(video, audio, mask)
 
 
@@ -156,7 +157,10 @@ def predict(transformer, text: Text, video: Stream, audio: Stream, video_state: 
             isolate_modalities: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
     """The transformer's velocity (noise - clean) for the target tokens of both streams, given the
     current noisy states of the generated streams (ignored for frozen ones). `isolate_modalities`
-    skips the audio<->video cross-attention (the modality-guidance pass)."""
+    skips the audio<->video cross-attention (the modality-guidance pass). The cross-attention is
+    modulated as ltx-core does it (avlora.model.modulation): scale/shift from each modality's own
+    per-token timesteps, gate from the other modality's sigma."""
+    modulate_as_ltx_core(transformer)
     device = video.target.device
     video_t, video_s = _timesteps(video, video_sigma, device)
     audio_t, audio_s = _timesteps(audio, audio_sigma, device)
@@ -165,7 +169,7 @@ def predict(transformer, text: Text, video: Stream, audio: Stream, video_state: 
         encoder_hidden_states=text.video, audio_encoder_hidden_states=text.audio,
         timestep=video_t, audio_timestep=audio_t, sigma=video_s, audio_sigma=audio_s,
         encoder_attention_mask=text.mask, audio_encoder_attention_mask=text.mask,
-        video_coords=video.coords, audio_coords=audio.coords, use_cross_timestep=True,
+        video_coords=video.coords, audio_coords=audio.coords,
         isolate_modalities=isolate_modalities, return_dict=False,
     )
     return video_out[:, :video.count], audio_out[:, :audio.count]

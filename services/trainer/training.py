@@ -8,6 +8,7 @@ averaged over the ranks, and only rank 0 writes checkpoints and previews."""
 
 import contextlib
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import torch
@@ -17,7 +18,7 @@ from avlora import config
 from avlora.stage import JobCancelled
 from services.trainer import acceleration, fp8, status
 from services.trainer.checkpoints import load_checkpoint, save_checkpoint
-from services.trainer.data import Sample
+from services.trainer.data import HELD_OUT, Sample
 from services.trainer.losses import diffusion_loss, draw_noise, validation_loss
 from services.trainer.strategies import Strategy
 from services.trainer.tokens import encode_text
@@ -109,14 +110,18 @@ class TrainingResult:
     steps: int
     validation_loss: float
     baseline_validation_loss: float
+    validation_loss_on: str = HELD_OUT  # or TRAINING_CLIPS (services/trainer/data.py)
 
 
 class Trainer:
     """Trains one job's LoRA; `run` resumes from the job's checkpoint when there is one."""
 
-    def __init__(self, ctx, model, strategy: Strategy, samples: list[Sample], held_out: list[Sample],
-                 fps: float, options: TrainerOptions, on_preview=None, world=None):
+    def __init__(self, ctx, model, strategy: Strategy, samples: Sequence[Sample], held_out: Sequence[Sample],
+                 fps: float, options: TrainerOptions, on_preview=None, world=None, validation_loss_on: str = HELD_OUT):
+        """`samples`/`held_out`: lists, or StoredSamples (read on use; the next step's sample is
+        prefetched). `validation_loss_on` says which of the two the held-out ones are."""
         self.ctx, self.model, self.strategy, self.options = ctx, model, strategy, options
+        self.validation_loss_on = validation_loss_on
         self.fps, self.on_preview, self.world = fps, on_preview, world
         self.leader = world is None or world.rank == 0
         transformer = model.transformer
@@ -187,12 +192,22 @@ class Trainer:
         text, video, audio = self._prepare(self.samples[index])
         self.tokens_trained += video.tokens + audio.tokens
         noise = draw_noise(video, audio, generator)
+        if hasattr(self.samples, "prefetch"):  # read the next step's sample while this one computes
+            self.samples.prefetch(self._next_index())
         if not self.model.transformer.training:
             self.model.transformer.train()
         with self.autocast():
             loss, parts = diffusion_loss(self.model.transformer, text, video, audio, noise)
         loss.backward()
         return float(loss.detach()), parts
+
+    def _next_index(self) -> int:
+        """The sample the next step will draw: the shared generator has drawn this step's numbers
+        (alone: this step's index and noise; with a world: this step's rank seed)."""
+        peek = torch.Generator().set_state(self.generator.get_state())
+        if self.world is not None:
+            peek = self.world.step_generator(peek)
+        return int(torch.randint(len(self.samples), (1,), generator=peek))
 
     def step(self, index: int) -> tuple[float, dict[str, float]]:
         """Optimisation step `index` (0-based) on one clip (per rank: the gradients averaged over the ranks)."""
@@ -240,9 +255,11 @@ class Trainer:
             rate = (step - first_step) / elapsed
             ctx.progress(step, self.total, "steps", loss=loss, rate=rate, eta_seconds=(self.total - step) / rate,
                          tokens_per_second=self.tokens_trained * ranks / elapsed,  # rank 0's clips stand for all
-                         gpu_memory_peak_bytes=self.gpu_memory_peak(), **parts, **losses)
+                         gpu_memory_peak_bytes=self.gpu_memory_peak(), validation_loss_on=self.validation_loss_on,
+                         **parts, **losses)
             if self.leader and self.on_preview and step % preview_every == 0 and step < self.total:
                 self.on_preview(step)
         if self.masters:
             self.masters.finish()
-        return TrainingResult(step, losses["validation_loss"], losses["baseline_validation_loss"])
+        return TrainingResult(step, losses["validation_loss"], losses["baseline_validation_loss"],
+                              self.validation_loss_on)
