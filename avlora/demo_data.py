@@ -100,36 +100,40 @@ def render_video(clip: BallClip, size: tuple[int, int], inverted: bool = False) 
 
 
 def render_audio(clip: BallClip, fps: int, octave_up: bool = False) -> np.ndarray:
-    """The clip's soundtrack, mono float32 at AUDIO_RATE: a decaying sine click at each bounce."""
+    """The clip's soundtrack, (2, samples) stereo float32 at AUDIO_RATE: a decaying sine click at
+    each bounce, panned to where the ball is across the box (a left-wall bounce is louder on the
+    left; never silent on either side)."""
     total = int(round(clip.frames / fps * AUDIO_RATE))
     pitch = COLOURS[clip.colour][1] * (2 if octave_up else 1)
     length = int(min(0.04, 0.9 / fps) * AUDIO_RATE)
     t = np.arange(length) / AUDIO_RATE
     click = 0.6 * np.sin(2 * np.pi * pitch * t) * np.exp(-t / CLICK_DECAY_SECONDS)
-    audio = np.zeros(total, np.float32)
-    for start_time in bounce_times(clip, fps):
-        start = int(round(start_time * AUDIO_RATE))
+    audio = np.zeros((2, total), np.float32)
+    for frame in bounce_frames(clip):
+        start = int(round(frame / fps * AUDIO_RATE))
         end = min(total, start + length)
-        audio[start:end] += click[:end - start]
+        angle = np.pi / 4 * (0.5 + _wall_position(frame, clip.period_x, clip.phase_x))  # pi/8 .. 3pi/8
+        audio[0, start:end] += np.cos(angle) * click[:end - start]
+        audio[1, start:end] += np.sin(angle) * click[:end - start]
     return audio
 
 
 def write_clip(path: Path, video: np.ndarray, audio: np.ndarray | None, fps: int) -> Path:
-    """Writes frames (and a mono AAC track unless audio is None) to an mp4 with PyAV."""
+    """Writes frames (and a stereo AAC track of (2, samples) audio unless it is None) to an mp4 with PyAV."""
     with av.open(str(path), "w") as container:
         stream = container.add_stream("libx264", rate=Fraction(fps), options={"preset": "veryfast"})
         stream.height, stream.width = video.shape[1:3]
         stream.pix_fmt = "yuv420p"
         sound = None if audio is None else container.add_stream(
-            "aac", rate=AUDIO_RATE, layout="mono", options={"aac_coder": "fast"})
+            "aac", rate=AUDIO_RATE, layout="stereo", options={"aac_coder": "fast"})
         for image in video:
             container.mux(stream.encode(av.VideoFrame.from_ndarray(image, format="rgb24")))
         container.mux(stream.encode())
         if sound is not None:
             chunk = sound.codec_context.frame_size or 1024
-            for start in range(0, len(audio), chunk):
-                frame = av.AudioFrame.from_ndarray(audio[None, start:start + chunk].copy(),
-                                                   format="fltp", layout="mono")
+            for start in range(0, audio.shape[1], chunk):
+                frame = av.AudioFrame.from_ndarray(np.ascontiguousarray(audio[:, start:start + chunk]),
+                                                   format="fltp", layout="stereo")
                 frame.sample_rate, frame.pts = AUDIO_RATE, start
                 container.mux(sound.encode(frame))
             container.mux(sound.encode())

@@ -25,17 +25,19 @@ def datasets(tmp_path_factory):
 
 
 def decode(data: bytes) -> dict:
-    """The clip's RGB frames, frame rate, mono audio (None without a track) and durations."""
+    """The clip's RGB frames, frame rate, audio (its channels' mix, and the channels; None without
+    a track) and durations."""
     with av.open(io.BytesIO(data)) as container:
         video_stream = container.streams.video[0]
         fps = float(video_stream.average_rate)
         frames = np.stack([frame.to_ndarray(format="rgb24") for frame in container.decode(video=0)])
-    audio, rate = None, None
+    audio, channels, rate = None, None, None
     with av.open(io.BytesIO(data)) as container:
         if container.streams.audio:
             rate = container.streams.audio[0].rate
-            audio = np.concatenate([frame.to_ndarray()[0] for frame in container.decode(audio=0)])
-    return {"frames": frames, "fps": fps, "audio": audio, "rate": rate}
+            channels = np.concatenate([frame.to_ndarray() for frame in container.decode(audio=0)], axis=1)
+            audio = channels.mean(axis=0)
+    return {"frames": frames, "fps": fps, "audio": audio, "channels": channels, "rate": rate}
 
 
 def ball_masks(frames: np.ndarray) -> np.ndarray:
@@ -121,6 +123,26 @@ def test_v2a_clicks_land_on_wall_touches_with_the_colours_pitch(datasets):
     assert set(pitches) == set(COLOURS)  # every colour appears, each with its own pitch
     ordered = [pitches[name] for name in sorted(COLOURS, key=lambda name: COLOURS[name][1])]
     assert all(low * 1.2 < high for low, high in zip(ordered, ordered[1:]))
+
+
+def test_v2a_clicks_are_stereo_panned_to_where_the_ball_is(datasets):
+    """Each click is louder on the side of the box the ball is on, and heard on both sides."""
+    checked = 0
+    with zipfile.ZipFile(datasets["v2a"]) as archive:
+        for index in range(4):
+            clip = decode(archive.read(f"ball{index:02d}.mp4"))
+            assert clip["channels"].shape[0] == 2
+            masks = ball_masks(clip["frames"])
+            touches, onsets = check_sound_follows_picture(clip)
+            for frame, onset in zip(touches, onsets):
+                across = np.nonzero(masks[frame])[1].mean() / masks.shape[2]  # 0: left wall, 1: right
+                start = int(onset * clip["rate"])
+                left, right = np.abs(clip["channels"][:, start:start + int(0.02 * clip["rate"])]).max(axis=1)
+                assert min(left, right) > 0.3 * max(left, right)
+                if abs(across - 0.5) > 0.2:
+                    assert (left > right) == (across < 0.5), (index, frame, across, left, right)
+                    checked += 1
+    assert checked >= 4
 
 
 def test_av2av_end_is_the_start_transformed_with_the_same_timing(datasets):
