@@ -16,6 +16,19 @@ from avlora.bus import wait_for_port  # noqa: E402
 from avlora.stack import SERVICES, Stack, free_port, nats_server_binary  # noqa: E402
 
 
+# The files that take longest (measured 2026-12-03), run first: pytest-xdist hands whole files to its
+# workers in collection order, so a long file collected last would leave one worker running alone.
+LONGEST_FIRST = ("test_trainer_acceleration.py", "test_scale_out.py", "test_nats_outage.py", "test_cli_stack.py",
+                 "test_downloads.py", "test_web_browser.py", "test_bench.py", "test_trainer_distributed.py",
+                 "test_webhooks.py", "test_observability.py", "test_supervisor.py", "test_trainer_resume_stack.py",
+                 "test_trainer_host_memory.py", "test_cancel_race.py")
+
+
+def pytest_collection_modifyitems(items):
+    rank = {name: index for index, name in enumerate(LONGEST_FIRST)}
+    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))  # stable: the rest keep their order
+
+
 @pytest.fixture
 def nats_url(tmp_path):
     port = free_port()
