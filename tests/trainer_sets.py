@@ -28,7 +28,7 @@ def make_params(mode: str, **overrides):
 def _clip_tensors(encoders, clip, size, fps, frames, inverted=False, octave_up=False, spatial=1, temporal=1):
     width, height = size
     video = torch.from_numpy(render_video(clip, (width // spatial, height // spatial), inverted)[:frames:temporal])
-    audio = torch.from_numpy(render_audio(clip, fps, octave_up))[None, :round(frames / fps * 16000)]
+    audio = torch.from_numpy(render_audio(clip, fps, octave_up))[:, :round(frames / fps * 16000)]  # stereo
     return (encode_video(encoders.vae, video.contiguous()),
             encode_audio(encoders.audio_vae, audio, audio_latent_count(frames, fps)))
 
