@@ -1,12 +1,16 @@
 """Every dataset check through the dry run (inspect_dataset / check_dataset), on real clips."""
 
+import io
+import wave
+
 import numpy as np
 
 from services.preprocess.checks import check_dataset, inspect_dataset
 from services.preprocess.clips import reference_frame_indices
 from services.preprocess.modes import preprocessing_for
 from services.preprocess.plan import ALL_TOO_SHORT
-from tests.preprocess_fixtures import inputs, manifest_of, small_av2av, small_v2a, store, write_scenes  # noqa: F401
+from tests.preprocess_fixtures import (inputs, manifest_of, small_a2v, small_av2av, small_v2a, store,  # noqa: F401
+                                       write_scenes)
 from tests.test_preprocess_fitting import indices, write_numbered_clip
 
 CLIP = dict(frames=12)          # 0.5 s at 24 fps: enough for 9 frames
@@ -219,3 +223,37 @@ def test_v2a_validation_video_may_be_silent_and_short(store):
     fitted = mode.fit_validation(validation[0], mode.validation_settings())
     assert fitted.media["video"].shape == (9, 288, 512, 3) and fitted.media.keys() == {"video"}
     assert np.isfinite(fitted.media["video"]).all()
+
+
+def wav_bytes(seconds: float, rate: int = 16000) -> bytes:
+    """A mono 16-bit WAV of a 440 Hz tone."""
+    buffer = io.BytesIO()
+    with wave.open(buffer, "wb") as out:
+        out.setnchannels(1)
+        out.setsampwidth(2)
+        out.setframerate(rate)
+        tone = 0.5 * np.sin(2 * np.pi * 440 * np.arange(int(seconds * rate)) / rate)
+        out.writeframes((tone * 32767).astype("<i2").tobytes())
+    return buffer.getvalue()
+
+
+def test_a2v_validation_is_a_sound_from_an_audio_file_or_a_videos_track(store):
+    """a2v: clips with sound train as in v2a; a validation entry's sound is fitted alone (no picture),
+    from a WAV or from a video's own track; a video without one is refused by the entry's name."""
+    files = {"a.mp4": CLIP, "validation/song.wav": wav_bytes(0.5), "validation/voice.mp4": CLIP,
+             "validation/silent.mp4": CLIP | {"audio_rate": None}}
+    manifest = manifest_of(store, "j", files, validation=[{"prompt": "p", "audio": "validation/song.wav"},
+                                                          {"prompt": "q", "audio": "validation/voice.mp4"}])
+    params = small_a2v(validation=[{"prompt": "p", "audio_url": "https://e.com/song.wav"},
+                                   {"prompt": "q", "audio_url": "https://e.com/voice.mp4"}])
+    plan, validation = check_dataset(manifest, params, inputs(store))
+    assert plan.report.ok and [item.name for item in plan.items] == ["a.mp4"]
+    mode = preprocessing_for(params)
+    for item in validation:
+        fitted = mode.fit_validation(item, mode.validation_settings())
+        assert fitted.media.keys() == {"audio"} and fitted.media["audio"].shape == (2, 6000)  # 9 / 24 s at 16 kHz
+        assert np.abs(fitted.media["audio"]).max() > 0.1
+    manifest = manifest_of(store, "k", files, validation=[{"prompt": "p", "audio": "validation/silent.mp4"}])
+    params = small_a2v(validation=[{"prompt": "p", "audio_url": "https://e.com/silent.mp4"}])
+    assert inspect_dataset(manifest, params, inputs(store)).errors == [
+        "validation[0] audio https://e.com/silent.mp4 has no audio track"]
