@@ -100,15 +100,15 @@ class Strategy:
                       conditioning.ref_video, conditioning.ref_audio)
 
     def target_shape(self, conditioning: Sample, grid: tuple[int, int, int] | None = None) -> tuple[int, int, int]:
-        """The latent grid (F', H', W') of the video a preview shows: the conditioning's video, a
-        reference's grid scaled back up (F' = (F'_ref - 1) * S + 1, sides times D), else `grid`
-        (the preview settings' grid, for a video generated from sound alone)."""
-        if conditioning.video is not None:
-            return tuple(conditioning.video.shape[2:])
+        """The latent grid (F', H', W') of the video a preview shows: a reference's grid scaled back
+        up (F' = (F'_ref - 1) * S + 1, sides times D), the conditioning's video, else `grid` (the
+        preview settings' grid, for a video generated from sound alone)."""
         if conditioning.ref_video is not None:
             frames, height, width = conditioning.ref_video.shape[2:]
             spatial = self.reference_downscale_factor
             return ((frames - 1) * self.reference_temporal_scale_factor + 1, height * spatial, width * spatial)
+        if conditioning.video is not None:
+            return tuple(conditioning.video.shape[2:])
         if grid is None:
             raise ValueError(f"preview of {conditioning.name}: no video and no preview size to generate one at")
         return tuple(grid)
