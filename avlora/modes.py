@@ -29,15 +29,14 @@ FROZEN: Role = "frozen"
 MODALITIES = ("video", "audio")
 REFERENCES = ("ref_video", "ref_audio")  # the media keys of a pair's `_start` clip
 
-ATTENTION_PROJECTIONS = ("to_q", "to_k", "to_v", "to_out.0")
 # Every attention projection of all six attention kinds (Lightricks' av2av and a2v presets).
-ALL_ATTENTION = ATTENTION_PROJECTIONS
+ATTENTION_PROJECTIONS = ("to_q", "to_k", "to_v", "to_out.0")
 # Lightricks' v2a preset: audio self/text attention, video->audio cross-attention, audio FFN.
 AUDIO_SIDE = (*(f"{attn}.{proj}" for attn in ("audio_attn1", "audio_attn2", "video_to_audio_attn")
                 for proj in ATTENTION_PROJECTIONS),
               "audio_ff.net.0.proj", "audio_ff.net.2")
 
-LONG_VIDEO_SUFFIXES = (".mp4", ".mov", ".avi", ".mkv")
+VIDEO_SUFFIXES = (".mp4", ".mov", ".avi", ".mkv")
 
 
 @dataclass(frozen=True)
@@ -78,15 +77,15 @@ class Mode:
 
 MODES: dict[str, Mode] = {mode.name: mode for mode in (
     # Video to audio (foley): the video conditions, the audio is learnt.
-    Mode(V2AParams, {"video": FROZEN, "audio": GENERATED}, pairs=False, video_suffixes=LONG_VIDEO_SUFFIXES,
+    Mode(V2AParams, {"video": FROZEN, "audio": GENERATED}, pairs=False, video_suffixes=VIDEO_SUFFIXES,
          target_modules=AUDIO_SIDE, training_type="video-to-audio", unit_price=0.0049),
     # Audio+video to audio+video: a reference clip conditions a generated target clip.
     Mode(AV2AVParams, {"video": GENERATED, "audio": GENERATED}, pairs=True,
-         video_suffixes=(".mp4", ".mov", ".webm", ".mkv", ".avi"), target_modules=ALL_ATTENTION,
+         video_suffixes=(".mp4", ".mov", ".webm", ".mkv", ".avi"), target_modules=ATTENTION_PROJECTIONS,
          training_type="audio+video reference transformation", unit_price=0.0068),
     # Audio to video: the soundtrack conditions, the picture is learnt (Lightricks' a2v_lora.yaml).
-    Mode(A2VParams, {"video": GENERATED, "audio": FROZEN}, pairs=False, video_suffixes=LONG_VIDEO_SUFFIXES,
-         target_modules=ALL_ATTENTION, training_type="audio-to-video", unit_price=0.006),
+    Mode(A2VParams, {"video": GENERATED, "audio": FROZEN}, pairs=False, video_suffixes=VIDEO_SUFFIXES,
+         target_modules=ATTENTION_PROJECTIONS, training_type="audio-to-video", unit_price=0.006),
 )}
 assert MODES.keys() == PARAMS.keys(), "every params class has its entry in MODES"
 
