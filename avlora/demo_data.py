@@ -2,18 +2,19 @@
 
 Each clip is a ball bouncing in a box. Every frame on which the ball touches a wall carries a click
 on the soundtrack that starts exactly at that frame's time; the ball's colour sets the click's pitch.
-Speeds and start positions differ per clip. For av2av the `_end` clip is the `_start` with its
-colours inverted and its clicks an octave higher, with the same timing."""
+Speeds and start positions differ per clip. For a mode of pairs (av2av) the `_end` clip is the
+`_start` with its colours inverted and its clicks an octave higher, with the same timing."""
 
 import tempfile
 import zipfile
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
-from typing import Literal
 
 import av
 import numpy as np
+
+from avlora.modes import MODES, Mode
 
 AUDIO_RATE = 16000
 SPARE_FRAMES = 4  # clips are `frames + SPARE_FRAMES` long, so they pass the "too short" rule
@@ -142,23 +143,24 @@ def write_clip(path: Path, video: np.ndarray, audio: np.ndarray | None, fps: int
 
 def caption(clip: BallClip, mode: str) -> str:
     pitch = COLOURS[clip.colour][2]
-    if mode == "v2a":
+    if not _mode(mode).pairs:
         return f"a {clip.colour} ball bouncing in a dark box, a {pitch} click on every bounce"
     return (f"a {clip.colour} ball bouncing in a dark box with {pitch} clicks becomes "
             f"{INVERTED_NAMES[clip.colour]} ball in a light box, its clicks an octave higher")
 
 
-def _check_mode(mode: str) -> None:
-    if mode not in ("v2a", "av2av"):
-        raise ValueError(f"unknown mode {mode!r}: expected 'v2a' or 'av2av'")
+def _mode(name: str) -> Mode:
+    if name not in MODES:
+        raise ValueError(f"unknown mode {name!r}: expected one of {', '.join(repr(m) for m in MODES)}")
+    return MODES[name]
 
 
-def write_demo_dataset(mode: Literal["v2a", "av2av"], out_zip: Path, *, clips: int = 12,
+def write_demo_dataset(mode: str, out_zip: Path, *, clips: int = 12,
                        frames: int = 49, fps: int = 24, size: tuple[int, int] = (192, 192),
                        seed: int = 0) -> Path:
-    """Writes the dataset zip: v2a `<name>.mp4` + `<name>.txt`; av2av `<name>_start.mp4`,
-    `<name>_end.mp4` + `<name>.txt`. Every clip has an AAC track. Returns out_zip."""
-    _check_mode(mode)
+    """Writes the dataset zip: single clips `<name>.mp4` + `<name>.txt`; pairs (av2av)
+    `<name>_start.mp4`, `<name>_end.mp4` + `<name>.txt`. Every clip has an AAC track. Returns out_zip."""
+    pairs = _mode(mode).pairs
     out_zip = Path(out_zip)
     out_zip.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory() as work, zipfile.ZipFile(out_zip, "w") as archive:
@@ -167,13 +169,12 @@ def write_demo_dataset(mode: Literal["v2a", "av2av"], out_zip: Path, *, clips: i
 
         for clip in plan_clips(clips, frames, seed):
             video, audio = render_video(clip, size), render_audio(clip, fps)
-            if mode == "v2a":
-                pairs = {f"{clip.name}.mp4": (video, audio)}
-            else:
-                pairs = {f"{clip.name}_start.mp4": (video, audio),
+            files = {f"{clip.name}.mp4": (video, audio)}
+            if pairs:
+                files = {f"{clip.name}_start.mp4": (video, audio),
                          f"{clip.name}_end.mp4": (render_video(clip, size, inverted=True),
                                                   render_audio(clip, fps, octave_up=True))}
-            for name, (frames_rgb, sound) in pairs.items():
+            for name, (frames_rgb, sound) in files.items():
                 add(name, write_clip(Path(work) / name, frames_rgb, sound, fps).read_bytes())
             add(f"{clip.name}.txt", caption(clip, mode).encode())
     return out_zip
@@ -185,13 +186,14 @@ def validation_plan(frames: int = 49, seed: int = 0) -> BallClip:
     return plan_clips(1, frames, seed, stream=1)[0]
 
 
-def write_validation_clip(path: Path, mode: Literal["v2a", "av2av"], *, frames: int = 49,
+def write_validation_clip(path: Path, mode: str, *, frames: int = 49,
                           fps: int = 24, size: tuple[int, int] = (192, 192), seed: int = 0) -> Path:
-    """A fresh clip for validation: for v2a a silent video (the model adds its sound); for av2av a
-    reference clip with its audio (the model transforms it). Returns path."""
-    _check_mode(mode)
+    """A fresh clip for validation, with what the mode's previews are made from: a silent video when
+    only the picture conditions (v2a: the model adds its sound), else a clip with its sound (a2v:
+    the model draws its picture; av2av: the model transforms it). Returns path."""
+    sounding = any(key.endswith("audio") for key in _mode(mode).conditioning)
     clip = validation_plan(frames, seed)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    audio = render_audio(clip, fps) if mode == "av2av" else None
+    audio = render_audio(clip, fps) if sounding else None
     return write_clip(path, render_video(clip, size), audio, fps)

@@ -152,6 +152,16 @@ class AV2AVValidation(ValidationSample):
                                                      if self.reference_audio_url else {})
 
 
+class A2VValidation(ValidationSample):
+    audio_url: str = Field(min_length=1, max_length=MAX_URL_CHARS, description=(
+        "a sound the LoRA generates a picture for: wav, mp3, m4a, flac, or a video whose sound is used"))
+
+    _urls = field_validator("audio_url")(checked_url)
+
+    def media(self) -> dict[str, str]:
+        return {"audio": self.audio_url}
+
+
 class CommonParams(BaseModel):
     """Parameters both seed pages share, with their defaults and ranges."""
 
@@ -174,7 +184,7 @@ class CommonParams(BaseModel):
     auto_scale_input: bool = Field(False, description=(
         "retime clips shorter than number_of_frames to fill it instead of skipping them"))
     split_input_into_scenes: bool = Field(False, description=(
-        "cut clips longer than split_input_duration_threshold at scene changes (v2a only)"))
+        "cut clips longer than split_input_duration_threshold at scene changes (not av2av)"))
     split_input_duration_threshold: float = Field(30.0, ge=1.0, le=60.0, description=(
         "seconds above which a clip is split into scenes, when splitting is on"))
     validation_negative_prompt: str = Field(DEFAULT_NEGATIVE_PROMPT, max_length=MAX_PROMPT_CHARS, description=(
@@ -207,6 +217,17 @@ class CommonParams(BaseModel):
     def validation_size(self) -> tuple[int, int]:
         return RESOLUTION_BUCKETS[(self.validation_resolution, self.validation_aspect_ratio)]
 
+    @property
+    def reference_factors(self) -> tuple[int, int]:
+        """(spatial, temporal): how much smaller and sparser a reference is than its target (1, 1
+        without references)."""
+        return 1, 1
+
+    @property
+    def audio_fit(self) -> tuple[bool, bool]:
+        """(normalize, preserve_pitch) of fitted audio."""
+        return False, True
+
     @classmethod
     def mode_name(cls) -> str:
         return cls.model_fields["mode"].default
@@ -225,7 +246,6 @@ class V2AParams(CommonParams):
     """Video to audio (foley): the video is fixed conditioning; the LoRA learns to generate its soundtrack."""
 
     proto: ClassVar = params_pb2.V2AParams
-    unit_price: ClassVar[float] = 0.0049   # per billed unit
     mode: Literal["v2a"] = "v2a"
     validation: list[V2AValidation] = Field(default_factory=list, max_length=2, description=(
         "up to 2 preview samples, each a prompt and a video to generate audio for"))
@@ -235,7 +255,6 @@ class AV2AVParams(CommonParams):
     """Audio+video to audio+video: a reference clip (video and audio) conditions a generated target clip."""
 
     proto: ClassVar = params_pb2.AV2AVParams
-    unit_price: ClassVar[float] = 0.0068   # per billed unit
     mode: Literal["av2av"] = "av2av"
     reference_downscale_factor: int = Field(1, ge=1, le=8, description=(
         "shrink the reference video by this factor before encoding; width/factor and height/factor "
@@ -246,6 +265,14 @@ class AV2AVParams(CommonParams):
     audio_preserve_pitch: bool = Field(True, description="keep the pitch when audio is stretched to a retimed clip")
     validation: list[AV2AVValidation] = Field(default_factory=list, max_length=2, description=(
         "up to 2 preview samples, each a prompt, a reference video and optionally a reference audio"))
+
+    @property
+    def reference_factors(self) -> tuple[int, int]:
+        return self.reference_downscale_factor, self.reference_temporal_scale_factor
+
+    @property
+    def audio_fit(self) -> tuple[bool, bool]:
+        return self.audio_normalize, self.audio_preserve_pitch
 
     @model_validator(mode="after")
     def _reference_rules(self) -> "AV2AVParams":
@@ -271,7 +298,16 @@ class AV2AVParams(CommonParams):
         return self
 
 
-JobParams = V2AParams | AV2AVParams
+class A2VParams(CommonParams):
+    """Audio to video: the soundtrack is fixed conditioning; the LoRA learns to generate the picture."""
+
+    proto: ClassVar = params_pb2.A2VParams
+    mode: Literal["a2v"] = "a2v"
+    validation: list[A2VValidation] = Field(default_factory=list, max_length=2, description=(
+        "up to 2 preview samples, each a prompt and a sound to generate a video for"))
+
+
+JobParams = CommonParams  # one of MODES' classes
 
 
 def foreign_upload(field: str, upload_id: str) -> str:
@@ -295,8 +331,9 @@ def upload_refs(params: JobParams) -> dict[str, str]:
             if url.startswith(UPLOAD_SCHEME)}
 
 
-# Every mode by name. A new mode is one params class here (and its message in params.proto).
-MODES: dict[str, type[CommonParams]] = {model.mode_name(): model for model in (V2AParams, AV2AVParams)}
+# Every mode's parameters by name: each subclass of CommonParams (and its message in params.proto);
+# what the mode does is its entry in avlora.modes.
+MODES: dict[str, type[CommonParams]] = {model.mode_name(): model for model in CommonParams.__subclasses__()}
 
 
 class InvalidParams(ValueError):

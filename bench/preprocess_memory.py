@@ -32,17 +32,17 @@ COMMON = dict(training_data_url=URL, number_of_frames=121, frame_rate=24, auto_s
 
 
 def child(case: str, folder: Path, model_dir: str, encode: bool) -> dict:
-    from avlora.params import AV2AVParams, V2AParams
+    from avlora.modes import MODES
     from avlora.store import LocalFiles, LocalStore
     from avlora.v1 import dataset_pb2
     from services.preprocess.modes import preprocessing_for
     from services.preprocess.plan import plan_dataset
 
     mode_name, overrides = CASES[case]
-    params = (V2AParams if mode_name == "v2a" else AV2AVParams)(**COMMON | overrides)
+    params = MODES[mode_name].params(**COMMON | overrides)
     store = LocalStore(folder / "store")
     manifest = dataset_pb2.Manifest(job_id="bench")
-    names = ["clip_start.mp4", "clip_end.mp4"] if mode_name == "av2av" else ["clip.mp4"]
+    names = ["clip_start.mp4", "clip_end.mp4"] if MODES[mode_name].pairs else ["clip.mp4"]
     for name in names:
         store.put_file(f"bench/{name}", folder / "clip.mp4")
         manifest.files.add(name=name, uri=store.uri(f"bench/{name}"), kind=dataset_pb2.VIDEO)

@@ -33,7 +33,7 @@ from avlora.model.encode import TEXT_LENGTH, audio_latent_count, prompt_to_cache
 from avlora.model.tiny import SCHEDULER_CONFIG, write_tiny_model
 from avlora.model.tiny import TEXT_MAX_LENGTH as TINY_TEXT_LENGTH
 from avlora.job_state import output_uris
-from avlora.params import AV2AVParams, V2AParams
+from avlora.params import MODES
 from avlora.settings import Settings
 from avlora.stage import JobContext
 from avlora.store import LocalStore
@@ -103,8 +103,7 @@ def write_training_set(store: LocalStore, params, samples: int, prompt_widths: t
     """Random latents at the job's shapes, in the cache format preprocessing writes."""
     root = "jobs/set/preprocess"
     keys = strategy_for(params).cache_keys
-    spatial = getattr(params, "reference_downscale_factor", 1)
-    temporal = getattr(params, "reference_temporal_scale_factor", 1)
+    spatial, temporal = params.reference_factors
 
     def put(key: str, tensors: dict) -> str:
         return store.write_bytes(f"{root}/{key}.safetensors", to_bytes(tensors))
@@ -133,7 +132,7 @@ def write_training_set(store: LocalStore, params, samples: int, prompt_widths: t
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--mode", choices=("v2a", "av2av"), default="v2a")
+    parser.add_argument("--mode", choices=list(MODES), default="v2a")
     parser.add_argument("--steps", type=int, default=10)
     parser.add_argument("--frames", type=int, default=89)
     parser.add_argument("--resolution", default="medium", help="training size bucket (1:1)")
@@ -152,8 +151,7 @@ def main() -> None:
     model_dir = Path(args.model_dir) if args.model_dir else work / "model"
     model_dir = write_tiny_model(model_dir) if args.tiny else write_model(model_dir, args.layers, device)
     print(f"model at {model_dir} ({time.perf_counter() - started:.1f} s)", flush=True)
-    params_class = V2AParams if args.mode == "v2a" else AV2AVParams
-    params = params_class(training_data_url="upload://data", number_of_frames=args.frames,
+    params = MODES[args.mode](training_data_url="upload://data", number_of_frames=args.frames,
                           validation_number_of_frames=args.frames, resolution=args.resolution,
                           validation_resolution=args.validation_resolution)
     params = params.model_copy(update={"number_of_steps": args.steps})  # a short run: below the seeds' 100

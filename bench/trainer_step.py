@@ -46,9 +46,10 @@ from diffusers import LTX2VideoTransformer3DModel
 from avlora.model.components import load_for_training
 from avlora.model.encode import audio_latent_count
 from avlora.model.tiny import write_tiny_model
+from avlora.modes import MODES
 from services.trainer.data import Prompt, Sample
 from services.trainer.losses import diffusion_loss, draw_noise
-from services.trainer.strategies import STRATEGIES
+from services.trainer.strategies import Strategy
 from services.trainer.tokens import Text, encode_text
 from services.trainer import acceleration, fp8
 from services.trainer.training import add_lora, autocast_for
@@ -140,7 +141,7 @@ def kernel_time_profile(step) -> str:
 
 def bench_mode(mode: str, transformer, text, sample: Sample, fps: int, rank: int, steps: int, device,
                args) -> dict:
-    strategy = STRATEGIES[mode]()
+    strategy = Strategy(MODES[mode])
     params = add_lora(transformer, strategy, rank, seed=0)
     masters = None
     if args.lora_dtype == "bf16":

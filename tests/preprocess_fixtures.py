@@ -7,7 +7,7 @@ import av
 import numpy as np
 import pytest
 
-from avlora.params import AV2AVParams, V2AParams
+from avlora.params import A2VParams, AV2AVParams, V2AParams
 from avlora.store import LocalFiles, LocalStore
 from avlora.v1 import dataset_pb2
 from tests.media import write_clip
@@ -31,6 +31,13 @@ def small_av2av(**overrides) -> AV2AVParams:
     return AV2AVParams(**values | overrides)
 
 
+def small_a2v(**overrides) -> A2VParams:
+    values = dict(training_data_url=URL, number_of_frames=9, frame_rate=24, resolution="low",
+                  aspect_ratio="16:9", validation_number_of_frames=9, validation_resolution="low",
+                  validation_aspect_ratio="16:9")
+    return A2VParams(**values | overrides)
+
+
 def manifest_of(store: LocalStore, job_id: str, files: dict[str, dict | str | bytes],
                 validation: list[dict] | None = None) -> dataset_pb2.Manifest:
     """Writes each file into the store (dict: write_clip arguments; str/bytes: the content) and
@@ -52,7 +59,7 @@ def manifest_of(store: LocalStore, job_id: str, files: dict[str, dict | str | by
         if not name.startswith("validation/"):
             manifest.files.add(name=name, uri=uris[name], size=path.stat().st_size, kind=kind)
     for index, entry in enumerate(validation or []):
-        manifest.validation.add(index=index, prompt=entry.get("prompt", ""), video_uri=uris[entry["video"]],
+        manifest.validation.add(index=index, prompt=entry.get("prompt", ""), video_uri=uris[entry["video"]] if entry.get("video") else "",
                                 audio_uri=uris[entry["audio"]] if entry.get("audio") else "")
     return manifest
 

@@ -8,11 +8,16 @@ import subprocess
 import sys
 import time
 
+import wave
+
+import av
 import grpc
+import numpy as np
 import pytest
 from media import write_clip, zip_files
+from safetensors import safe_open
 
-from avlora.demo_data import write_demo_dataset, write_validation_clip
+from avlora.demo_data import render_audio, validation_plan, write_demo_dataset, write_validation_clip
 from avlora.v1 import stages_pb2, stages_pb2_grpc
 
 AVLORA = [sys.executable, "-m", "avlora.cli"]
@@ -119,6 +124,45 @@ def test_av2av_job_end_to_end_through_the_cli(stack_dir, tmp_path):
     assert job["outputs"]["video_base"].endswith("/preview_base.mp4")
     assert "preview_video" not in job["outputs"]
     assert job["billed_units"] == 100 and job["cost"] == pytest.approx(0.68)
+
+
+def test_a2v_job_end_to_end_through_the_cli(stack_dir, tmp_path):
+    """Audio to video: inspected, then trained on clips with sound; previews from a WAV and from a
+    video's sound are the generated picture with that sound muxed in."""
+    data = write_demo_dataset("a2v", tmp_path / "a2v.zip", clips=3, frames=17, size=(96, 96))
+    sounding = write_validation_clip(tmp_path / "sounding.mp4", "a2v", frames=17, size=(96, 96))
+    song = tmp_path / "clicks.wav"
+    with wave.open(str(song), "wb") as out:  # 16-bit mono 16 kHz
+        out.setnchannels(1)
+        out.setsampwidth(2)
+        out.setframerate(16000)
+        out.writeframes((render_audio(validation_plan(17, seed=1), 24) * 32767).astype("<i2").tobytes())
+    inspected = cli(stack_dir, "inspect", "a2v", data, *SMALL)
+    assert "dataset OK" in inspected.stdout, inspected.stdout
+    job_id = cli(stack_dir, "submit", "a2v", data, "--steps", "100", "--validation", f"a ball|{song}",
+                 "--validation", f"a ball|{sounding}", *SMALL).stdout.strip()
+    assert cli(stack_dir, "watch", job_id, check=False).returncode == 0, status(stack_dir, job_id)
+    job = status(stack_dir, job_id)
+    outputs, store = job["outputs"], stack_dir / "store"
+    assert {"lora_file", "lora_comfyui_file", "config_file", "video", "video_base", "metrics_file"} <= set(outputs)
+    assert "audio" not in outputs and "preview_video" not in outputs
+    assert outputs["video"].endswith("/preview.mp4") and outputs["video_base"].endswith("/preview_base.mp4")
+    for field in ("video", "video_base"):  # the generated 512x288 picture of both entries, each with its sound
+        with av.open(str(store / outputs[field].removeprefix("store://"))) as container:
+            stream = container.streams.video[0]
+            assert (stream.codec_context.width, stream.codec_context.height) == (512, 288)
+            assert len(list(container.decode(video=0))) == 2 * 17
+        with av.open(str(store / outputs[field].removeprefix("store://"))) as container:
+            sound = np.concatenate([frame.to_ndarray().reshape(-1) for frame in container.decode(audio=0)])
+            assert np.abs(sound).max() > 0.01
+    config = json.loads((store / outputs["config_file"].removeprefix("store://")).read_text())
+    assert (config["mode"], config["training_type"]) == ("a2v", "audio-to-video")
+    assert config["target_modules"] == ["to_q", "to_k", "to_v", "to_out.0"]  # Lightricks' a2v_lora.yaml
+    for field in ("lora_file", "lora_comfyui_file"):
+        with safe_open(str(store / outputs[field].removeprefix("store://")), framework="pt") as lora:
+            assert lora.metadata()["mode"] == "a2v" and "reference_downscale_factor" not in lora.metadata()
+    assert job["progress"]["validation_loss"] < job["progress"]["baseline_validation_loss"]
+    assert job["billed_units"] == 100 and job["cost"] == pytest.approx(0.6)
 
 
 def test_a_bad_dataset_fails_with_the_file_named_and_is_billed_zero(stack_dir, tmp_path):

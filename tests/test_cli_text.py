@@ -34,8 +34,12 @@ def test_submit_help_states_each_parameters_meaning_range_and_values(capsys):
     assert "--validation PROMPT|REFERENCE_VIDEO[|REFERENCE_AUDIO]" in av2av
     assert "--reference-temporal-scale-factor REFERENCE_TEMPORAL_SCALE_FACTOR keep every n-th reference frame" in av2av
     assert "1 to 8 (default: 1)" in av2av and "(default: True)" in av2av
+    a2v = help_text(capsys, "submit", "a2v")
+    assert "--validation PROMPT|AUDIO up to 2 preview samples, each a prompt and a sound to generate a video for" in a2v
+    assert "--reference-downscale-factor" not in a2v
     modes = help_text(capsys, "submit")
     assert "v2a Video to audio (foley)" in modes and "av2av Audio+video to audio+video" in modes
+    assert "a2v Audio to video" in modes
 
 
 def test_every_flag_has_a_meaning_in_its_help(capsys):

@@ -202,5 +202,8 @@ def test_validation_clips(tmp_path):
     dataset_motions = {(c.period_x, c.period_y, c.phase_x, c.phase_y)
                        for c in demo_data.plan_clips(12, FRAMES, seed=0)}
     assert (plan.period_x, plan.period_y, plan.phase_x, plan.phase_y) not in dataset_motions
+    sounding = decode(demo_data.write_validation_clip(tmp_path / "s.mp4", "a2v", frames=FRAMES,
+                                                      size=SIZE).read_bytes())
+    assert sounding["audio"] is not None  # a2v: the sound is what a preview is made from
     with pytest.raises(ValueError, match="unknown mode"):
         demo_data.write_validation_clip(tmp_path / "x.mp4", "t2v")

@@ -14,13 +14,13 @@ from pathlib import Path
 import pytest
 from media import write_clip, zip_files
 
+from avlora.modes import MODES
 from avlora.params import AV2AVParams, V2AParams
 from avlora.store import LocalStore, JobFiles
 from avlora.v1 import dataset_pb2
 from avlora.stage import UserError
 from services.ingest import archive
 from services.ingest.limits import IngestLimits
-from services.ingest.modes import V2AIngest
 from services.ingest.stage import ingest_dataset
 
 LIMITS = IngestLimits(max_ratio=100, ratio_floor_bytes=64 * 1024)
@@ -198,7 +198,7 @@ def test_lying_headers_are_caught_while_extracting(store, tmp_path, clips):
     patch_headers(zip_path, file_size=1000)  # the header claims 1000 bytes: the ratio check passes
     assert refused(store, zip_path).startswith("dataset archive is corrupt: big.mp4: Bad CRC-32")
     with archive.open_archive(zip_path) as zip_file:  # and at most the claimed size was written
-        plan = archive.plan_archive(zip_file, zip_path.stat().st_size, V2AIngest(), LIMITS)
+        plan = archive.plan_archive(zip_file, zip_path.stat().st_size, MODES["v2a"], LIMITS)
         with pytest.raises(UserError):
             list(archive.extract(zip_file, plan, tmp_path / "out", LIMITS))
     assert [path.stat().st_size <= 1000 for path in all_files(tmp_path / "out")] == [True]

@@ -2,8 +2,9 @@
 
 import pytest
 
-from avlora.params import (DEFAULT_NEGATIVE_PROMPT, RESOLUTION_BUCKETS, AV2AVParams, InvalidParams, V2AParams,
-                           from_proto, snap_frames, to_proto)
+from avlora.modes import MODES
+from avlora.params import (DEFAULT_NEGATIVE_PROMPT, RESOLUTION_BUCKETS, A2VParams, AV2AVParams, InvalidParams,
+                           V2AParams, from_proto, snap_frames, to_proto)
 from avlora.v1 import params_pb2
 
 URL = "https://example.com/clips.zip"
@@ -29,8 +30,13 @@ def av2av(**fields):
     return from_proto(params_pb2.JobParams(av2av=params_pb2.AV2AVParams(training_data_url=URL, **fields)))
 
 
+def a2v(**fields):
+    return from_proto(params_pb2.JobParams(a2v=params_pb2.A2VParams(training_data_url=URL, **fields)))
+
+
 @pytest.mark.parametrize("build, defaults, message", [
-    (v2a, COMMON_DEFAULTS, params_pb2.V2AParams), (av2av, AV2AV_DEFAULTS, params_pb2.AV2AVParams)])
+    (v2a, COMMON_DEFAULTS, params_pb2.V2AParams), (av2av, AV2AV_DEFAULTS, params_pb2.AV2AVParams),
+    (a2v, COMMON_DEFAULTS, params_pb2.A2VParams)])
 def test_every_seed_parameter_has_its_default(build, defaults, message):
     params = build()
     for name, default in defaults.items():
@@ -85,7 +91,7 @@ def test_training_data_url_is_required_and_must_be_a_url():
         from_proto(params_pb2.JobParams(v2a=params_pb2.V2AParams()))
     with pytest.raises(InvalidParams, match="training_data_url"):
         from_proto(params_pb2.JobParams(v2a=params_pb2.V2AParams(training_data_url="/etc/passwd")))
-    with pytest.raises(InvalidParams, match="exactly one of v2a or av2av"):
+    with pytest.raises(InvalidParams, match="exactly one of v2a or av2av or a2v"):
         from_proto(params_pb2.JobParams())
 
 
@@ -152,7 +158,7 @@ def test_scene_splitting_refused_for_av2av_allowed_for_v2a():
     assert v2a(split_input_into_scenes=True).split_input_into_scenes is True
 
 
-@pytest.mark.parametrize("build, model", [(v2a, V2AParams), (av2av, AV2AVParams)])
+@pytest.mark.parametrize("build, model", [(v2a, V2AParams), (av2av, AV2AVParams), (a2v, A2VParams)])
 def test_nan_and_infinity_are_named_as_such(build, model):
     floats = [name for name, field in model.model_fields.items() if field.annotation is float]
     assert {"learning_rate", "split_input_duration_threshold", "stg_scale"} <= set(floats)
@@ -163,3 +169,21 @@ def test_nan_and_infinity_are_named_as_such(build, model):
         with pytest.raises(InvalidParams) as refused:
             build(**{name: float("inf")})
         assert str(refused.value) == f"{name}: Infinity is not a finite number"
+
+
+def test_the_table_of_modes():
+    """Each mode's roles, conditioning, preview and price (fal's prices per step)."""
+    rows = {name: (mode.roles, mode.pairs, mode.conditioning, mode.cache_keys.validation, mode.preview,
+                   mode.unit_price) for name, mode in MODES.items()}
+    assert rows == {
+        "v2a": ({"video": "frozen", "audio": "generated"}, False, ("video",), ("video_latents",),
+                ("audio", ".wav"), 0.0049),
+        "av2av": ({"video": "generated", "audio": "generated"}, True, ("ref_video", "ref_audio"),
+                  ("ref_video_latents", "ref_audio_latents"), ("video", ".mp4"), 0.0068),
+        "a2v": ({"video": "generated", "audio": "frozen"}, False, ("audio",), ("audio_latents",),
+                ("video", ".mp4"), 0.006),
+    }
+    assert a2v(validation=[params_pb2.A2VValidation(prompt="p", audio_url="https://e.com/a.wav")]).validation[0].media() \
+        == {"audio": "https://e.com/a.wav"}
+    with pytest.raises(InvalidParams, match="validation.0.audio_url"):
+        a2v(validation=[params_pb2.A2VValidation(prompt="no sound")])

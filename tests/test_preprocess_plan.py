@@ -1,12 +1,16 @@
 """Every dataset check through the dry run (inspect_dataset / check_dataset), on real clips."""
 
+import io
+import wave
+
 import numpy as np
 
 from services.preprocess.checks import check_dataset, inspect_dataset
 from services.preprocess.clips import reference_frame_indices
 from services.preprocess.modes import preprocessing_for
 from services.preprocess.plan import ALL_TOO_SHORT
-from tests.preprocess_fixtures import inputs, manifest_of, small_av2av, small_v2a, store, write_scenes  # noqa: F401
+from tests.preprocess_fixtures import (inputs, manifest_of, small_a2v, small_av2av, small_v2a, store,  # noqa: F401
+                                       write_scenes)
 from tests.test_preprocess_fitting import indices, write_numbered_clip
 
 CLIP = dict(frames=12)          # 0.5 s at 24 fps: enough for 9 frames
@@ -84,7 +88,7 @@ def test_auto_scale_input_accepts_short_clips(store):
     plan, _ = check_dataset(manifest, small_v2a(auto_scale_input=True), inputs(store))
     assert plan.report.ok and len(plan.items) == 2
     clip = fit(plan.items[0], small_v2a())
-    assert clip.frames.shape == (9, 288, 512, 3) and clip.audio.shape == (2, 6000)
+    assert clip.media["video"].shape == (9, 288, 512, 3) and clip.media["audio"].shape == (2, 6000)
 
 
 def test_scene_splitting_cuts_long_clips_and_rechecks_audio(store):
@@ -98,8 +102,8 @@ def test_scene_splitting_cuts_long_clips_and_rechecks_audio(store):
     assert names == ["short.mp4", "long.mp4 scene 1 (0.00-1.50 s)", "long.mp4 scene 2 (1.50-3.00 s)"]
     assert len(plan.report.errors) == 1
     assert plan.report.errors[0].startswith("long.mp4 scene 3 (3.00-4.50 s) has no audio track")
-    scene_two = fit(plan.items[2], params)
-    assert scene_two.frames[:, 100, 100, 2].min() > 150 and scene_two.frames[:, 100, 100, 0].max() < 100  # blue only
+    scene_two = fit(plan.items[2], params).media["video"]
+    assert scene_two[:, 100, 100, 2].min() > 150 and scene_two[:, 100, 100, 0].max() < 100  # blue only
 
 
 def test_av2av_pairs_captions_and_trigger(store):
@@ -157,11 +161,11 @@ def test_av2av_reference_scaling_keeps_frame_zero_then_every_nth(store):
                          reference_temporal_scale_factor=2)
     plan, _ = check_dataset(manifest, params, inputs(store))
     clip = fit(plan.items[0], params)
-    assert clip.frames.shape == (17, 512, 512, 3) and clip.audio.shape == (2, round(17 / 24 * 16000))
-    assert clip.reference_frames.shape == (9, 256, 256, 3)
-    assert indices(clip.reference_frames) == [0, 1, 3, 5, 7, 9, 11, 13, 15]  # Lightricks' [0, *range(1, F, S)]
-    assert clip.reference_audio.shape == clip.audio.shape
-    assert abs(np.abs(clip.reference_audio).max() - 0.95) < 1e-3  # audio_normalize is on by default
+    assert clip.media["video"].shape == (17, 512, 512, 3) and clip.media["audio"].shape == (2, round(17 / 24 * 16000))
+    assert clip.media["ref_video"].shape == (9, 256, 256, 3)
+    assert indices(clip.media["ref_video"]) == [0, 1, 3, 5, 7, 9, 11, 13, 15]  # Lightricks' [0, *range(1, F, S)]
+    assert clip.media["ref_audio"].shape == clip.media["audio"].shape
+    assert abs(np.abs(clip.media["ref_audio"]).max() - 0.95) < 1e-3  # audio_normalize is on by default
 
 
 def test_reference_keeps_lightricks_frames():
@@ -191,7 +195,7 @@ def test_validation_reference_needs_audio_or_a_reference_audio(store):
     params = small_av2av(validation=[{"prompt": "p", "reference_video_url": "https://e.com/silent.mp4",
                                       "reference_audio_url": "upload://voice"}])
     plan, validation = check_dataset(manifest, params, inputs(store))
-    assert plan.report.ok and validation[0].audio.label == "validation[0] audio upload://voice"
+    assert plan.report.ok and validation[0].media["ref_audio"].label == "validation[0] audio upload://voice"
 
 
 def test_a_bad_validation_file_is_named_by_the_users_entry(store):
@@ -214,8 +218,42 @@ def test_v2a_validation_video_may_be_silent_and_short(store):
     manifest = manifest_of(store, "j", files, validation=[{"prompt": "rain", "video": "validation/silent.mp4"}])
     params = small_v2a(validation=[{"prompt": "rain", "video_url": "https://e.com/silent.mp4"}])
     plan, validation = check_dataset(manifest, params, inputs(store))
-    assert plan.report.ok and validation[0].video.window.speed < 1
+    assert plan.report.ok and validation[0].media["video"].window.speed < 1
     mode = preprocessing_for(params)
     fitted = mode.fit_validation(validation[0], mode.validation_settings())
-    assert fitted.frames.shape == (9, 288, 512, 3) and fitted.audio is None
-    assert np.isfinite(fitted.frames).all()
+    assert fitted.media["video"].shape == (9, 288, 512, 3) and fitted.media.keys() == {"video"}
+    assert np.isfinite(fitted.media["video"]).all()
+
+
+def wav_bytes(seconds: float, rate: int = 16000) -> bytes:
+    """A mono 16-bit WAV of a 440 Hz tone."""
+    buffer = io.BytesIO()
+    with wave.open(buffer, "wb") as out:
+        out.setnchannels(1)
+        out.setsampwidth(2)
+        out.setframerate(rate)
+        tone = 0.5 * np.sin(2 * np.pi * 440 * np.arange(int(seconds * rate)) / rate)
+        out.writeframes((tone * 32767).astype("<i2").tobytes())
+    return buffer.getvalue()
+
+
+def test_a2v_validation_is_a_sound_from_an_audio_file_or_a_videos_track(store):
+    """a2v: clips with sound train as in v2a; a validation entry's sound is fitted alone (no picture),
+    from a WAV or from a video's own track; a video without one is refused by the entry's name."""
+    files = {"a.mp4": CLIP, "validation/song.wav": wav_bytes(0.5), "validation/voice.mp4": CLIP,
+             "validation/silent.mp4": CLIP | {"audio_rate": None}}
+    manifest = manifest_of(store, "j", files, validation=[{"prompt": "p", "audio": "validation/song.wav"},
+                                                          {"prompt": "q", "audio": "validation/voice.mp4"}])
+    params = small_a2v(validation=[{"prompt": "p", "audio_url": "https://e.com/song.wav"},
+                                   {"prompt": "q", "audio_url": "https://e.com/voice.mp4"}])
+    plan, validation = check_dataset(manifest, params, inputs(store))
+    assert plan.report.ok and [item.name for item in plan.items] == ["a.mp4"]
+    mode = preprocessing_for(params)
+    for item in validation:
+        fitted = mode.fit_validation(item, mode.validation_settings())
+        assert fitted.media.keys() == {"audio"} and fitted.media["audio"].shape == (2, 6000)  # 9 / 24 s at 16 kHz
+        assert np.abs(fitted.media["audio"]).max() > 0.1
+    manifest = manifest_of(store, "k", files, validation=[{"prompt": "p", "audio": "validation/silent.mp4"}])
+    params = small_a2v(validation=[{"prompt": "p", "audio_url": "https://e.com/silent.mp4"}])
+    assert inspect_dataset(manifest, params, inputs(store)).errors == [
+        "validation[0] audio https://e.com/silent.mp4 has no audio track"]

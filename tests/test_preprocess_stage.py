@@ -223,7 +223,7 @@ def test_cancelling_while_a_clip_is_encoded_stops_before_the_next_layer(tmp_path
         encoder.training_sample(clip, mode.training_settings(), ctx.cancelled)
     assert (cancel.layers, cancel.layers_after_cancel) == (cancel.after, 0)
     # the check goes with the call: the same encoder, asked without one, encodes
-    assert encoder.video(clip.frames[:9, :64, :64]).shape == (128, 2, 2, 2)
+    assert encoder.video(clip.media["video"][:9, :64, :64]).shape == (128, 2, 2, 2)
 
 
 def test_a_cpu_encodes_small_clips_whole_and_only_large_ones_in_tiles(tiny_model_dir):

@@ -7,10 +7,11 @@ import torch
 
 from avlora.model.components import load_for_training
 from avlora.model.encode import TextProjection, audio_latent_count
+from avlora.modes import MODES
 from services.trainer import acceleration, fp8
 from services.trainer.data import Prompt, Sample
 from services.trainer.losses import diffusion_loss, draw_noise
-from services.trainer.strategies import STRATEGIES
+from services.trainer.strategies import Strategy
 from services.trainer.tokens import encode_text
 from services.trainer.training import add_lora
 
@@ -20,7 +21,7 @@ GIB = 2**30
 def _setup(model_dir, mode="v2a", frames=17, size=(128, 96)):
     """The tiny model with a LoRA, one random-latent sample's streams and text."""
     model = load_for_training(model_dir)
-    strategy = STRATEGIES[mode]()
+    strategy = Strategy(MODES[mode])
     params = add_lora(model.transformer, strategy, rank=8, seed=0)
     gen = torch.Generator().manual_seed(7)
     grid = ((frames - 1) // 8 + 1, size[1] // 32, size[0] // 32)

@@ -12,7 +12,7 @@ from safetensors.torch import load_file
 from trainer_sets import TrainerRun
 
 from avlora.store import JobFiles
-from avlora.model.cache import V2A_KEYS
+from avlora.modes import MODES
 from avlora.model.components import load_for_training
 from avlora.stage import JobCancelled
 from services.trainer import stage
@@ -75,7 +75,7 @@ def test_the_ranks_average_their_gradients(job, tiny_model_dir):
     its own clip and noise (which differ: one rank's gradient alone would give another LoRA)."""
     run, _, _ = job
     training_set = load_training_set(run.store, run.uri)
-    samples = [load_sample(run.store, s.name, s.uri, V2A_KEYS) for s in training_set.samples]
+    samples = [load_sample(run.store, s.name, s.uri, MODES["v2a"].cache_keys) for s in training_set.samples]
     train_samples, held_out, _ = split_holdout(samples)
     model = load_for_training(tiny_model_dir)
     trainer = Trainer(run.context("reference"), model, strategy_for(run.params), train_samples, held_out,

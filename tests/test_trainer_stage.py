@@ -103,7 +103,7 @@ def test_v2a_base_preview_is_the_same_sampling_with_the_lora_off(v2a):
     renderer = PreviewRenderer(model, strategy, load_prompt(run.store, training_set.negative_prompt_uri),
                                options.sampling_steps, run.params.stg_scale, autocast_for(model.transformer.device),
                                options.seed)
-    fresh = renderer.clips(stage.preview_items(ctx, strategy, training_set, []))
+    fresh = renderer.clips(stage.preview_items(ctx, strategy, training_set, [], model.vae))
     expected = np.concatenate([clip.sound for clip in fresh], axis=1)
     assert np.abs(base / 32768 - expected).max() <= 1.5 / 32768  # 16-bit WAV rounding
 

@@ -12,7 +12,8 @@ from avlora.demo_data import plan_clips, render_audio, render_video
 from avlora.model.components import load_encoders
 from avlora.model.cache import to_bytes
 from avlora.model.encode import audio_latent_count, encode_audio, encode_video, prompt_to_cache
-from avlora.params import AV2AVParams, V2AParams
+from avlora.modes import MODES
+from avlora.params import MODES as PARAMS
 from avlora.settings import Settings
 from avlora.store import LocalStore
 from avlora.v1 import dataset_pb2
@@ -22,7 +23,7 @@ from avlora.stage import JobContext
 def make_params(mode: str, **overrides):
     base = dict(training_data_url="upload://data", number_of_steps=100, rank=8, learning_rate=2e-3,
                 number_of_frames=9, validation_number_of_frames=9, frame_rate=24, validation_frame_rate=24)
-    return (V2AParams if mode == "v2a" else AV2AVParams)(**(base | overrides))
+    return PARAMS[mode](**(base | overrides))
 
 
 def _clip_tensors(encoders, clip, size, fps, frames, inverted=False, octave_up=False, spatial=1, temporal=1):
@@ -38,8 +39,8 @@ def build_training_set(store, model_dir, job_id: str, params, clips: int = 4, si
     """Writes every sample, validation and negative-prompt file and the TrainingSet; returns its URI."""
     encoders = load_encoders(model_dir)
     mode, frames, fps = params.mode, params.number_of_frames, params.frame_rate
-    spatial = getattr(params, "reference_downscale_factor", 1)
-    temporal = getattr(params, "reference_temporal_scale_factor", 1)
+    spatial, temporal = params.reference_factors
+    keys = MODES[mode].cache_keys
     root = f"jobs/{job_id}/preprocess"
 
     prompt = encoders.caption
@@ -48,7 +49,7 @@ def build_training_set(store, model_dir, job_id: str, params, clips: int = 4, si
         return store.write_bytes(key, to_bytes(tensors))
 
     def clip_file(clip, frames_count, clip_fps, clip_size, caption) -> dict:
-        if mode == "v2a":
+        if not MODES[mode].pairs:
             video, audio = _clip_tensors(encoders, clip, clip_size, clip_fps, frames_count)
             return {"video_latents": video, "audio_latents": audio, **prompt(caption)}
         video, audio = _clip_tensors(encoders, clip, clip_size, clip_fps, frames_count, True, True)
@@ -68,10 +69,7 @@ def build_training_set(store, model_dir, job_id: str, params, clips: int = 4, si
     for index, clip in enumerate(plan_clips(validations, params.validation_number_of_frames, seed=7)):
         tensors = clip_file(clip, params.validation_number_of_frames, params.validation_frame_rate,
                             validation_size, f"a {clip.colour} ball")
-        if mode == "v2a":
-            tensors = {k: v for k, v in tensors.items() if k != "audio_latents"}
-        else:
-            tensors = {k: v for k, v in tensors.items() if k not in ("video_latents", "audio_latents")}
+        tensors = {k: v for k, v in tensors.items() if k in keys.validation or not k.endswith("_latents")}
         training_set.validation.add(index=index, prompt="a ball",
                                     uri=save(f"{root}/validation{index}.safetensors", tensors))
     training_set.negative_prompt_uri = save(f"{root}/negative.safetensors", prompt(params.validation_negative_prompt))

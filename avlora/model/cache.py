@@ -6,9 +6,9 @@ misread (preprocessing's file names carry the version, so a redelivered job rebu
 
 - VIDEO_LATENTS     [128, F', H', W'] normalised video latents (avlora.model.encode.encode_video)
 - AUDIO_LATENTS     [8, T', 16] normalised audio latents, T' = audio_latent_count(frames, fps)
-- REF_VIDEO_LATENTS av2av reference video latents: the reference frames 0, 1, 1+S, 1+2S, ... at
+- REF_VIDEO_LATENTS a pair's reference video latents: the reference frames 0, 1, 1+S, 1+2S, ... at
                     1/D of the target's size (S, D: the reference temporal and spatial factors)
-- REF_AUDIO_LATENTS av2av reference audio latents, as AUDIO_LATENTS
+- REF_AUDIO_LATENTS a pair's reference audio latents, as AUDIO_LATENTS
 - PROMPT_VIDEO      [n_valid, video width] the caption's features for the video connector: the text
                     encoder's stacked hidden states through the connectors' feature extractor
                     (avlora.model.encode.TextProjection), valid tokens only, as Lightricks'
@@ -19,8 +19,9 @@ misread (preprocessing's file names carry the version, so a redelivered job rebu
 Versions: 1 (no version field) cached all stacked hidden states (49 x 3840 per token on the real
 model, 376 KB in bf16); 2 caches the projected features (4096 + 2048 per token, 12 KB).
 
-Which latents a file must carry depends on the mode and on the kind of file (`ModeKeys`); every
-file (the negative prompt's included) carries the two prompt keys."""
+Which latents a file must carry depends on the mode and on the kind of file (`ModeKeys`, from the
+mode's entry in avlora.modes: `<media key>_latents`); every file (the negative prompt's included)
+carries the prompt keys."""
 
 import json
 from dataclasses import dataclass
@@ -46,13 +47,6 @@ class ModeKeys:
     """The latent keys a mode's cached files must carry (besides PROMPT_KEYS)."""
     training: tuple[str, ...]
     validation: tuple[str, ...]
-
-
-# v2a: the video is conditioning, the audio the target; a validation entry is a video to dub.
-V2A_KEYS = ModeKeys(training=(VIDEO_LATENTS, AUDIO_LATENTS), validation=(VIDEO_LATENTS,))
-# av2av: target and reference audio+video; a validation entry is a reference to transform.
-AV2AV_KEYS = ModeKeys(training=(VIDEO_LATENTS, AUDIO_LATENTS, REF_VIDEO_LATENTS, REF_AUDIO_LATENTS),
-                      validation=(REF_VIDEO_LATENTS, REF_AUDIO_LATENTS))
 
 
 def to_bytes(tensors: dict[str, torch.Tensor]) -> bytes:

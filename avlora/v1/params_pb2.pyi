@@ -120,10 +120,64 @@ class AV2AVParams(_message.Message):
     debug_dataset: bool
     def __init__(self, training_data_url: _Optional[str] = ..., trigger_phrase: _Optional[str] = ..., rank: _Optional[int] = ..., number_of_steps: _Optional[int] = ..., learning_rate: _Optional[float] = ..., reference_downscale_factor: _Optional[int] = ..., reference_temporal_scale_factor: _Optional[int] = ..., number_of_frames: _Optional[int] = ..., frame_rate: _Optional[int] = ..., resolution: _Optional[str] = ..., aspect_ratio: _Optional[str] = ..., auto_scale_input: _Optional[bool] = ..., split_input_into_scenes: _Optional[bool] = ..., split_input_duration_threshold: _Optional[float] = ..., audio_normalize: _Optional[bool] = ..., audio_preserve_pitch: _Optional[bool] = ..., validation: _Optional[_Iterable[_Union[AV2AVValidation, _Mapping]]] = ..., validation_negative_prompt: _Optional[str] = ..., validation_number_of_frames: _Optional[int] = ..., validation_frame_rate: _Optional[int] = ..., validation_resolution: _Optional[str] = ..., validation_aspect_ratio: _Optional[str] = ..., stg_scale: _Optional[float] = ..., debug_dataset: _Optional[bool] = ...) -> None: ...
 
+class A2VValidation(_message.Message):
+    __slots__ = ("prompt", "audio_url")
+    PROMPT_FIELD_NUMBER: _ClassVar[int]
+    AUDIO_URL_FIELD_NUMBER: _ClassVar[int]
+    prompt: str
+    audio_url: str
+    def __init__(self, prompt: _Optional[str] = ..., audio_url: _Optional[str] = ...) -> None: ...
+
+class A2VParams(_message.Message):
+    __slots__ = ("training_data_url", "trigger_phrase", "rank", "number_of_steps", "learning_rate", "number_of_frames", "frame_rate", "resolution", "aspect_ratio", "auto_scale_input", "split_input_into_scenes", "split_input_duration_threshold", "validation", "validation_negative_prompt", "validation_number_of_frames", "validation_frame_rate", "validation_resolution", "validation_aspect_ratio", "stg_scale", "debug_dataset")
+    TRAINING_DATA_URL_FIELD_NUMBER: _ClassVar[int]
+    TRIGGER_PHRASE_FIELD_NUMBER: _ClassVar[int]
+    RANK_FIELD_NUMBER: _ClassVar[int]
+    NUMBER_OF_STEPS_FIELD_NUMBER: _ClassVar[int]
+    LEARNING_RATE_FIELD_NUMBER: _ClassVar[int]
+    NUMBER_OF_FRAMES_FIELD_NUMBER: _ClassVar[int]
+    FRAME_RATE_FIELD_NUMBER: _ClassVar[int]
+    RESOLUTION_FIELD_NUMBER: _ClassVar[int]
+    ASPECT_RATIO_FIELD_NUMBER: _ClassVar[int]
+    AUTO_SCALE_INPUT_FIELD_NUMBER: _ClassVar[int]
+    SPLIT_INPUT_INTO_SCENES_FIELD_NUMBER: _ClassVar[int]
+    SPLIT_INPUT_DURATION_THRESHOLD_FIELD_NUMBER: _ClassVar[int]
+    VALIDATION_FIELD_NUMBER: _ClassVar[int]
+    VALIDATION_NEGATIVE_PROMPT_FIELD_NUMBER: _ClassVar[int]
+    VALIDATION_NUMBER_OF_FRAMES_FIELD_NUMBER: _ClassVar[int]
+    VALIDATION_FRAME_RATE_FIELD_NUMBER: _ClassVar[int]
+    VALIDATION_RESOLUTION_FIELD_NUMBER: _ClassVar[int]
+    VALIDATION_ASPECT_RATIO_FIELD_NUMBER: _ClassVar[int]
+    STG_SCALE_FIELD_NUMBER: _ClassVar[int]
+    DEBUG_DATASET_FIELD_NUMBER: _ClassVar[int]
+    training_data_url: str
+    trigger_phrase: str
+    rank: int
+    number_of_steps: int
+    learning_rate: float
+    number_of_frames: int
+    frame_rate: int
+    resolution: str
+    aspect_ratio: str
+    auto_scale_input: bool
+    split_input_into_scenes: bool
+    split_input_duration_threshold: float
+    validation: _containers.RepeatedCompositeFieldContainer[A2VValidation]
+    validation_negative_prompt: str
+    validation_number_of_frames: int
+    validation_frame_rate: int
+    validation_resolution: str
+    validation_aspect_ratio: str
+    stg_scale: float
+    debug_dataset: bool
+    def __init__(self, training_data_url: _Optional[str] = ..., trigger_phrase: _Optional[str] = ..., rank: _Optional[int] = ..., number_of_steps: _Optional[int] = ..., learning_rate: _Optional[float] = ..., number_of_frames: _Optional[int] = ..., frame_rate: _Optional[int] = ..., resolution: _Optional[str] = ..., aspect_ratio: _Optional[str] = ..., auto_scale_input: _Optional[bool] = ..., split_input_into_scenes: _Optional[bool] = ..., split_input_duration_threshold: _Optional[float] = ..., validation: _Optional[_Iterable[_Union[A2VValidation, _Mapping]]] = ..., validation_negative_prompt: _Optional[str] = ..., validation_number_of_frames: _Optional[int] = ..., validation_frame_rate: _Optional[int] = ..., validation_resolution: _Optional[str] = ..., validation_aspect_ratio: _Optional[str] = ..., stg_scale: _Optional[float] = ..., debug_dataset: _Optional[bool] = ...) -> None: ...
+
 class JobParams(_message.Message):
-    __slots__ = ("v2a", "av2av")
+    __slots__ = ("v2a", "av2av", "a2v")
     V2A_FIELD_NUMBER: _ClassVar[int]
     AV2AV_FIELD_NUMBER: _ClassVar[int]
+    A2V_FIELD_NUMBER: _ClassVar[int]
     v2a: V2AParams
     av2av: AV2AVParams
-    def __init__(self, v2a: _Optional[_Union[V2AParams, _Mapping]] = ..., av2av: _Optional[_Union[AV2AVParams, _Mapping]] = ...) -> None: ...
+    a2v: A2VParams
+    def __init__(self, v2a: _Optional[_Union[V2AParams, _Mapping]] = ..., av2av: _Optional[_Union[AV2AVParams, _Mapping]] = ..., a2v: _Optional[_Union[A2VParams, _Mapping]] = ...) -> None: ...

@@ -14,10 +14,10 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
-from avlora.v1 import dataset_pb2
+from avlora.modes import Mode
 from avlora.stage import UserError
+from avlora.v1 import dataset_pb2
 from services.ingest.limits import IngestLimits
-from services.ingest.modes import ALL_VIDEO_SUFFIXES, IngestMode
 
 CAPTION_SUFFIXES = (".txt",)
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".gif", ".bmp", ".tif", ".tiff", ".heic", ".heif", ".avif")
@@ -26,6 +26,8 @@ ZIP_MAGIC = (b"PK\x03\x04", b"PK\x05\x06")  # a local file header, or the end re
 READABLE_METHODS = (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED, zipfile.ZIP_BZIP2, zipfile.ZIP_LZMA)
 CHUNK = 1 << 20
 VIDEO, CAPTION = dataset_pb2.VIDEO, dataset_pb2.CAPTION
+# Every video suffix: one a mode does not take is reported as such (not as an unknown file).
+ALL_VIDEO_SUFFIXES = (".mp4", ".mov", ".avi", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv", ".flv", ".3gp")
 
 
 @dataclass
@@ -52,7 +54,7 @@ def open_archive(path: Path) -> zipfile.ZipFile:
         raise UserError(f"dataset archive is corrupt or truncated ({error})") from None
 
 
-def plan_archive(archive: zipfile.ZipFile, archive_size: int, mode: IngestMode, limits: IngestLimits) -> ArchivePlan:
+def plan_archive(archive: zipfile.ZipFile, archive_size: int, mode: Mode, limits: IngestLimits) -> ArchivePlan:
     """Checks every entry against the limits and classifies it for `mode`, before extracting."""
     infos = archive.infolist()
     if len(infos) > limits.max_entries:
@@ -142,7 +144,7 @@ def _checked_name(info: zipfile.ZipInfo) -> str:
     return name
 
 
-def _classify(name: str, mode: IngestMode) -> tuple[int, str]:
+def _classify(name: str, mode: Mode) -> tuple[int, str]:
     """(kind, reason): a reason means the file is ignored."""
     parts = name.rstrip("/").split("/")
     suffix = PurePosixPath(name).suffix.lower()

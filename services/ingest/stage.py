@@ -6,6 +6,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path, PurePosixPath
 
+from avlora.modes import mode_of
 from avlora.netguard import redact_url
 from avlora.params import JobParams
 from avlora.stage import StageContext, Throttle, UserError, stage_output
@@ -14,7 +15,6 @@ from avlora.v1 import dataset_pb2
 from services.ingest import archive
 from services.ingest.fetch import download
 from services.ingest.limits import IngestLimits
-from services.ingest.modes import ingest_mode
 
 ProgressFunction = Callable[..., None]  # (done, total, unit, message)
 
@@ -35,7 +35,7 @@ def ingest_dataset(params: JobParams, store: ArtifactStore, files: JobFiles, wor
     for bad input. Uploads are read from `store`; what ingest writes goes to `output_store` (default
     `store`; InspectDataset keeps it on local disk), which then holds every file the Manifest names."""
     limits = limits or IngestLimits.from_env()
-    mode = ingest_mode(params)
+    mode = mode_of(params)
     work_dir = Path(work_dir)
     progress = on_progress or (lambda *args, **kwargs: None)
     manifest = dataset_pb2.Manifest(job_id=files.job_id, archive_uri=redact_url(params.training_data_url))
@@ -62,7 +62,7 @@ def ingest_dataset(params: JobParams, store: ArtifactStore, files: JobFiles, wor
         uris = {kind: _fetch_media(url, store, output, files, work_dir, f"validation[{index}] {kind}", limits,
                                    progress, checkpoint)
                 for kind, url in entry.media().items()}
-        manifest.validation.add(index=index, prompt=entry.prompt, video_uri=uris["video"],
+        manifest.validation.add(index=index, prompt=entry.prompt, video_uri=uris.get("video", ""),
                                 audio_uri=uris.get("audio", ""))
     return manifest
 

@@ -3,7 +3,8 @@
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from avlora.params import MODES, billable_units
+from avlora.modes import MODES
+from avlora.params import billable_units
 from avlora.v1.jobs_pb2 import SUCCEEDED
 
 

@@ -9,7 +9,8 @@ from google.protobuf.timestamp_pb2 import Timestamp
 
 from avlora.job_state import state_name
 
-from avlora.params import MODES, from_json, to_proto
+from avlora.modes import MODES
+from avlora.params import from_json, to_proto
 from avlora.v1 import jobs_pb2, params_pb2
 from services.ledger.billing import Bill
 from services.ledger.models import Job

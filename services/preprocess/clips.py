@@ -27,8 +27,8 @@ class FitSettings:
     frames: int
     frame_rate: int
     size: tuple[int, int]          # (width, height)
-    normalize: bool                # peak-normalise audio (av2av audio_normalize)
-    preserve_pitch: bool           # when stretching audio (v2a: always)
+    normalize: bool                # peak-normalise audio (CommonParams.audio_fit)
+    preserve_pitch: bool           # when stretching audio
     downscale: int = 1             # reference_downscale_factor
     temporal: int = 1              # reference_temporal_scale_factor
 

@@ -49,11 +49,12 @@ class DebugArchive:
 
     def add(self, index: int, clip: FittedClip) -> None:
         stem = f"clips/{index:03d}_{_safe(clip.name)}"
-        self.zip.writestr(f"{stem}.mp4", clip_mp4(clip.frames, self.settings.frame_rate, clip.audio))
+        media = clip.media
+        self.zip.writestr(f"{stem}.mp4", clip_mp4(media["video"], self.settings.frame_rate, media["audio"]))
         self.zip.writestr(f"{stem}.txt", clip.caption)
-        if clip.reference_frames is not None:
+        if "ref_video" in media:
             rate = Fraction(self.settings.frame_rate, self.settings.temporal)
-            self.zip.writestr(f"{stem}_reference.mp4", clip_mp4(clip.reference_frames, rate, clip.reference_audio))
+            self.zip.writestr(f"{stem}_reference.mp4", clip_mp4(media["ref_video"], rate, media["ref_audio"]))
 
     def close(self, report: dataset_pb2.DatasetReport) -> Path:
         self.zip.writestr("report.json", report_json(report))

@@ -9,12 +9,11 @@ from contextlib import contextmanager
 import numpy as np
 import torch
 
-from avlora.model.cache import AUDIO_LATENTS, REF_AUDIO_LATENTS, REF_VIDEO_LATENTS, VIDEO_LATENTS
 from avlora.model.components import load_encoders
 from avlora.model.encode import audio_latent_count, encode_audio, encode_video
 from services.preprocess.cancel import ShouldStop, stop_if_asked
 from services.preprocess.clips import FitSettings
-from services.preprocess.items import FittedClip, FittedValidation
+from services.preprocess.items import FittedClip, FittedValidation, Media
 
 Tensors = dict[str, torch.Tensor]
 # The largest clip a CPU encodes whole (by whole_encoding_bytes); larger ones are tiled. With the
@@ -53,22 +52,18 @@ class DatasetEncoder:
         latents = audio_latent_count(settings.frames, settings.frame_rate)
         return encode_audio(self.encoders.audio_vae, torch.from_numpy(audio), num_latents=latents).cpu()
 
+    def latents(self, media: Media, settings: FitSettings, should_stop: ShouldStop | None = None) -> Tensors:
+        """Each fitted medium encoded under its cache key (`<key>_latents`: avlora.model.cache)."""
+        return {f"{key}_latents": self.video(value, should_stop) if key.endswith("video") else self.audio(value, settings)
+                for key, value in media.items()}
+
     def training_sample(self, clip: FittedClip, settings: FitSettings,
                         should_stop: ShouldStop | None = None) -> Tensors:
-        tensors = {VIDEO_LATENTS: self.video(clip.frames, should_stop), AUDIO_LATENTS: self.audio(clip.audio, settings)}
-        if clip.reference_frames is not None:
-            tensors[REF_VIDEO_LATENTS] = self.video(clip.reference_frames, should_stop)
-            tensors[REF_AUDIO_LATENTS] = self.audio(clip.reference_audio, settings)
-        return tensors | self.prompt(clip.caption)
+        return self.latents(clip.media, settings, should_stop) | self.prompt(clip.caption)
 
     def validation_sample(self, fitted: FittedValidation, settings: FitSettings,
                           should_stop: ShouldStop | None = None) -> Tensors:
-        if fitted.audio is None:
-            tensors = {VIDEO_LATENTS: self.video(fitted.frames, should_stop)}
-        else:
-            tensors = {REF_VIDEO_LATENTS: self.video(fitted.frames, should_stop),
-                       REF_AUDIO_LATENTS: self.audio(fitted.audio, settings)}
-        return tensors | self.prompt(fitted.prompt)
+        return self.latents(fitted.media, settings, should_stop) | self.prompt(fitted.prompt)
 
 
 def whole_encoding_bytes(vae, frames: int, height: int, width: int) -> int:

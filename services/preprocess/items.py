@@ -20,33 +20,36 @@ class ClipSource:
 
 @dataclass(frozen=True)
 class TrainingItem:
-    name: str                          # v2a: the video (or scene); av2av: the pair's base name
+    name: str                          # the clip (or scene); a pair's base name
     caption: str                       # trigger phrase prepended
-    target: ClipSource                 # v2a: the clip; av2av: the `_end` clip
-    reference: ClipSource | None = None  # av2av: the `_start` clip
+    target: ClipSource                 # the clip; a pair's `_end` clip
+    reference: ClipSource | None = None  # a pair's `_start` clip
+
+
+# Media by key: "video", "audio" (the clip's, or a validation entry's conditioning), "ref_video",
+# "ref_audio" (a pair's `_start` clip, or a validation entry's reference). The cache keys are
+# `<key>_latents` (avlora.model.cache).
+Sources = dict[str, ClipSource]
+Media = dict[str, np.ndarray]  # frames uint8 [F, H, W, 3] (a reference: [1 + (F - 1) / N, H / f, W / f, 3]);
+                               # audio float32 [2, samples] at 16 kHz, F / frame_rate seconds
 
 
 @dataclass(frozen=True)
 class ValidationItem:
     index: int
     prompt: str
-    video: ClipSource               # v2a: the silent video; av2av: the reference video
-    audio: ClipSource | None        # av2av: the audio reference
+    media: Sources                 # the mode's conditioning (avlora.modes.Mode.conditioning)
 
 
 @dataclass
 class FittedClip:
     name: str
     caption: str
-    frames: np.ndarray                     # uint8 [F, H, W, 3] at frame_rate
-    audio: np.ndarray                      # float32 [2, samples] at 16 kHz, F / frame_rate seconds
-    reference_frames: np.ndarray | None = None   # av2av: uint8 [1 + (F - 1) / N, H / f, W / f, 3]
-    reference_audio: np.ndarray | None = None    # av2av: float32 [2, samples]
+    media: Media                   # "video", "audio" and for a pair "ref_video", "ref_audio"
 
 
 @dataclass
 class FittedValidation:
     index: int
     prompt: str
-    frames: np.ndarray              # v2a: the video at the validation size; av2av: the scaled reference
-    audio: np.ndarray | None        # av2av: the reference audio [2, samples] at 16 kHz
+    media: Media                   # the mode's conditioning

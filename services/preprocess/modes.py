@@ -1,19 +1,18 @@
-"""One object per mode for preprocessing, chosen once from the job's parameters
-(`preprocessing_for`). A mode owns how clips become training items (v2a: single clips, optionally
-scene-split; av2av: `_start` / `_end` pairs), what is fitted for encoding (v2a: video + audio;
-av2av: target video and audio plus the scaled reference video and its audio), how validation
-media is checked and fitted, and the reference settings. A new mode is one new subclass here."""
+"""How preprocessing treats the job's mode, read from its entry in avlora.modes
+(`preprocessing_for`): how clips become training items (single clips, optionally scene-split, or
+`_start` / `_end` pairs), the media fitted for encoding as a map from media key to media (the clip's
+"video" and "audio", a pair's "ref_video" and "ref_audio"; the cache keys follow from the keys),
+and how validation media (the mode's conditioning) is checked and fitted."""
 
-from abc import ABC, abstractmethod
-
-from avlora.params import AV2AVParams, JobParams, V2AParams
+from avlora.modes import Mode, mode_of
+from avlora.params import JobParams
 from avlora.stage import UserError
 from avlora.store import LocalFiles
 from avlora.v1 import dataset_pb2
 from services.preprocess.clips import (FitSettings, ShouldStop, fit_frames, fit_reference_frames, fit_source_audio,
                                        target_crop)
 from services.preprocess.fitting import too_short_reason, training_window
-from services.preprocess.items import ClipSource, FittedClip, FittedValidation, TrainingItem, ValidationItem
+from services.preprocess.items import ClipSource, FittedClip, FittedValidation, Media, TrainingItem, ValidationItem
 from services.preprocess.pairing import pair_clips, stem, with_trigger
 from services.preprocess.probe import MediaInfo, probe_media
 from services.preprocess.report import clip_report
@@ -22,47 +21,83 @@ from services.preprocess.scenes import detect_scenes
 Videos = list[dataset_pb2.ManifestFile]
 
 
-class Preprocessing(ABC):
-    """How one mode's dataset is planned, fitted and validated."""
+class Preprocessing:
+    """How one job's dataset is planned, fitted and validated."""
 
     def __init__(self, params: JobParams):
         self.params = params
+        self.mode: Mode = mode_of(params)
 
-    @abstractmethod
     def training_items(self, videos: Videos, infos: dict[str, MediaInfo], captions: dict[str, str],
                        report: dataset_pb2.DatasetReport, should_stop: ShouldStop | None = None) -> list[TrainingItem]:
         """The items of the probed `videos` (those in `infos`); adds a ClipReport per clip and the
         errors found to `report`. `should_stop` is asked while scenes are detected."""
+        if self.mode.pairs:
+            return self._pair_items(videos, infos, captions, report)
+        return self._clip_items(videos, infos, captions, report, should_stop)
 
-    @abstractmethod
     def caption_names(self, videos: Videos) -> set[str]:
         """The base names a caption file may carry."""
-
-    @abstractmethod
-    def fit_item(self, item: TrainingItem, settings: FitSettings, should_stop: ShouldStop | None = None) -> FittedClip:
-        """The item's media as the model sees it."""
-
-    @abstractmethod
-    def validation_item(self, media: dataset_pb2.ValidationMedia, local: LocalFiles,
-                        should_stop: ShouldStop | None = None) -> ValidationItem:
-        """One validation entry, probed; UserError when it is unusable."""
-
-    @abstractmethod
-    def fit_validation(self, item: ValidationItem, settings: FitSettings,
-                       should_stop: ShouldStop | None = None) -> FittedValidation: ...
-
-    def audio_and_reference(self) -> dict:
-        """FitSettings fields other than the frames, rate and size."""
-        return dict(normalize=False, preserve_pitch=True)
+        if self.mode.pairs:
+            return {stem(video.name).rsplit("_", 1)[0] for video in videos}
+        return {stem(video.name) for video in videos}
 
     def training_settings(self) -> FitSettings:
         params = self.params
-        return FitSettings(params.number_of_frames, params.frame_rate, params.size, **self.audio_and_reference())
+        return FitSettings(params.number_of_frames, params.frame_rate, params.size, *params.audio_fit,
+                           *params.reference_factors)
 
     def validation_settings(self) -> FitSettings:
         params = self.params
         return FitSettings(params.validation_number_of_frames, params.validation_frame_rate, params.validation_size,
-                           **self.audio_and_reference())
+                           *params.audio_fit, *params.reference_factors)
+
+    def fit_item(self, item: TrainingItem, settings: FitSettings, should_stop: ShouldStop | None = None) -> FittedClip:
+        """The item's media as the model sees it: the clip's video and audio, and a pair's reference."""
+        crop = target_crop(item.target, settings)
+        media = {"video": fit_frames(item.target, settings, crop, should_stop),
+                 "audio": fit_source_audio(item.target, settings)}
+        if item.reference is not None:
+            media |= {"ref_video": fit_reference_frames(item.reference, settings, crop, should_stop),
+                      "ref_audio": fit_source_audio(item.reference, settings)}
+        return FittedClip(item.name, item.caption, media)
+
+    def validation_item(self, media: dataset_pb2.ValidationMedia, local: LocalFiles,
+                        should_stop: ShouldStop | None = None) -> ValidationItem:
+        """One validation entry, probed: a source for each of the mode's conditioning media (a video's
+        picture; a sound, from the entry's audio file or else its video's own track); UserError when
+        it is unusable."""
+        sources: dict[str, ClipSource] = {}
+        for key in self.mode.conditioning:
+            if key.endswith("video"):
+                sources[key] = self._validation_source(media, "video", local, should_stop)
+            elif media.audio_uri:
+                sources[key] = audio = self._validation_source(media, "audio", local, should_stop)
+                if not audio.info.has_audio:
+                    raise UserError(f"{audio.label} has no audio track")
+            else:
+                video = next(source for name, source in sources.items() if name.endswith("video"))
+                if not video.info.has_audio:
+                    raise UserError(f"{video.label} has no audio track and no {self._audio_field()} was given "
+                                    "(the audio reference is taken from the reference video's own track)")
+                sources[key] = video
+        return ValidationItem(media.index, media.prompt, sources)
+
+    def fit_validation(self, item: ValidationItem, settings: FitSettings,
+                       should_stop: ShouldStop | None = None) -> FittedValidation:
+        fitted: Media = {}
+        for key, source in item.media.items():
+            if key == "video":
+                fitted[key] = fit_frames(source, settings, target_crop(source, settings), should_stop)
+            elif key == "ref_video":
+                fitted[key] = fit_reference_frames(source, settings, target_crop(source, settings), should_stop)
+            else:
+                fitted[key] = fit_source_audio(source, settings)
+        return FittedValidation(item.index, item.prompt, fitted)
+
+    def _audio_field(self) -> str:
+        names = [name for name in self.params.validation_model().media_fields() if "audio" in name]
+        return names[0] if names else "audio file"
 
     def _window(self, info: MediaInfo, start: float = 0.0, duration: float | None = None):
         params = self.params
@@ -80,14 +115,8 @@ class Preprocessing(ABC):
         settings = self.validation_settings()
         return ClipSource(name, info, training_window(info.duration, settings.frames, settings.frame_rate, True))
 
-
-class V2APreprocessing(Preprocessing):
-    """v2a: each clip (or scene of a long clip) is one item; its video conditions, its audio is
-    learnt. A validation video is the silent conditioning: it needs no audio."""
-
-    params: V2AParams
-
-    def training_items(self, videos, infos, captions, report, should_stop=None) -> list[TrainingItem]:
+    def _clip_items(self, videos, infos, captions, report, should_stop=None) -> list[TrainingItem]:
+        """Each clip (or scene of a long clip) is one item; its video and audio both count."""
         items = []
         params = self.params
         for video in videos:
@@ -122,32 +151,9 @@ class V2APreprocessing(Preprocessing):
                 report.clips.append(clip_report(label, info, True, caption=caption))
         return items
 
-    def caption_names(self, videos: Videos) -> set[str]:
-        return {stem(video.name) for video in videos}
-
-    def fit_item(self, item, settings, should_stop=None) -> FittedClip:
-        crop = target_crop(item.target, settings)
-        return FittedClip(item.name, item.caption, fit_frames(item.target, settings, crop, should_stop),
-                          fit_source_audio(item.target, settings))
-
-    def validation_item(self, media, local, should_stop=None) -> ValidationItem:
-        return ValidationItem(media.index, media.prompt, self._validation_source(media, "video", local, should_stop),
-                              None)
-
-    def fit_validation(self, item, settings, should_stop=None) -> FittedValidation:
-        crop = target_crop(item.video, settings)
-        return FittedValidation(item.index, item.prompt, fit_frames(item.video, settings, crop, should_stop), None)
-
-
-class AV2AVPreprocessing(Preprocessing):
-    """av2av: each `<name>_start` / `<name>_end` pair is one item; the `_start` clip (video and
-    audio) is the reference, scaled by the reference factors, the `_end` clip the target. A
-    validation entry is a reference video whose audio reference is `reference_audio_url`'s file when
-    given, else the video's own track (a reference video with neither is refused)."""
-
-    params: AV2AVParams
-
-    def training_items(self, videos, infos, captions, report, should_stop=None) -> list[TrainingItem]:
+    def _pair_items(self, videos, infos, captions, report) -> list[TrainingItem]:
+        """Each `<name>_start` / `<name>_end` pair is one item: the `_start` clip the reference, the
+        `_end` clip the target."""
         pairs, errors = pair_clips(videos)
         report.errors.extend(errors)
         items = []
@@ -168,41 +174,6 @@ class AV2AVPreprocessing(Preprocessing):
             report.clips.append(clip_report(pair.name, target, True, caption=caption))
         return items
 
-    def caption_names(self, videos: Videos) -> set[str]:
-        return {stem(video.name).rsplit("_", 1)[0] for video in videos}
-
-    def audio_and_reference(self) -> dict:
-        params = self.params
-        return dict(normalize=params.audio_normalize, preserve_pitch=params.audio_preserve_pitch,
-                    downscale=params.reference_downscale_factor, temporal=params.reference_temporal_scale_factor)
-
-    def fit_item(self, item, settings, should_stop=None) -> FittedClip:
-        crop = target_crop(item.target, settings)
-        return FittedClip(item.name, item.caption, fit_frames(item.target, settings, crop, should_stop),
-                          fit_source_audio(item.target, settings),
-                          fit_reference_frames(item.reference, settings, crop, should_stop),
-                          fit_source_audio(item.reference, settings))
-
-    def validation_item(self, media, local, should_stop=None) -> ValidationItem:
-        video = self._validation_source(media, "video", local, should_stop)
-        if media.audio_uri:
-            audio = self._validation_source(media, "audio", local, should_stop)
-            if not audio.info.has_audio:
-                raise UserError(f"{audio.label} has no audio track")
-            return ValidationItem(media.index, media.prompt, video, audio)
-        if not video.info.has_audio:
-            raise UserError(f"{video.label} has no audio track and no reference_audio_url "
-                            "was given (the audio reference is taken from the reference video's own track)")
-        return ValidationItem(media.index, media.prompt, video, video)
-
-    def fit_validation(self, item, settings, should_stop=None) -> FittedValidation:
-        crop = target_crop(item.video, settings)
-        return FittedValidation(item.index, item.prompt, fit_reference_frames(item.video, settings, crop, should_stop),
-                                fit_source_audio(item.audio, settings))
-
-
-MODES: dict[str, type[Preprocessing]] = {"v2a": V2APreprocessing, "av2av": AV2AVPreprocessing}
-
 
 def preprocessing_for(params: JobParams) -> Preprocessing:
-    return MODES[params.mode](params)
+    return Preprocessing(params)

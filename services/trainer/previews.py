@@ -1,6 +1,6 @@
 """Validation previews: each validation entry (or, with none, a held-out training sample) is
-sampled with the current LoRA and decoded; the strategy writes them (v2a one WAV of all samples,
-av2av one MP4 reel). At the end the same samples are rendered once more with the LoRA off (the base
+sampled with the current LoRA and decoded; the strategy writes them (a generated video: one MP4
+reel with its sound; else one WAV of all samples). At the end the same samples are rendered once more with the LoRA off (the base
 model, same seed, noise and guidance): services/trainer/evidence.py. The decoders live on the host
 and visit the GPU only while a preview decodes."""
 
@@ -22,6 +22,13 @@ from services.trainer.tokens import encode_text
 class PreviewItem:
     conditioning: Sample
     fps: int
+    grid: tuple[int, int, int] | None = None  # the latent grid of a video generated from sound alone
+
+
+def latent_grid(vae, frames: int, size: tuple[int, int]) -> tuple[int, int, int]:
+    """The latent grid (F', H', W') of `frames` frames at `size` (width, height) through the video VAE."""
+    spatial, temporal = vae.spatial_compression_ratio, vae.temporal_compression_ratio
+    return (frames - 1) // temporal + 1, size[1] // spatial, size[0] // spatial
 
 
 def pixel_frames(shape: tuple[int, int, int]) -> int:
@@ -55,9 +62,9 @@ def lora_disabled(transformer):
 
 @dataclass
 class PreviewClip:
-    """One rendered validation sample: its sound, the generated video (av2av) and the picture the
-    sound belongs to (v2a: the validation video as the model sees it, decoded; av2av: the
-    generated video)."""
+    """One rendered validation sample: its sound (generated, or the conditioning's decoded), the
+    generated video and the picture the sound belongs to (a frozen video: the validation video as
+    the model sees it, decoded; else the generated video)."""
     sound: np.ndarray                     # float32 [2, n] at the vocoder's rate
     video: torch.Tensor | None = None     # uint8 [F, H, W, 3]
     picture: torch.Tensor | None = None
@@ -84,7 +91,7 @@ class PreviewRenderer:
         generated = []  # sampled latents first, then each decoder visits the GPU once for all items
         for number, item in enumerate(items, 1):
             conditioning = item.conditioning.to(device, torch.float32)
-            shape = self.strategy.target_shape(conditioning)
+            shape = self.strategy.target_shape(conditioning, item.grid)
             frames = pixel_frames(shape)
             audio_count = (conditioning.ref_audio.shape[2] if conditioning.ref_audio is not None
                            else audio_latent_count(frames, item.fps))
@@ -105,7 +112,7 @@ class PreviewRenderer:
         return clips
 
     def pictures(self, items: list[PreviewItem]) -> list[torch.Tensor]:
-        """v2a: the validation videos as the model sees them (their latents decoded)."""
+        """A frozen video: the validation videos as the model sees them (their latents decoded)."""
         with visiting([self.model.vae], self.model.transformer.device):
             return [decode_video(self.model.vae, item.conditioning.video[0]) for item in items]
 

@@ -1,6 +1,6 @@
-"""Custom Euler sampler over the transformer (the stock pipelines cannot freeze a video or take
-audio references): v2a generates audio for a frozen video; av2av generates video and audio from
-appended references.
+"""Custom Euler sampler over the transformer (the stock pipelines cannot freeze a modality or take
+audio references): each modality is generated or frozen as the strategy says (v2a: audio for a
+frozen video; a2v: video for a frozen soundtrack; av2av: both, from appended references).
 
 Guidance as Lightricks' validation (ltx-core MultiModalGuider) and diffusers' LTX2Pipeline, per
 modality on the denoised (x0) predictions: x0 = c + (cfg - 1)(c - u_text) + stg (c - u_perturbed)
@@ -64,8 +64,8 @@ def guided(positive: torch.Tensor, negative: torch.Tensor | None, perturbed: tor
 
 @dataclass
 class Generation:
-    video: torch.Tensor  # [1, 128, F', H', W'] normalised latents (v2a: the frozen input video)
-    audio: torch.Tensor  # [1, 8, T', 16]
+    video: torch.Tensor  # [1, 128, F', H', W'] normalised latents (frozen: the input video)
+    audio: torch.Tensor  # [1, 8, T', 16] (frozen: the input audio)
 
 
 @torch.no_grad()
@@ -80,6 +80,8 @@ def generate(model, strategy: Strategy, conditioning: Sample, text: Text, negati
     audio_state = torch.randn(audio.target.shape, generator=generator).to(audio.target.device)
     if not video.generated:
         video_state = video.target
+    if not audio.generated:
+        audio_state = audio.target
     video_guidance, audio_guidance = strategy.guidance(stg_scale)
     uses = lambda test: any(test(g) for g in (video_guidance, audio_guidance))  # noqa: E731
     # The CFG pass gives the negative prompt only to the modalities that use CFG.
@@ -106,8 +108,9 @@ def generate(model, strategy: Strategy, conditioning: Sample, text: Text, negati
         if video.generated:
             x0 = guided(positive[0], negative_x0[0], perturbed[0], isolated[0], video_guidance, video.reference)
             video_state = _euler(video_state, x0, sigma, next_sigma)
-        x0 = guided(positive[1], negative_x0[1], perturbed[1], isolated[1], audio_guidance, audio.reference)
-        audio_state = _euler(audio_state, x0, sigma, next_sigma)
+        if audio.generated:
+            x0 = guided(positive[1], negative_x0[1], perturbed[1], isolated[1], audio_guidance, audio.reference)
+            audio_state = _euler(audio_state, x0, sigma, next_sigma)
         on_step(step + 1, len(sigmas) - 1)
     shape = tuple(video_shape) if video.generated else tuple(conditioning.video.shape[2:])
     return Generation(unpack_video(video_state, shape), unpack_audio(audio_state))

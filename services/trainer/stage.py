@@ -18,17 +18,18 @@ from services.trainer.launcher import run_distributed, training_processes
 from services.trainer.lora_files import (
     lora_metadata, training_config, write_comfyui_lora, write_config, write_diffusers_lora,
 )
-from services.trainer.previews import PreviewItem, PreviewRenderer, render_to_store
+from services.trainer.previews import PreviewItem, PreviewRenderer, latent_grid, render_to_store
 from services.trainer.strategies import strategy_for
 from services.trainer.training import Trainer, TrainerOptions, autocast_for
 
 
-def preview_items(ctx, strategy, training_set, held_out) -> list[PreviewItem]:
-    """The validation entries at the validation frame rate; with none, the first held-out sample."""
-    store = ctx.store
+def preview_items(ctx, strategy, training_set, held_out, vae) -> list[PreviewItem]:
+    """The validation entries at the validation frame rate and size; with none, the first held-out sample."""
+    store, params = ctx.store, ctx.params
     if training_set.validation:
+        grid = latent_grid(vae, params.validation_number_of_frames, params.validation_size)
         return [PreviewItem(load_sample(store, f"validation{v.index}", v.uri, strategy.cache_keys, "validation"),
-                            ctx.params.validation_frame_rate)
+                            params.validation_frame_rate, grid)
                 for v in sorted(training_set.validation, key=lambda v: v.index)]
     return [PreviewItem(held_out[0], ctx.params.frame_rate)]
 
@@ -84,7 +85,7 @@ def _train(ctx, options, model, strategy, training_set, train_samples, held_out,
     store, files, model_dir, device = ctx.store, ctx.files, ctx.settings.model_dir, model.transformer.device
     renderer = PreviewRenderer(model, strategy, load_prompt(store, training_set.negative_prompt_uri),
                                options.sampling_steps, ctx.params.stg_scale, autocast_for(device), options.seed)
-    items = preview_items(ctx, strategy, training_set, held_out)
+    items = preview_items(ctx, strategy, training_set, held_out, model.vae)
     suffix = strategy.preview_suffix
 
     def sampling_progress(done: int, total: int, message: str) -> None:
