@@ -117,9 +117,7 @@ def write_training_set(store: LocalStore, params, samples: int, prompt_widths: t
 
     (width, height), validation_size = params.size, params.validation_size
     training_set = dataset_pb2.TrainingSet(job_id="set", mode=params.mode, width=width, height=height,
-                                           frames=params.number_of_frames, frame_rate=params.frame_rate,
-                                           reference_downscale_factor=spatial,
-                                           reference_temporal_scale_factor=temporal)
+                                           frame_rate=params.frame_rate)
     for index in range(samples):
         uri = put(f"clip{index}", clip(params.number_of_frames, params.frame_rate, params.size, "training"))
         training_set.samples.add(name=f"clip{index}", caption="random", uri=uri)

@@ -72,9 +72,11 @@ def test_v2a_job_end_to_end_through_the_cli(stack_dir, tmp_path):
     watched = cli(stack_dir, "watch", job_id, check=False)
     assert watched.returncode == 0, watched.stdout + watched.stderr
     # Not a terminal: plain lines, each phase ended once with its full count, the summary on its own lines.
+    # (Checking 4 small files can be over before `watch` attaches: that phase is then not shown at all.)
     lines = watched.stdout.splitlines()
     assert "\r" not in watched.stdout and "\x1b" not in watched.stdout
-    assert len([line for line in lines if re.fullmatch(r"preprocess files 4/4 in [\dm]+s", line)]) == 1, lines
+    for phase in ("preprocess files 4/4", "preprocess clips 4/4", "train steps 100/100"):
+        assert len([line for line in lines if line.startswith(f"{phase} in ")]) <= 1, (phase, lines)
     assert len([line for line in lines if re.fullmatch(r"train steps 100/100 in [\dm]+s \(.*loss [\d.]+.*\)", line)]) == 1, lines
     assert lines.count("[SUCCEEDED]") == 1 and f"job {job_id} (v2a): SUCCEEDED" in lines
     assert all(line.count("[") <= 1 for line in lines), lines

@@ -58,8 +58,8 @@ def v2a_job(tmp_path_factory, tiny_model_dir):
 def test_v2a_training_set_has_the_trainers_keys_and_shapes(v2a_job):
     store, _, uri, training_set = v2a_job
     assert uri == "store://jobs/v2a-job/preprocess/training_set.pb"
-    assert (training_set.mode, training_set.width, training_set.height, training_set.frames,
-            training_set.frame_rate) == ("v2a", 512, 288, 9, 24)
+    assert (training_set.mode, training_set.width, training_set.height, training_set.frame_rate) == \
+        ("v2a", 512, 288, 24)
     assert [(s.name, s.caption) for s in training_set.samples] == [("walk.mp4", "f0ley steps"), ("rain.mkv", "f0ley")]
     for sample in training_set.samples:
         shapes = tensors(store, sample.uri)
@@ -142,7 +142,6 @@ def test_av2av_training_set_carries_scaled_references(tmp_path, tiny_model_dir):
                                                           "reference_audio_url": "https://e.com/voice.mkv"}])
     training_set = dataset_pb2.TrainingSet.FromString(store.read_bytes(run(context(store, "av", params, manifest,
                                                                                    tiny_model_dir))))
-    assert (training_set.reference_downscale_factor, training_set.reference_temporal_scale_factor) == (1, 2)
     shapes = tensors(store, training_set.samples[0].uri)
     assert shapes["video_latents"] == (128, 3, 9, 16)
     assert shapes["ref_video_latents"] == (128, 2, 9, 16)      # 9 of 17 frames kept

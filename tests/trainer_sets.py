@@ -58,10 +58,7 @@ def build_training_set(store, model_dir, job_id: str, params, clips: int = 4, si
         return {"video_latents": video, "audio_latents": audio, "ref_video_latents": ref_video,
                 "ref_audio_latents": ref_audio, **prompt(caption)}
 
-    training_set = dataset_pb2.TrainingSet(job_id=job_id, mode=mode, width=size[0], height=size[1],
-                                           frames=frames, frame_rate=fps,
-                                           reference_downscale_factor=spatial,
-                                           reference_temporal_scale_factor=temporal)
+    training_set = dataset_pb2.TrainingSet(job_id=job_id, mode=mode, width=size[0], height=size[1], frame_rate=fps)
     for clip in plan_clips(clips, frames, seed=0):
         caption = f"{params.trigger_phrase} a {clip.colour} ball bouncing with clicks".strip()
         tensors = clip_file(clip, frames, fps, size, caption)
@@ -88,7 +85,7 @@ def build_random_set(store, model_dir, job_id: str, params, clips: int, grid=(2,
         return prompt_to_cache(*(torch.randn(32, width, generator=generator) for width in widths), mask)
 
     training_set = dataset_pb2.TrainingSet(job_id=job_id, mode=params.mode, width=64, height=64,
-                                           frames=params.number_of_frames, frame_rate=params.frame_rate)
+                                           frame_rate=params.frame_rate)
     for index in range(clips):
         tensors = {"video_latents": torch.randn(128, *grid, generator=generator),
                    "audio_latents": torch.randn(8, audio_latents, 16, generator=generator)} | prompt()

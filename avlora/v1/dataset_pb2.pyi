@@ -128,7 +128,7 @@ class ValidationSample(_message.Message):
     def __init__(self, index: _Optional[int] = ..., prompt: _Optional[str] = ..., uri: _Optional[str] = ...) -> None: ...
 
 class TrainingSet(_message.Message):
-    __slots__ = ("job_id", "mode", "samples", "validation", "negative_prompt_uri", "debug_dataset_uri", "report", "width", "height", "frames", "frame_rate", "reference_downscale_factor", "reference_temporal_scale_factor")
+    __slots__ = ("job_id", "mode", "samples", "validation", "negative_prompt_uri", "debug_dataset_uri", "report", "width", "height", "frame_rate")
     JOB_ID_FIELD_NUMBER: _ClassVar[int]
     MODE_FIELD_NUMBER: _ClassVar[int]
     SAMPLES_FIELD_NUMBER: _ClassVar[int]
@@ -138,10 +138,7 @@ class TrainingSet(_message.Message):
     REPORT_FIELD_NUMBER: _ClassVar[int]
     WIDTH_FIELD_NUMBER: _ClassVar[int]
     HEIGHT_FIELD_NUMBER: _ClassVar[int]
-    FRAMES_FIELD_NUMBER: _ClassVar[int]
     FRAME_RATE_FIELD_NUMBER: _ClassVar[int]
-    REFERENCE_DOWNSCALE_FACTOR_FIELD_NUMBER: _ClassVar[int]
-    REFERENCE_TEMPORAL_SCALE_FACTOR_FIELD_NUMBER: _ClassVar[int]
     job_id: str
     mode: str
     samples: _containers.RepeatedCompositeFieldContainer[TrainingSample]
@@ -151,8 +148,5 @@ class TrainingSet(_message.Message):
     report: DatasetReport
     width: int
     height: int
-    frames: int
     frame_rate: int
-    reference_downscale_factor: int
-    reference_temporal_scale_factor: int
-    def __init__(self, job_id: _Optional[str] = ..., mode: _Optional[str] = ..., samples: _Optional[_Iterable[_Union[TrainingSample, _Mapping]]] = ..., validation: _Optional[_Iterable[_Union[ValidationSample, _Mapping]]] = ..., negative_prompt_uri: _Optional[str] = ..., debug_dataset_uri: _Optional[str] = ..., report: _Optional[_Union[DatasetReport, _Mapping]] = ..., width: _Optional[int] = ..., height: _Optional[int] = ..., frames: _Optional[int] = ..., frame_rate: _Optional[int] = ..., reference_downscale_factor: _Optional[int] = ..., reference_temporal_scale_factor: _Optional[int] = ...) -> None: ...
+    def __init__(self, job_id: _Optional[str] = ..., mode: _Optional[str] = ..., samples: _Optional[_Iterable[_Union[TrainingSample, _Mapping]]] = ..., validation: _Optional[_Iterable[_Union[ValidationSample, _Mapping]]] = ..., negative_prompt_uri: _Optional[str] = ..., debug_dataset_uri: _Optional[str] = ..., report: _Optional[_Union[DatasetReport, _Mapping]] = ..., width: _Optional[int] = ..., height: _Optional[int] = ..., frame_rate: _Optional[int] = ...) -> None: ...

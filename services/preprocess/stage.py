@@ -96,5 +96,4 @@ class TrainingSetBuilder:
         width, height = settings.size
         return dataset_pb2.TrainingSet(
             job_id=self.ctx.job_id, mode=self.ctx.params.mode, report=report, width=width, height=height,
-            frames=settings.frames, frame_rate=settings.frame_rate,
-            reference_downscale_factor=settings.downscale, reference_temporal_scale_factor=settings.temporal)
+            frame_rate=settings.frame_rate)
