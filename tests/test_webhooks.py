@@ -94,8 +94,12 @@ def test_every_state_change_reaches_a_receiver_that_refuses_is_down_and_comes_ba
     wait_for(lambda: any(a.at.seconds > restarted for d in deliveries() for a in d.attempts), 60,
              "an attempt after the restart")
     receiver.start()  # back
-    final = wait_for(lambda: [d for d in deliveries() if d.status == "delivered"] == list(deliveries())
-                     and len(deliveries()) == len(STATES) and deliveries(), 300, "every delivery")
+
+    def all_delivered():
+        found = list(deliveries())
+        return len(found) == len(STATES) and all(d.status == "delivered" for d in found) and found
+    final = wait_for(all_delivered, 300, "every delivery")
+    assert all(d.attempts for d in final)  # each delivered message with its attempts
 
     shown = jobs.GetJob(jobs_pb2.GetJobRequest(job_id=job.id), metadata=auth)
     assert shown.state == jobs_pb2.SUCCEEDED

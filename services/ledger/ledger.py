@@ -469,13 +469,19 @@ class Ledger:
                                           attempts=WebhookDelivery.attempts + 1))
 
     async def webhook_deliveries(self, job_id: str) -> list[tuple[WebhookDelivery, list[WebhookAttempt]]]:
+        """A job's deliveries, oldest first, each with its attempts, read in one statement (so that
+        a delivery and its attempts are seen as of the same moment)."""
         async with self.session() as session:
-            deliveries = list(await session.scalars(sa.select(WebhookDelivery).where(WebhookDelivery.job_id == job_id)
-                                                    .order_by(WebhookDelivery.created_at)))
-            attempts = list(await session.scalars(
-                sa.select(WebhookAttempt).join(WebhookDelivery).where(WebhookDelivery.job_id == job_id)
-                .order_by(WebhookAttempt.id)))
-        return [(delivery, [a for a in attempts if a.message_id == delivery.message_id]) for delivery in deliveries]
+            rows = await session.execute(
+                sa.select(WebhookDelivery, WebhookAttempt).outerjoin(WebhookAttempt)
+                .where(WebhookDelivery.job_id == job_id)
+                .order_by(WebhookDelivery.created_at, WebhookDelivery.state, WebhookAttempt.id))
+            found: dict[str, tuple[WebhookDelivery, list[WebhookAttempt]]] = {}
+            for delivery, attempt in rows:
+                attempts = found.setdefault(delivery.message_id, (delivery, []))[1]
+                if attempt is not None:
+                    attempts.append(attempt)
+        return list(found.values())
 
     # --- usage ------------------------------------------------------------------------------
     async def usage(self, tenant: str, job_id: str = "") -> list[tuple[Usage, int]]:
