@@ -19,7 +19,6 @@ billing the price."""
 from dataclasses import dataclass
 from typing import Literal
 
-from avlora.model.cache import ModeKeys
 from avlora.params import MODES as PARAMS
 from avlora.params import A2VParams, AV2AVParams, CommonParams, V2AParams
 
@@ -37,6 +36,13 @@ AUDIO_SIDE = (*(f"{attn}.{proj}" for attn in ("audio_attn1", "audio_attn2", "vid
               "audio_ff.net.0.proj", "audio_ff.net.2")
 
 VIDEO_SUFFIXES = (".mp4", ".mov", ".avi", ".mkv")
+
+
+@dataclass(frozen=True)
+class ModeKeys:
+    """The latent keys a mode's cached files must carry (besides avlora.model.cache.PROMPT_KEYS)."""
+    training: tuple[str, ...]
+    validation: tuple[str, ...]
 
 
 @dataclass(frozen=True)

@@ -1,8 +1,10 @@
 """The code's layering, read from its imports (module level and inside functions): `avlora/` never
 imports `services/`, a service never imports another service, and no module imports itself back
-through others (no import circles)."""
+through others (no import circles); and the control plane loads no model library."""
 
 import ast
+import subprocess
+import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -66,3 +68,12 @@ def test_no_import_circles():
         if module not in done:
             visit(module, [module])
     assert circles == []
+
+
+def test_the_control_plane_starts_without_the_model_libraries():
+    """The ledger, ingest, the web page and the CLI never load torch, diffusers or boto3 (S3 only
+    where a store is on S3): each would add seconds and hundreds of MB to every start."""
+    for module in ("services.ledger.__main__", "services.ingest.__main__", "services.web.__main__", "avlora.cli"):
+        loaded = subprocess.run([sys.executable, "-c", f"import sys, {module}; print(sorted(sys.modules))"],
+                                cwd=ROOT, capture_output=True, text=True, check=True).stdout
+        assert not {"'torch'", "'diffusers'", "'boto3'"} & set(loaded.strip("[]\n").split(", ")), module

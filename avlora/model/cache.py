@@ -19,12 +19,11 @@ misread (preprocessing's file names carry the version, so a redelivered job rebu
 Versions: 1 (no version field) cached all stacked hidden states (49 x 3840 per token on the real
 model, 376 KB in bf16); 2 caches the projected features (4096 + 2048 per token, 12 KB).
 
-Which latents a file must carry depends on the mode and on the kind of file (`ModeKeys`, from the
-mode's entry in avlora.modes: `<media key>_latents`); every file (the negative prompt's included)
-carries the prompt keys."""
+Which latents a file must carry depends on the mode and on the kind of file (avlora.modes.ModeKeys,
+from the mode's entry: `<media key>_latents`); every file (the negative prompt's included) carries
+the prompt keys."""
 
 import json
-from dataclasses import dataclass
 
 import torch
 from safetensors.torch import load, save
@@ -40,13 +39,6 @@ PROMPT_VIDEO = "prompt_video_features"
 PROMPT_AUDIO = "prompt_audio_features"
 PROMPT_MASK = "prompt_mask"
 PROMPT_KEYS = (PROMPT_VIDEO, PROMPT_AUDIO, PROMPT_MASK)
-
-
-@dataclass(frozen=True)
-class ModeKeys:
-    """The latent keys a mode's cached files must carry (besides PROMPT_KEYS)."""
-    training: tuple[str, ...]
-    validation: tuple[str, ...]
 
 
 def to_bytes(tensors: dict[str, torch.Tensor]) -> bytes:

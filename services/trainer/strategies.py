@@ -11,7 +11,7 @@ from pathlib import Path
 
 import torch
 
-from avlora.model.cache import ModeKeys
+from avlora.modes import ModeKeys
 from avlora.modes import MODES, Mode
 from services.trainer.data import Sample
 from services.trainer.media import write_reel, write_wav
