@@ -10,6 +10,14 @@ from pathlib import Path
 
 import pytest
 
+# One compute thread per process (the tests and the services they start, which inherit it): two
+# test files run at once on two cores, and each with a thread per core would make the threads of
+# the other's tiny-model ops wait on each other.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+# The stacks' previews: 4 Euler steps instead of 30 (the same code; the tiny model's pictures and
+# sounds are noise at any count). A test that needs another count sets its own.
+os.environ.setdefault("AVLORA_TRAIN_SAMPLING_STEPS", "4")
+
 sys.path.insert(0, str(Path(__file__).parent))  # tests/media.py
 
 from avlora.bus import wait_for_port  # noqa: E402
