@@ -58,7 +58,12 @@ def parameter_tables() -> str:
         field = MODES[modes[0]].model_fields[name]
         where = "all" if len(modes) == len(MODES) else ", ".join(modes)
         description = field.description if name != "validation" else "validation samples (below)"
-        lines.append(f"| `{name}` | {where} | {_type(field)} | {_default(field)} | {_cell(field_rules(field))} "
+        default = _default(field)
+        differing = [f"{mode}: {other}" for mode in modes[1:]
+                     if (other := _default(MODES[mode].model_fields[name])) != default]
+        if differing:
+            default += f" ({', '.join(differing)})"
+        lines.append(f"| `{name}` | {where} | {_type(field)} | {default} | {_cell(field_rules(field))} "
                      f"| {_cell(description)} |")
     lines += ["", "Validation samples (`--validation` on the command line, fields in this order after the prompt):", ""]
     for mode, schema in MODES.items():

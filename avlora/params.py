@@ -303,6 +303,8 @@ class A2VParams(CommonParams):
 
     proto: ClassVar = params_pb2.A2VParams
     mode: Literal["a2v"] = "a2v"
+    # Lightricks' a2v_lora.yaml (v2a and av2av keep the seeds' 2e-4)
+    learning_rate: float = Field(0.0001, gt=0, le=1.0, description="optimizer step size")
     validation: list[A2VValidation] = Field(default_factory=list, max_length=2, description=(
         "up to 2 preview samples, each a prompt and a sound to generate a video for"))
 
