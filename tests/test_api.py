@@ -2,6 +2,7 @@
 
 import json
 import time
+import uuid
 from pathlib import Path
 
 import grpc
@@ -11,6 +12,7 @@ from avlora.auth import internal_metadata
 from avlora.params import MAX_PROMPT_CHARS, MAX_TRIGGER_CHARS, MAX_URL_CHARS
 from avlora.service import start_server
 from avlora.settings import Settings
+from avlora.stack import Stack
 from avlora.v1 import jobs_pb2, jobs_pb2_grpc, ledger_pb2, ledger_pb2_grpc, params_pb2, stages_pb2, stages_pb2_grpc
 from services.trainer.server import TrainerServicer
 
@@ -29,14 +31,45 @@ class InternalLedger:
                                                          **kw)
 
 
-@pytest.fixture
-def api(make_stack):
-    stack = make_stack(extra_env={"AVLORA_ADMIN_KEY": ADMIN}, services=("ledger",))
-    channel = grpc.insecure_channel(stack.info["ledger_addr"])
-    internal = grpc.insecure_channel(stack.info["ledger_internal_addr"])
-    yield stack.info, jobs_pb2_grpc.JobServiceStub(channel), InternalLedger(internal, stack.info["internal_token"])
+def connected(info: dict):
+    """(info, JobService stub, internal ledger) for a stack's information."""
+    channel = grpc.insecure_channel(info["ledger_addr"])
+    internal = grpc.insecure_channel(info["ledger_internal_addr"])
+    yield info, jobs_pb2_grpc.JobServiceStub(channel), InternalLedger(internal, info["internal_token"])
     channel.close()
     internal.close()
+
+
+def new_tenant(ledger: InternalLedger, name: str = "tenant") -> tuple[str, str]:
+    """A tenant of its own (name, key), made with the admin key."""
+    tenant = f"{name}-{uuid.uuid4().hex[:8]}"
+    return tenant, ledger.CreateApiKey(ledger_pb2.CreateApiKeyRequest(tenant=tenant), metadata=bearer(ADMIN)).api_key
+
+
+@pytest.fixture(scope="module")
+def shared_stack(tmp_path_factory, tiny_model_dir):
+    """One ledger stack (NATS + ledger process) for the module's tests, each as a tenant of its own."""
+    stack = Stack(tmp_path_factory.mktemp("api") / "stack", services=("ledger",), extra_env={
+        "AVLORA_MODEL_DIR": str(tiny_model_dir), "AVLORA_ADMIN_KEY": ADMIN,
+        "AVLORA_INGEST_ALLOW_NETWORKS": "127.0.0.0/8"})
+    stack.start()
+    yield stack
+    stack.stop()
+
+
+@pytest.fixture
+def api(shared_stack):
+    """The shared stack, with a fresh tenant's key as info["api_key"] (info["tenant"] its name)."""
+    for info, jobs, ledger in connected(dict(shared_stack.info)):
+        info["tenant"], info["api_key"] = new_tenant(ledger)
+        yield info, jobs, ledger
+
+
+@pytest.fixture
+def own_api(make_stack):
+    """A ledger stack of the test's own (its queue, logs and database are the test's alone)."""
+    stack = make_stack(extra_env={"AVLORA_ADMIN_KEY": ADMIN}, services=("ledger",))
+    yield from connected(stack.info | {"tenant": "local"})
 
 
 def bearer(key):
@@ -108,7 +141,7 @@ def test_tenants_are_isolated(api):
     with pytest.raises(grpc.RpcError) as error:
         ledger.CreateApiKey(ledger_pb2.CreateApiKeyRequest(tenant="globex"), metadata=bearer("not-admin"))
     assert error.value.code() == grpc.StatusCode.PERMISSION_DENIED
-    other = ledger.CreateApiKey(ledger_pb2.CreateApiKeyRequest(tenant="globex"), metadata=bearer(ADMIN)).api_key
+    other = new_tenant(ledger, "globex")[1]
     mine = jobs.CreateJob(v2a_request(), metadata=bearer(info["api_key"]))
     for call, request in ((jobs.GetJob, jobs_pb2.GetJobRequest(job_id=mine.id)),
                           (jobs.CancelJob, jobs_pb2.CancelJobRequest(job_id=mine.id)),
@@ -173,7 +206,7 @@ def test_every_internal_ledger_rpc_needs_the_service_credential(api):
                     getattr(stub, name)(request, metadata=metadata)
                 assert error.value.code() == code, (name, metadata)
         assert stub.Authenticate(ledger_pb2.AuthenticateRequest(api_key=info["api_key"]),
-                                 metadata=internal_metadata(info["internal_token"])).tenant == "local"
+                                 metadata=internal_metadata(info["internal_token"])).tenant == info["tenant"]
 
 
 async def test_the_trainer_status_needs_the_service_credential(tmp_path):
@@ -277,8 +310,8 @@ def test_tenant_names_are_checked_when_a_key_is_created(api):
 
 def test_an_upload_is_usable_only_by_its_tenant(api):
     info, jobs, ledger = api
-    other = bearer(ledger.CreateApiKey(ledger_pb2.CreateApiKeyRequest(tenant="globex"), metadata=bearer(ADMIN)).api_key)
-    ledger.RecordUpload(ledger_pb2.RecordUploadRequest(upload_id="5e1f", tenant="local", size=3))
+    other = bearer(new_tenant(ledger, "globex")[1])
+    ledger.RecordUpload(ledger_pb2.RecordUploadRequest(upload_id="5e1f", tenant=info["tenant"], size=3))
     request = jobs_pb2.CreateJobRequest(params=params_pb2.JobParams(v2a=params_pb2.V2AParams(
         training_data_url="upload://5e1f")))
     with pytest.raises(grpc.RpcError) as error:
@@ -288,8 +321,8 @@ def test_an_upload_is_usable_only_by_its_tenant(api):
     assert jobs.CreateJob(request, metadata=bearer(info["api_key"])).state == jobs_pb2.QUEUED
 
 
-def test_a_waiting_job_shows_the_queue_it_waits_in_and_its_place(api):
-    info, jobs, _ = api
+def test_a_waiting_job_shows_the_queue_it_waits_in_and_its_place(own_api):
+    info, jobs, _ = own_api
     key = bearer(info["api_key"])
     first, second = jobs.CreateJob(v2a_request(), metadata=key), jobs.CreateJob(v2a_request(), metadata=key)
     shown = jobs.GetJob(jobs_pb2.GetJobRequest(job_id=second.id), metadata=key)
@@ -352,7 +385,7 @@ def test_each_tenant_reads_and_rotates_its_own_webhook_secret(api):
     from standardwebhooks import Webhook
     info, jobs, ledger = api
     key = bearer(info["api_key"])
-    other = bearer(ledger.CreateApiKey(ledger_pb2.CreateApiKeyRequest(tenant="globex"), metadata=bearer(ADMIN)).api_key)
+    other = bearer(new_tenant(ledger, "globex")[1])
     first = jobs.GetWebhookSecret(jobs_pb2.WebhookSecretRequest(), metadata=key).secret
     assert first.startswith("whsec_") and Webhook(first)  # a secret the Standard Webhooks library takes
     assert jobs.GetWebhookSecret(jobs_pb2.WebhookSecretRequest(), metadata=key).secret == first
@@ -367,7 +400,7 @@ def test_each_tenant_reads_and_rotates_its_own_webhook_secret(api):
     assert error.value.code() == grpc.StatusCode.UNAUTHENTICATED
 
 
-def test_every_recorded_job_is_queued_even_when_its_caller_gives_up(api):
+def test_every_recorded_job_is_queued_even_when_its_caller_gives_up(own_api):
     """Callers whose deadline passes while their job is being recorded (the database held by
     another writer): every job recorded after its caller left is also queued for ingest (else it
     would wait forever)."""
@@ -379,7 +412,7 @@ def test_every_recorded_job_is_queued_even_when_its_caller_gives_up(api):
 
     from avlora import bus
 
-    info, jobs, _ = api
+    info, jobs, _ = own_api
     key = bearer(info["api_key"])
     database = Path(info["store_dir"]).parent / "ledger.db"
     assert database.exists()
