@@ -102,6 +102,9 @@ def test_v2a_job_end_to_end_through_the_cli(stack_dir, tmp_path):
     assert [f["name"] for f in metrics["audio_figures"]] == [f["name"] for f in figures]
     downloaded = cli(stack_dir, "download", job_id, "--dir", tmp_path / "outputs").stdout
     assert "spectrograms.png" in downloaded and "preview_video_base.mp4" in downloaded
+    for field, name in names.items():
+        assert (tmp_path / "outputs" / name).read_bytes() == (store / outputs[field].removeprefix("store://")).read_bytes()
+    assert "download_urls" not in job  # a local store has no presigned URLs: files come through the RPC
     config = json.loads((store / outputs["config_file"].removeprefix("store://")).read_text())
     assert config["trigger_phrase"] == "bnc3"
     assert job["billed_units"] == 100 and job["cost"] == pytest.approx(0.49)

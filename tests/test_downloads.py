@@ -1,5 +1,7 @@
-"""A job's outputs fetched from outside the stack: the DownloadArtifact RPC with the local store and
-with a real S3 server (SeaweedFS), presigned URLs, the CLI's `download` and `watch --download`."""
+"""A job's outputs fetched from outside the stack, whose store is a real S3 server (SeaweedFS): the
+DownloadArtifact RPC (whole, by name, by byte range, refused to strangers), presigned URLs, the
+CLI's `download` and `watch --download`. (With the local store: tests/test_cli_stack.py downloads,
+tests/test_store.py reads ranges of both backends.)"""
 
 import os
 import secrets
@@ -14,7 +16,6 @@ import pytest
 from avlora.client import Endpoints
 from avlora.job_state import output_uris
 from avlora.demo_data import write_demo_dataset
-from avlora.store import LocalStore
 from avlora.store_s3 import S3Store
 from avlora.v1 import jobs_pb2
 from s3_server import s3_server  # noqa: F401  (fixture)
@@ -23,20 +24,17 @@ AVLORA = [sys.executable, "-m", "avlora.cli"]
 SMALL = ["--steps", "100", "--resolution", "low", "--aspect-ratio", "16:9", "--number-of-frames", "17"]
 
 
-@pytest.fixture(params=["local", "s3"])
-def stack_env(request, make_stack, tmp_path):
-    """A running stack whose store is a local folder or an S3 bucket, with two tenants' keys."""
+@pytest.fixture
+def stack_env(make_stack, s3_server):
+    """A running stack whose store is an S3 bucket, with two tenants' keys."""
     own, other = "avl_own_" + secrets.token_urlsafe(16), "avl_other_" + secrets.token_urlsafe(16)
-    env = {"AVLORA_LEDGER_KEYS": f"local:{own},other:{other}"}
-    if request.param == "s3":
-        server, prefix = request.getfixturevalue("s3_server"), f"dl-{secrets.token_hex(4)}"
-        env |= server.env | {"AVLORA_STORE_URL": f"s3://{server.bucket}/{prefix}", "AVLORA_DOWNLOAD_URL_TTL_S": "8"}
-        store = S3Store(server.bucket, prefix, client=server.client())
+    prefix = f"dl-{secrets.token_hex(4)}"
+    env = {"AVLORA_LEDGER_KEYS": f"local:{own},other:{other}"} | s3_server.env | {
+        "AVLORA_STORE_URL": f"s3://{s3_server.bucket}/{prefix}", "AVLORA_DOWNLOAD_URL_TTL_S": "8"}
     stack = make_stack(env)
-    if request.param == "local":
-        store = LocalStore(stack.data_dir / "store")
+    store = S3Store(s3_server.bucket, prefix, client=s3_server.client())
     cli_env = os.environ | env | {"AVLORA_API_KEY": own}
-    return request.param, stack, cli_env, other, store
+    return stack, cli_env, other, store
 
 
 def cli(stack, env, *args):
@@ -45,7 +43,7 @@ def cli(stack, env, *args):
 
 
 def test_outputs_download_through_the_rpc_and_the_cli(stack_env, tmp_path):
-    backend, stack, env, other_key, store = stack_env
+    stack, env, other_key, store = stack_env
     data = write_demo_dataset("v2a", tmp_path / "demo.zip", clips=3, frames=17, size=(64, 64))
     job_id = cli(stack, env, "submit", "v2a", data, *SMALL).stdout.strip()
     watched = cli(stack, env, "watch", job_id, "--download", "--dir", tmp_path / "watched")
@@ -94,9 +92,6 @@ def test_outputs_download_through_the_rpc_and_the_cli(stack_env, tmp_path):
                                                    metadata=metadata, timeout=30))
         assert refused.value.code() == code, name
 
-    if backend == "local":
-        assert not job.download_urls
-        return
     assert set(job.download_urls) == set(outputs)
     # fresh URLs (on a loaded machine the ones above may be older than their 8 s)
     job = endpoints.jobs().GetJob(jobs_pb2.GetJobRequest(job_id=job_id), metadata=endpoints.auth, timeout=30)

@@ -34,6 +34,9 @@ def test_files_go_in_and_come_out_whole(store, tmp_path):
     copy = store.get_file(uri, tmp_path / "copy" / "big.bin")
     assert copy.read_bytes() == source.read_bytes()
     assert b"".join(store.chunks(uri, 1 << 20)) == source.read_bytes()
+    for offset in (0, 12345, source.stat().st_size - 7):  # what a ranged download reads
+        with store.open_read(uri, offset) as stream:
+            assert stream.read(100) == source.read_bytes()[offset:offset + 100]
     with store.local_file(uri) as local:
         assert local.read_bytes()[:100] == source.read_bytes()[:100]
     moved = store.move_file(files.output("moved.bin"), copy)  # put in, and the local file is gone
