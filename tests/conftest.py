@@ -26,10 +26,11 @@ from avlora.stack import SERVICES, Stack, free_port, nats_server_binary  # noqa:
 
 # The files that take longest (measured 2026-12-03), run first: pytest-xdist hands whole files to its
 # workers in collection order, so a long file collected last would leave one worker running alone.
-LONGEST_FIRST = ("test_trainer_acceleration.py", "test_scale_out.py", "test_nats_outage.py", "test_cli_stack.py",
-                 "test_downloads.py", "test_web_browser.py", "test_bench.py", "test_trainer_distributed.py",
-                 "test_webhooks.py", "test_observability.py", "test_supervisor.py", "test_trainer_resume_stack.py",
-                 "test_trainer_host_memory.py", "test_cancel_race.py")
+LONGEST_FIRST = ("test_cli_stack.py", "test_scale_out.py", "test_trainer_acceleration.py", "test_bench.py",
+                 "test_trainer_distributed.py", "test_web_browser.py", "test_trainer_resume_stack.py",
+                 "test_nats_outage.py", "test_downloads.py", "test_trainer_host_memory.py", "test_observability.py",
+                 "test_supervisor.py", "test_preprocess_server.py", "test_spine.py", "test_webhooks.py",
+                 "test_web.py", "test_ingest_inspect.py", "test_cancel_race.py")
 
 
 def pytest_collection_modifyitems(items):
