@@ -3,12 +3,14 @@ the ledger on SQLite, the three stage services and the web page, each a separate
 
 import json
 import os
+import random
 import secrets
 import shutil
 import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -26,10 +28,37 @@ LEDGER_EVENTS = "ledger_events"
 STACK_FILE = "stack.json"
 
 
+def _ports_outside_the_ephemeral_range() -> range:
+    """Ports the kernel never hands to an outgoing connection: those below its ephemeral range."""
+    try:
+        ephemeral_low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        ephemeral_low = 32768
+    return range(10000, max(ephemeral_low, 11000))
+
+
+_port_lock = threading.Lock()
+_next_port: list[int] = []  # where this process's walk through the ports is
+
+
 def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+    """A port nothing listens on, for a process started a few seconds later. Not one the kernel
+    picks (bind to port 0): until the process binds it, any outgoing connection could take such a
+    port as its own. Each process walks the ports below the ephemeral range from a random start."""
+    ports = _ports_outside_the_ephemeral_range()
+    with _port_lock:
+        if not _next_port:
+            _next_port.append(random.randrange(len(ports)))
+        for _ in range(len(ports)):
+            port = ports[_next_port[0] % len(ports)]
+            _next_port[0] += 1
+            with socket.socket() as sock:
+                try:
+                    sock.bind(("127.0.0.1", port))
+                except OSError:
+                    continue
+                return port
+    raise RuntimeError(f"no free port from {ports.start} to {ports.stop - 1}")
 
 
 def packaged_binary(name: str, package: str) -> str:
