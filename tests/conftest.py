@@ -78,23 +78,41 @@ def tiny_model_dir(tmp_path_factory):
     return write_tiny_model(tmp_path_factory.mktemp("model") / "ltx23-tiny")
 
 
-@pytest.fixture
-def make_stack(tmp_path, tiny_model_dir):
-    """Starts real stacks (`avlora up`'s Stack) in tmp dirs; stops them after the test."""
-    stacks = []
+class StackStarter:
+    """Starts real stacks (`avlora up`'s Stack) under a folder, on the tiny model with the tests'
+    settings; `stop_all` stops them."""
 
-    def start(extra_env: dict | None = None, workers: dict | None = None, name: str = "stack",
-              services: tuple[str, ...] = SERVICES) -> Stack:
-        env = {"AVLORA_MODEL_DIR": str(tiny_model_dir), "AVLORA_ACK_WAIT_S": "4",
+    def __init__(self, folder: Path, tiny_model_dir: Path):
+        self.folder, self.tiny_model_dir, self.stacks = folder, tiny_model_dir, []
+
+    def __call__(self, extra_env: dict | None = None, workers: dict | None = None, name: str = "stack",
+                 services: tuple[str, ...] = SERVICES) -> Stack:
+        env = {"AVLORA_MODEL_DIR": str(self.tiny_model_dir), "AVLORA_ACK_WAIT_S": "4",
                "AVLORA_INGEST_ALLOW_NETWORKS": "127.0.0.0/8"} | (extra_env or {})
-        stack = Stack(tmp_path / name, extra_env=env, workers=workers, services=services)
-        stacks.append(stack)
+        stack = Stack(self.folder / name, extra_env=env, workers=workers, services=services)
+        self.stacks.append(stack)
         stack.start()
         return stack
 
-    yield start
-    for stack in stacks:
-        stack.stop()
+    def stop_all(self) -> None:
+        for stack in self.stacks:
+            stack.stop()
+
+
+@pytest.fixture
+def make_stack(tmp_path, tiny_model_dir):
+    """Starts stacks for one test; stops them after it."""
+    starter = StackStarter(tmp_path, tiny_model_dir)
+    yield starter
+    starter.stop_all()
+
+
+@pytest.fixture(scope="module")
+def make_module_stack(tmp_path_factory, tiny_model_dir):
+    """Starts stacks that a module's tests share; stops them after the module."""
+    starter = StackStarter(tmp_path_factory.mktemp("stacks"), tiny_model_dir)
+    yield starter
+    starter.stop_all()
 
 
 @pytest.fixture

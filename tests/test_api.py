@@ -1,5 +1,6 @@
 """The public JobService through a real ledger process and nats-server (started by the Stack)."""
 
+import contextlib
 import json
 import time
 import uuid
@@ -12,7 +13,6 @@ from avlora.auth import internal_metadata
 from avlora.params import MAX_PROMPT_CHARS, MAX_TRIGGER_CHARS, MAX_URL_CHARS
 from avlora.service import start_server
 from avlora.settings import Settings
-from avlora.stack import Stack
 from avlora.v1 import jobs_pb2, jobs_pb2_grpc, ledger_pb2, ledger_pb2_grpc, params_pb2, stages_pb2, stages_pb2_grpc
 from services.trainer.server import TrainerServicer
 
@@ -31,13 +31,12 @@ class InternalLedger:
                                                          **kw)
 
 
+@contextlib.contextmanager
 def connected(info: dict):
-    """(info, JobService stub, internal ledger) for a stack's information."""
-    channel = grpc.insecure_channel(info["ledger_addr"])
-    internal = grpc.insecure_channel(info["ledger_internal_addr"])
-    yield info, jobs_pb2_grpc.JobServiceStub(channel), InternalLedger(internal, info["internal_token"])
-    channel.close()
-    internal.close()
+    """(info, JobService stub, internal ledger) for a stack's information; closes the channels."""
+    with grpc.insecure_channel(info["ledger_addr"]) as channel, \
+            grpc.insecure_channel(info["ledger_internal_addr"]) as internal:
+        yield info, jobs_pb2_grpc.JobServiceStub(channel), InternalLedger(internal, info["internal_token"])
 
 
 def new_tenant(ledger: InternalLedger, name: str = "tenant") -> tuple[str, str]:
@@ -47,20 +46,15 @@ def new_tenant(ledger: InternalLedger, name: str = "tenant") -> tuple[str, str]:
 
 
 @pytest.fixture(scope="module")
-def shared_stack(tmp_path_factory, tiny_model_dir):
+def shared_stack(make_module_stack):
     """One ledger stack (NATS + ledger process) for the module's tests, each as a tenant of its own."""
-    stack = Stack(tmp_path_factory.mktemp("api") / "stack", services=("ledger",), extra_env={
-        "AVLORA_MODEL_DIR": str(tiny_model_dir), "AVLORA_ADMIN_KEY": ADMIN,
-        "AVLORA_INGEST_ALLOW_NETWORKS": "127.0.0.0/8"})
-    stack.start()
-    yield stack
-    stack.stop()
+    return make_module_stack(extra_env={"AVLORA_ADMIN_KEY": ADMIN}, services=("ledger",))
 
 
 @pytest.fixture
 def api(shared_stack):
     """The shared stack, with a fresh tenant's key as info["api_key"] (info["tenant"] its name)."""
-    for info, jobs, ledger in connected(dict(shared_stack.info)):
+    with connected(dict(shared_stack.info)) as (info, jobs, ledger):
         info["tenant"], info["api_key"] = new_tenant(ledger)
         yield info, jobs, ledger
 
@@ -69,7 +63,8 @@ def api(shared_stack):
 def own_api(make_stack):
     """A ledger stack of the test's own (its queue, logs and database are the test's alone)."""
     stack = make_stack(extra_env={"AVLORA_ADMIN_KEY": ADMIN}, services=("ledger",))
-    yield from connected(stack.info | {"tenant": "local"})
+    with connected(stack.info | {"tenant": "local"}) as api:
+        yield api
 
 
 def bearer(key):

@@ -16,8 +16,8 @@ from avlora.model.cache import (
     AUDIO_LATENTS, PROMPT_AUDIO, PROMPT_KEYS, PROMPT_MASK, PROMPT_VIDEO, REF_AUDIO_LATENTS, REF_VIDEO_LATENTS,
     VIDEO_LATENTS, from_bytes,
 )
-from avlora.modes import ModeKeys
 from avlora.model.encode import prompt_from_cache
+from avlora.modes import ModeKeys
 from avlora.store import ArtifactStore
 from avlora.v1 import dataset_pb2
 

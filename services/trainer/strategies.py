@@ -11,8 +11,7 @@ from pathlib import Path
 
 import torch
 
-from avlora.modes import ModeKeys
-from avlora.modes import MODES, Mode
+from avlora.modes import MODES, Mode, ModeKeys
 from services.trainer.data import Sample
 from services.trainer.media import write_reel, write_wav
 from services.trainer.tokens import Stream, audio_coords, pack_audio, pack_video, video_coords
